@@ -1,0 +1,3 @@
+"""coze-edge: a voice-assistant daemon for edge devices, speaking to Coze."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from coze_edge.cli import main
+
+raise SystemExit(main())

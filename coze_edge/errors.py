@@ -1,0 +1,183 @@
+"""
+Errors raised by coze_edge, and what each branch means for the caller.
+
+* CozeEdgeError
+    * ConfigError                 the config is unusable; exit 78, systemd does not restart
+    * AuthError                   no usable token and no way to get one; exit 77
+    * CozeAPIError                Coze answered with an error (code, msg, HTTP status, logid)
+        * BadRequestError         400 / 4000
+        * AuthenticationError     401 / 4100: refresh or log in again
+        * PermissionDeniedError   403 / 4101
+        * NotFoundError           404 / 4200
+        * RequestTimeoutError     408 (the SDKs' TimeoutError, renamed to not shadow the builtin)
+        * RateLimitError          429 / 4013
+        * InternalServerError     500 and other 5xx
+        * GatewayError            502
+    * ProtocolError
+        * LocalProtocolError      we drove a state machine wrongly: a bug
+        * RemoteProtocolError     Coze (or a peer) sent something we cannot accept
+    * TransientError              worth retrying after a backoff
+        * CozeUnavailable         websocket refused, closed or timed out; REST unreachable
+        * BrokerUnavailable       MQTT broker unreachable (never stops the audio path)
+        * AudioDeviceLost         microphone or speaker vanished or busy
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+EXIT_OK = 0
+EXIT_CONFIG = 78  # EX_CONFIG
+EXIT_NO_AUTH = 77  # EX_NOPERM
+
+
+class CozeEdgeError(Exception):
+    """Base of every error coze_edge raises on purpose."""
+
+
+class ConfigError(CozeEdgeError):
+    """The configuration cannot be used; ``problems`` holds (dotted key, message) pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]], *, source: str = "config") -> None:
+        self.problems = problems
+        self.source = source
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        lines = [f"{self.source}: {len(self.problems)} problem(s)"]
+        lines += [
+            f"  {key}: {message}" if key else f"  {message}" for key, message in self.problems
+        ]
+        return "\n".join(lines)
+
+
+class AuthError(CozeEdgeError):
+    """No usable credentials, and no way to get them without a person."""
+
+
+class CozeAPIError(CozeEdgeError):
+    """Coze answered with an error. ``logid`` is what Coze support asks for."""
+
+    def __init__(
+        self,
+        msg: str,
+        *,
+        code: int | str | None = None,
+        http_status: int | None = None,
+        logid: str | None = None,
+    ) -> None:
+        self.code = code
+        self.msg = msg
+        self.http_status = http_status
+        self.logid = logid
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        parts = [self.msg or "error"]
+        if self.code is not None:
+            parts.append(f"code={self.code}")
+        if self.http_status is not None:
+            parts.append(f"http={self.http_status}")
+        parts.append(f"logid={self.logid or '-'}")
+        return " ".join(parts)
+
+
+class BadRequestError(CozeAPIError):
+    pass
+
+
+class AuthenticationError(CozeAPIError):
+    pass
+
+
+class PermissionDeniedError(CozeAPIError):
+    pass
+
+
+class NotFoundError(CozeAPIError):
+    pass
+
+
+class RequestTimeoutError(CozeAPIError):
+    pass
+
+
+class RateLimitError(CozeAPIError):
+    pass
+
+
+class InternalServerError(CozeAPIError):
+    pass
+
+
+class GatewayError(CozeAPIError):
+    pass
+
+
+_BY_STATUS: dict[int, type[CozeAPIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    408: RequestTimeoutError,
+    429: RateLimitError,
+    502: GatewayError,
+}
+_BY_CODE: dict[int, type[CozeAPIError]] = {
+    4000: BadRequestError,
+    4100: AuthenticationError,
+    4101: PermissionDeniedError,
+    4200: NotFoundError,
+    4013: RateLimitError,
+    5000: InternalServerError,
+}
+
+
+def api_error(
+    msg: str,
+    *,
+    code: Any = None,
+    http_status: int | None = None,
+    logid: str | None = None,
+) -> CozeAPIError:
+    """The error class the official SDKs would pick: HTTP status first, then the body code."""
+    cls: type[CozeAPIError] = CozeAPIError
+    if http_status is not None and http_status in _BY_STATUS:
+        cls = _BY_STATUS[http_status]
+    elif isinstance(code, int) and code in _BY_CODE:
+        cls = _BY_CODE[code]
+    elif http_status is not None and http_status >= 500:
+        cls = InternalServerError
+    return cls(msg, code=code, http_status=http_status, logid=logid)
+
+
+class ProtocolError(CozeEdgeError):
+    pass
+
+
+class LocalProtocolError(ProtocolError):
+    """We drove a state machine wrongly: a bug in coze_edge."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """A peer sent something we cannot accept (malformed frame, wrong shape)."""
+
+
+class TransientError(CozeEdgeError):
+    """Worth retrying after a backoff; the supervisor does so."""
+
+
+class CozeUnavailable(TransientError):
+    def __init__(self, msg: str, *, logid: str | None = None, http_status: int | None = None):
+        self.logid = logid
+        self.http_status = http_status
+        suffix = f" (logid={logid})" if logid else ""
+        super().__init__(f"{msg}{suffix}")
+
+
+class BrokerUnavailable(TransientError):
+    pass
+
+
+class AudioDeviceLost(TransientError):
+    pass

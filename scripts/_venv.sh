@@ -1,0 +1,60 @@
+# Sourced by scripts/demo, scripts/test and scripts/bench: makes .venv with the project in it.
+# Usage: ensure_venv [EXTRAS]   (EXTRAS e.g. "test"; re-installs only when pyproject.toml changed)
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${COZE_EDGE_VENV:-$ROOT/.venv}"
+
+find_python() {
+    for candidate in python3.13 python3.12 python3.11 python3; do
+        if command -v "$candidate" >/dev/null 2>&1 &&
+            "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+            command -v "$candidate"
+            return 0
+        fi
+    done
+    echo "coze-edge needs Python >= 3.11 (with venv); none found" >&2
+    return 1
+}
+
+ensure_venv() {
+    local extras="${1:-}"
+    if [ ! -x "$VENV/bin/python" ]; then
+        echo "== creating $VENV"
+        "$(find_python)" -m venv "$VENV"
+        "$VENV/bin/python" -m pip install -q --upgrade pip
+    fi
+    local stamp
+    stamp="$VENV/.coze-edge-$(cat "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)-${extras:-runtime}"
+    if [ ! -f "$stamp" ]; then
+        echo "== installing coze-edge${extras:+[$extras]} into $VENV"
+        if [ -n "$extras" ]; then
+            "$VENV/bin/python" -m pip install -q -e "$ROOT[$extras]"
+        else
+            "$VENV/bin/python" -m pip install -q -e "$ROOT"
+        fi
+        if [ "$extras" = "test" ]; then
+            # The official SDK as an independent reference client. It pins websockets<15,
+            # so it goes in without its pins; its real dependencies come from the test extra.
+            "$VENV/bin/python" -m pip install -q --no-deps "cozepy==0.20.0"
+        fi
+        touch "$stamp"
+    fi
+}
+
+ensure_apt() {
+    # ensure_apt PACKAGE...: installs the missing ones when root, else says what is missing.
+    local missing=()
+    for package in "$@"; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" ||
+            missing+=("$package")
+    done
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "== apt-get install ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    else
+        echo "!! missing system packages: ${missing[*]} (run as root, or install them)" >&2
+        return 1
+    fi
+}
