@@ -1,0 +1,70 @@
+"""
+The two seams between the conversation driver and sound: a microphone and a speaker.
+
+Adapters: ``file_audio`` (WAV files; tests, demo, headless checks) and the PortAudio ones.
+Both are async context managers; audio flows only between ``__aenter__`` and
+``__aexit__``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Protocol, Self
+
+
+class Microphone(Protocol):
+    """Captured audio, in the capture format (16 kHz mono s16le)."""
+
+    overruns: int
+    """Blocks dropped because the reader fell behind."""
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> None: ...
+
+    def frames(self) -> AsyncIterator[bytes]:
+        """Blocks of ``block_ms`` each, as they are captured; never ends by itself."""
+
+
+class Speaker(Protocol):
+    """Plays mono s16le at ``rate``."""
+
+    rate: int
+    underruns: int
+    """Times the device wanted audio mid-stream and the queue was empty."""
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> None: ...
+
+    def play_nowait(self, pcm: bytes) -> None:
+        """Queue audio after whatever is queued; never blocks."""
+
+    def flush(self) -> None:
+        """Drop everything queued; the speaker is silent within one block."""
+
+    async def wait_drained(self) -> None:
+        """Return once nothing is queued or playing."""
+
+    def set_volume(self, percent: int) -> None:
+        """Software gain 0..100 for audio played from now on (100 leaves samples unchanged)."""
+
+    @property
+    def playing(self) -> bool:
+        """Audio is queued or playing."""
+
+    def played_ms(self) -> float:
+        """Milliseconds of audio actually played so far (metrics, tests)."""

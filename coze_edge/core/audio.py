@@ -1,0 +1,152 @@
+"""
+PCM arithmetic: formats, gain, level, framing and the pre-roll ring. Pure computation.
+
+All audio inside coze_edge is signed little-endian integer PCM ("s16le" unless a format
+says otherwise); a *sample frame* is one sample for every channel.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class AudioFormat:
+    """Rate, channel count and bytes per sample of a PCM stream."""
+
+    rate: int
+    """Sample frames per second."""
+
+    channels: int = 1
+
+    sample_width: int = 2
+    """Bytes per sample: 2 is 16-bit."""
+
+    def __post_init__(self) -> None:
+        if self.rate <= 0:
+            raise ValueError(f"rate must be positive, got {self.rate}")
+        if self.channels < 1:
+            raise ValueError(f"channels must be at least 1, got {self.channels}")
+        if self.sample_width not in (1, 2, 3, 4):
+            raise ValueError(f"sample_width must be 1 to 4 bytes, got {self.sample_width}")
+
+    @property
+    def frame_size(self) -> int:
+        """Bytes per sample frame (all channels)."""
+        return self.channels * self.sample_width
+
+    def bytes_per_ms(self) -> float:
+        """Bytes of audio per millisecond (32.0 for 16 kHz mono s16le)."""
+        return self.rate * self.frame_size / 1000
+
+    def frame_bytes(self, ms: int) -> int:
+        """Bytes of ``ms`` milliseconds, rounded down to whole sample frames."""
+        return self.rate * ms // 1000 * self.frame_size
+
+    def duration_ms(self, nbytes: int) -> float:
+        """Milliseconds that ``nbytes`` of audio last."""
+        return nbytes * 1000 / (self.rate * self.frame_size)
+
+
+CAPTURE: Final = AudioFormat(16000)
+"""What microphones deliver and Coze receives: 16 kHz mono s16le."""
+
+
+def gain_factor(percent: int) -> float:
+    """
+    The amplitude factor for a volume in percent (clamped to 0..100).
+
+    Loudness is perceived roughly logarithmically, so a linear amplitude scale crowds all
+    the audible change into the bottom of the range; squaring the fraction spreads it out
+    (50 % is -12 dB, 25 % is -24 dB) while keeping 0 silent and 100 untouched.
+    """
+    fraction = min(max(percent, 0), 100) / 100
+    return fraction * fraction
+
+
+def apply_gain(pcm: bytes, percent: int) -> bytes:
+    """
+    Scale s16le audio for a volume in percent.
+
+    100 returns ``pcm`` itself (byte for byte), 0 returns silence of the same length;
+    results are rounded and clipped to the 16-bit range, never wrapped. A trailing odd
+    byte (half a sample) is kept as it is.
+    """
+    if percent >= 100:
+        return pcm
+    whole = len(pcm) - len(pcm) % 2
+    if percent <= 0:
+        return bytes(whole) + pcm[whole:]
+    samples = np.frombuffer(pcm, dtype="<i2", count=whole // 2).astype(np.float64)
+    scaled = np.clip(np.rint(samples * gain_factor(percent)), -32768, 32767)
+    return scaled.astype("<i2").tobytes() + pcm[whole:]
+
+
+def rms(pcm: bytes) -> float:
+    """Root mean square of s16le samples (0.0 for no samples); full scale is 32768."""
+    count = len(pcm) // 2
+    if count == 0:
+        return 0.0
+    samples = np.frombuffer(pcm, dtype="<i2", count=count).astype(np.float64)
+    return math.sqrt(float(np.mean(samples * samples)))
+
+
+class FrameSplitter:
+    """Accumulates arbitrary byte chunks and yields whole frames of ``size`` bytes."""
+
+    def __init__(self, size: int) -> None:
+        if size <= 0:
+            raise ValueError(f"frame size must be positive, got {size}")
+        self.size = size
+        self._pending = bytearray()
+
+    def push(self, data: bytes) -> list[bytes]:
+        """Add ``data``; return every whole frame now available, oldest first."""
+        self._pending += data
+        size = self.size
+        whole = len(self._pending) - len(self._pending) % size
+        frames = [bytes(self._pending[i : i + size]) for i in range(0, whole, size)]
+        del self._pending[:whole]
+        return frames
+
+    @property
+    def pending(self) -> int:
+        """Bytes kept back, waiting to complete a frame."""
+        return len(self._pending)
+
+    def clear(self) -> None:
+        self._pending.clear()
+
+
+class PreRoll:
+    """Keeps the newest ``capacity`` bytes of the audio pushed into it."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 0:
+            raise ValueError(f"capacity must not be negative, got {capacity}")
+        self.capacity = capacity
+        self._buffer = bytearray()
+
+    def push(self, frame: bytes) -> None:
+        if self.capacity == 0:
+            return
+        self._buffer += frame
+        excess = len(self._buffer) - self.capacity
+        if excess > 0:
+            del self._buffer[:excess]
+
+    def take(self) -> bytes:
+        """Everything kept, oldest first; the ring is empty afterwards."""
+        audio = bytes(self._buffer)
+        self._buffer.clear()
+        return audio
+
+    def __len__(self) -> int:
+        return len(self._buffer)
+
+    def clear(self) -> None:
+        self._buffer.clear()

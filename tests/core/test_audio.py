@@ -1,0 +1,168 @@
+"""PCM arithmetic: formats, gain, level, framing, pre-roll."""
+
+from __future__ import annotations
+
+import ast
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import coze_edge.core
+from coze_edge.core.audio import (
+    CAPTURE,
+    AudioFormat,
+    FrameSplitter,
+    PreRoll,
+    apply_gain,
+    gain_factor,
+    rms,
+)
+
+DOES_IO = {"asyncio", "socket", "time", "sounddevice", "websockets", "httpx", "aiomqtt"}
+
+
+def pcm(*samples: int) -> bytes:
+    return np.array(samples, dtype="<i2").tobytes()
+
+
+def samples(data: bytes) -> list[int]:
+    return [int(s) for s in np.frombuffer(data, dtype="<i2")]
+
+
+def test_capture_format_arithmetic() -> None:
+    """16 kHz mono s16le is 32 bytes per ms and 640 bytes per 20 ms frame."""
+    assert AudioFormat(16000, 1, 2) == CAPTURE
+    assert CAPTURE.bytes_per_ms() == 32.0
+    assert CAPTURE.frame_bytes(20) == 640
+    assert CAPTURE.duration_ms(640) == 20.0
+
+
+def test_frame_bytes_rounds_down_to_whole_sample_frames() -> None:
+    """A duration that is not a whole number of samples gives whole stereo frames."""
+    cd = AudioFormat(44100, channels=2)
+    assert cd.frame_bytes(10) == 441 * 4
+    assert cd.frame_bytes(1) == 44 * 4  # 44.1 samples -> 44
+    assert cd.bytes_per_ms() == pytest.approx(176.4)
+    assert cd.duration_ms(176400) == 1000.0
+
+
+@pytest.mark.parametrize(("rate", "channels", "width"), [(0, 1, 2), (16000, 0, 2), (16000, 1, 5)])
+def test_impossible_formats_are_rejected(rate: int, channels: int, width: int) -> None:
+    """A format with no rate, no channels or an odd sample size is an error."""
+    with pytest.raises(ValueError, match="must"):
+        AudioFormat(rate, channels, width)
+
+
+def test_full_volume_leaves_audio_untouched() -> None:
+    """At 100 % the very same bytes come back."""
+    audio = pcm(-32768, -1, 0, 1, 32767)
+    assert apply_gain(audio, 100) is audio
+
+
+def test_zero_volume_is_silence_of_the_same_length() -> None:
+    """At 0 % every sample is zero."""
+    assert apply_gain(pcm(-32768, 5, 32767), 0) == bytes(6)
+
+
+def test_half_volume_is_a_quarter_of_the_amplitude() -> None:
+    """50 % scales amplitude by 0.25 (-12 dB), rounding to the nearest sample value."""
+    assert gain_factor(50) == 0.25
+    assert samples(apply_gain(pcm(1000, -1000, 6, 32767, -32768), 50)) == [
+        250,
+        -250,
+        2,
+        8192,
+        -8192,
+    ]
+
+
+def test_volume_outside_the_range_is_clamped() -> None:
+    """Above 100 changes nothing, below 0 is silence."""
+    audio = pcm(1200, -1200)
+    assert apply_gain(audio, 150) == audio
+    assert apply_gain(audio, -5) == bytes(4)
+
+
+@given(st.binary(max_size=200), st.integers(0, 100))
+def test_gain_never_grows_flips_or_resizes_a_sample(audio: bytes, percent: int) -> None:
+    """Every scaled sample keeps its sign and is no louder; the length is unchanged."""
+    out = apply_gain(audio, percent)
+    assert len(out) == len(audio)
+    whole = len(audio) - len(audio) % 2
+    assert out[whole:] == audio[whole:]
+    for before, after in zip(samples(audio[:whole]), samples(out[:whole]), strict=True):
+        assert abs(after) <= abs(before)
+        assert after == 0 or (after > 0) == (before > 0)
+
+
+def test_rms_of_a_sine_is_its_amplitude_over_root_two() -> None:
+    """A full-cycle sine of amplitude A measures A / sqrt(2)."""
+    t = np.arange(1600) / 16000
+    sine = np.rint(10000 * np.sin(2 * np.pi * 500 * t)).astype("<i2").tobytes()
+    assert rms(sine) == pytest.approx(10000 / math.sqrt(2), rel=1e-3)
+    assert rms(bytes(640)) == 0.0
+    assert rms(b"") == 0.0
+
+
+def test_splitter_yields_whole_frames_and_keeps_the_rest() -> None:
+    """Chunks of any size come out as whole frames; the remainder waits."""
+    splitter = FrameSplitter(4)
+    assert splitter.push(b"abc") == []
+    assert splitter.pending == 3
+    assert splitter.push(b"defghij") == [b"abcd", b"efgh"]
+    assert splitter.pending == 2
+    assert splitter.push(b"kl") == [b"ijkl"]
+    splitter.push(b"xy")
+    splitter.clear()
+    assert splitter.push(b"1234") == [b"1234"]
+
+
+@given(st.lists(st.binary(max_size=50), max_size=20), st.integers(1, 16))
+def test_splitter_output_is_the_input_in_order(chunks: list[bytes], size: int) -> None:
+    """Joined frames plus what is pending are exactly the input."""
+    splitter = FrameSplitter(size)
+    frames = [frame for chunk in chunks for frame in splitter.push(chunk)]
+    assert all(len(frame) == size for frame in frames)
+    joined = b"".join(frames)
+    data = b"".join(chunks)
+    assert joined == data[: len(joined)]
+    assert splitter.pending == len(data) - len(joined) < size
+
+
+def test_pre_roll_keeps_only_the_newest_bytes() -> None:
+    """Pushes beyond the capacity drop the oldest bytes; take() empties the ring."""
+    ring = PreRoll(6)
+    for frame in (b"aa", b"bb", b"cc", b"dd"):
+        ring.push(frame)
+    assert len(ring) == 6
+    assert ring.take() == b"bbccdd"
+    assert ring.take() == b""
+    ring.push(b"0123456789")
+    assert ring.take() == b"456789"
+
+
+def test_pre_roll_of_zero_keeps_nothing() -> None:
+    """A ring without capacity stays empty."""
+    ring = PreRoll(0)
+    ring.push(b"abcd")
+    assert ring.take() == b""
+
+
+def test_core_audio_modules_do_no_io() -> None:
+    """audio, endpointer and earcons import no module that does I/O or reads a clock."""
+    core = Path(coze_edge.core.__file__).parent
+    for name in ("audio.py", "endpointer.py", "earcons.py"):
+        tree = ast.parse((core / name).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            else:
+                continue
+            roots = {n.split(".")[0] for n in names}
+            assert not roots & DOES_IO, f"{name} imports {names}"
