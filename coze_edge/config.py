@@ -461,10 +461,14 @@ class WakeConfig:
     sensitivity: float = 0.5
     """From 0 (fewest false wakes) to 1 (fewest missed wakes)."""
 
+    follow_up_s: float = 5.0
+    """After a reply, speech alone may answer for this long (0 = always say the wake word)."""
+
     def problems(self) -> Iterator[Problem]:
         """What is wrong with these values; keys are relative to the section."""
         yield from _one_of("word", self.word, (*WAKE_WORDS, None))
         yield from _between("sensitivity", self.sensitivity, 0, 1)
+        yield from _between("follow_up_s", self.follow_up_s, 0, 60)
 
 
 @dataclass(frozen=True, slots=True)

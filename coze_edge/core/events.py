@@ -406,7 +406,9 @@ def _tool_calls(f: _Fields) -> tuple[ToolCall, ...]:
     for call in calls:
         if not isinstance(call, dict) or not isinstance(call.get("id"), str):
             raise RemoteProtocolError(f"{f.event_type}: malformed tool call")
-        function = call.get("function") if isinstance(call.get("function"), dict) else {}
+        function = call.get("function")
+        if not isinstance(function, dict):
+            function = {}
         out.append(
             ToolCall(call["id"], str(function.get("name", "")), str(function.get("arguments", "")))
         )

@@ -1,0 +1,166 @@
+"""
+In-process echo cancellation, noise suppression, high-pass filter and automatic gain:
+WebRTC's audio processing module, as ``livekit.rtc.AudioProcessingModule`` (the optional
+extra ``coze-edge[aec]``; imported only when an ``AudioProcessor`` is made).
+
+The echo canceller learns the path from the speaker to the microphone by comparing what
+the microphone hears with what the speaker was given (the *render* or far-end stream).
+Feed the render stream at the moment audio is handed to the sound device, and tell
+``set_stream_delay_ms`` how long the device takes from there to the air and back from the
+microphone; the canceller also estimates the delay itself. Both streams go through the
+module in 10 ms frames. The module itself delays the capture a little: measured at 16 kHz,
+4 ms (64 samples) with echo cancellation on, 6 ms with noise suppression; the high-pass
+filter alone adds no delay.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Final
+
+from coze_edge.adapters.resample import StreamResampler
+from coze_edge.core.audio import AudioFormat
+
+if TYPE_CHECKING:
+    from livekit.rtc import AudioFrame, AudioProcessingModule
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT: Final = "pip install coze-edge[aec]"
+
+
+class ApmUnavailable(ImportError):
+    """The ``livekit`` package (WebRTC's audio processing) is not installed or won't load."""
+
+
+def _load() -> tuple[type[AudioProcessingModule], type[AudioFrame]]:
+    try:
+        from livekit.rtc import AudioFrame, AudioProcessingModule
+    except ImportError as exc:
+        raise ApmUnavailable(
+            f"echo cancellation needs the livekit package: {INSTALL_HINT} ({exc})"
+        ) from exc
+    return AudioProcessingModule, AudioFrame
+
+
+def available() -> bool:
+    """True if ``AudioProcessor`` can be used (``livekit`` imports)."""
+    try:
+        _load()
+    except ImportError:
+        return False
+    return True
+
+
+class AudioProcessor:
+    """
+    Cleans microphone audio (mono s16le at ``rate``) with WebRTC's audio processing.
+
+    ``process_capture`` returns exactly as many bytes as it is given. Audio goes through
+    the module in whole 10 ms frames. The first time a chunk leaves part of a frame
+    waiting, 10 ms of silence is inserted and the output runs 10 ms late from then on,
+    which covers every later remainder; this never happens while every chunk is a whole
+    number of 10 ms frames, as the 20 ms VAD frames and 60 ms microphone blocks are.
+    ``delay_samples`` says how much was inserted. The render stream may come at any rate
+    (the speaker's); it is resampled to ``rate``.
+
+    About 70 microseconds of CPU per 10 ms frame pair (render and capture) here.
+    """
+
+    def __init__(
+        self,
+        *,
+        rate: int = 16000,
+        echo_cancellation: bool = True,
+        noise_suppression: bool = False,
+        high_pass: bool = False,
+        auto_gain: bool = False,
+    ) -> None:
+        module_class, self._frame_class = _load()
+        if rate <= 0 or rate % 100:
+            raise ValueError(f"rate must be a positive multiple of 100 Hz, got {rate}")
+        self.rate = rate
+        self.echo_cancellation = echo_cancellation
+        self._fmt = AudioFormat(rate)
+        self._frame_bytes = self._fmt.frame_bytes(10)
+        try:
+            self._module = module_class(
+                echo_cancellation=echo_cancellation,
+                noise_suppression=noise_suppression,
+                high_pass_filter=high_pass,
+                auto_gain_control=auto_gain,
+            )
+        except ImportError as exc:  # livekit loads its native library on first use
+            raise ApmUnavailable(
+                f"livekit's native library does not load: {exc}; reinstall: {INSTALL_HINT}"
+            ) from exc
+        self._capture_pending = b""
+        self._ready = bytearray()  # processed capture audio not yet returned
+        self._delay_bytes = 0
+        self._render_pending = b""
+        self._render_rate: int | None = None
+        self._render_resampler: StreamResampler | None = None
+        log.debug(
+            "= audio processing at %d Hz: aec=%s ns=%s hpf=%s agc=%s",
+            rate,
+            echo_cancellation,
+            noise_suppression,
+            high_pass,
+            auto_gain,
+        )
+
+    @property
+    def delay_samples(self) -> int:
+        """Silence inserted ahead of the capture stream to carry partial frames."""
+        return self._delay_bytes // 2
+
+    def set_stream_delay_ms(self, ms: int) -> None:
+        """
+        How long from handing render audio to ``process_render`` until its echo reaches
+        ``process_capture`` (output latency plus input latency); a hint for the canceller.
+        """
+        if ms < 0:
+            raise ValueError(f"stream delay must not be negative, got {ms}")
+        if self.echo_cancellation:  # WebRTC: set if and only if echo processing is on
+            self._module.set_stream_delay_ms(ms)
+
+    def process_render(self, pcm: bytes, rate: int) -> None:
+        """The far-end (what the speaker is given now): mono s16le at ``rate``, any length."""
+        if rate != self._render_rate:
+            if rate <= 0:
+                raise ValueError(f"rate must be positive, got {rate}")
+            self._render_rate = rate
+            self._render_pending = b""
+            self._render_resampler = None if rate == self.rate else StreamResampler(rate, self.rate)
+        if self._render_resampler is not None:
+            pcm = self._render_resampler.process(pcm)
+        data = self._render_pending + pcm if self._render_pending else pcm
+        size = self._frame_bytes
+        whole = len(data) - len(data) % size
+        self._render_pending = data[whole:]
+        for start in range(0, whole, size):
+            frame = self._frame(data[start : start + size])
+            self._module.process_reverse_stream(frame)
+
+    def process_capture(self, pcm: bytes) -> bytes:
+        """Near-end microphone audio in, cleaned audio of the same length out."""
+        data = self._capture_pending + pcm if self._capture_pending else pcm
+        size = self._frame_bytes
+        whole = len(data) - len(data) % size
+        self._capture_pending = data[whole:]
+        for start in range(0, whole, size):
+            frame = self._frame(data[start : start + size])
+            self._module.process_stream(frame)
+            self._ready += frame.data.tobytes()
+        if len(self._ready) < len(pcm):
+            # Part of a frame is waiting, for the first time (later on the delay covers it:
+            # a remainder is always shorter than a frame). Run one frame late from now on.
+            self._ready[0:0] = bytes(size)
+            self._delay_bytes = size
+            log.debug("= capture runs 10 ms late from now on, to carry partial frames")
+        out = bytes(self._ready[: len(pcm)])
+        del self._ready[: len(pcm)]
+        return out
+
+    def _frame(self, pcm: bytes) -> AudioFrame:
+        return self._frame_class(bytearray(pcm), self.rate, 1, len(pcm) // 2)

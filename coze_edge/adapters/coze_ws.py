@@ -1,0 +1,158 @@
+"""
+The Coze voice-chat WebSocket (``/v1/chat``) on ``websockets``: JSON frames <-> core.events.
+
+Library errors stop here: callers see ``CozeUnavailable`` (retry later),
+``AuthenticationError`` (refresh the token) or another ``CozeAPIError`` from a refused
+handshake, each with the Coze ``logid``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from types import TracebackType
+from urllib.parse import urlencode
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+from coze_edge import __version__
+from coze_edge.core.events import (
+    MAX_FRAME_BYTES,
+    AudioAppend,
+    ClientEvent,
+    ServerEvent,
+    decode,
+    encode,
+    frame_logid,
+)
+from coze_edge.errors import CozeUnavailable, RemoteProtocolError, api_error
+
+log = logging.getLogger(__name__)
+
+CHAT_PATH = "/v1/chat"
+
+
+@dataclass(frozen=True, slots=True)
+class SocketSettings:
+    ws_base: str
+    bot_id: str
+    device_id: str | None = None
+    open_timeout_s: float = 10.0
+    ping_interval_s: float | None = 20.0
+    ping_timeout_s: float | None = 20.0
+
+    def url(self) -> str:
+        query = {"bot_id": self.bot_id}
+        if self.device_id:
+            query["device_id"] = self.device_id
+        return f"{self.ws_base.rstrip('/')}{CHAT_PATH}?{urlencode(query)}"
+
+
+def _refusal(exc: websockets.InvalidStatus) -> Exception:
+    """The error for a handshake Coze answered with an HTTP error."""
+    response = exc.response
+    logid = response.headers.get("X-Tt-Logid")
+    code: int | str | None = None
+    msg = f"websocket handshake refused: HTTP {response.status_code}"
+    with contextlib.suppress(ValueError, UnicodeDecodeError):
+        body = json.loads(response.body or b"")
+        if isinstance(body, dict):
+            code = body.get("code") if isinstance(body.get("code"), int) else None
+            if isinstance(body.get("msg"), str) and body["msg"]:
+                msg = f"{msg}: {body['msg']}"
+            detail = body.get("detail")
+            if logid is None and isinstance(detail, dict) and isinstance(detail.get("logid"), str):
+                logid = detail["logid"]
+    if response.status_code in (401, 403) or code in (4100, 4101):
+        return api_error(msg, code=code, http_status=response.status_code, logid=logid)
+    return CozeUnavailable(msg, logid=logid, http_status=response.status_code)
+
+
+class CozeSocket:
+    """One open voice-chat session. Use ``async with CozeSocket.open(...) as sock``."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self._ws = ws
+        self.logid: str | None = None
+        if ws.response is not None:
+            self.logid = ws.response.headers.get("X-Tt-Logid")
+        self.bad_frames = 0
+        self.sent_bytes = 0
+
+    @classmethod
+    async def open(cls, settings: SocketSettings, token: str) -> CozeSocket:
+        url = settings.url()
+        try:
+            ws = await connect(
+                url,
+                additional_headers={"Authorization": f"Bearer {token}"},
+                user_agent_header=f"coze-edge/{__version__}",
+                # JSON with base64 audio barely compresses: deflate would only cost CPU.
+                compression=None,
+                open_timeout=settings.open_timeout_s,
+                ping_interval=settings.ping_interval_s,
+                ping_timeout=settings.ping_timeout_s,
+                close_timeout=2,
+                max_size=MAX_FRAME_BYTES,
+                max_queue=64,
+            )
+        except websockets.InvalidStatus as exc:
+            raise _refusal(exc) from exc
+        except websockets.InvalidURI as exc:
+            raise CozeUnavailable(f"bad websocket URL {settings.ws_base!r}: {exc}") from exc
+        except (OSError, TimeoutError, websockets.InvalidHandshake) as exc:
+            raise CozeUnavailable(
+                f"cannot reach {settings.ws_base}: {exc or type(exc).__name__}"
+            ) from exc
+        sock = cls(ws)
+        log.info("connected to Coze %s (logid=%s)", settings.ws_base, sock.logid or "-")
+        return sock
+
+    async def __aenter__(self) -> CozeSocket:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def send(self, event: ClientEvent) -> None:
+        message = encode(event)
+        if not isinstance(event, AudioAppend):
+            log.debug("> %s", message if len(message) < 600 else event)
+        try:
+            await self._ws.send(message)
+        except websockets.ConnectionClosed as exc:
+            raise CozeUnavailable(f"websocket closed: {exc}", logid=self.logid) from exc
+        self.sent_bytes += len(message)
+
+    async def events(self) -> AsyncIterator[ServerEvent]:
+        """Every event Coze sends, until the socket closes (then CozeUnavailable)."""
+        while True:
+            try:
+                frame = await self._ws.recv()
+            except websockets.ConnectionClosed as exc:
+                raise CozeUnavailable(f"websocket closed: {exc}", logid=self.logid) from exc
+            try:
+                event = decode(frame)
+            except RemoteProtocolError as exc:
+                # One bad frame must not end a conversation; count it and say so once.
+                self.bad_frames += 1
+                log.warning(
+                    "! ignored a bad frame from Coze: %s (logid=%s)",
+                    exc,
+                    frame_logid(frame) or self.logid or "-",
+                )
+                continue
+            log.debug("< %s", event)
+            yield event
+
+    async def close(self) -> None:
+        await self._ws.close()

@@ -1,0 +1,709 @@
+"""
+The conversation state machine: microphone audio, Coze events, commands and the time in;
+the effects to carry out come back from every call. No I/O, no clock, no asyncio.
+
+States (CONTRACT.md): CONNECTING until Coze confirmed ``chat.update``; IDLE waiting for
+speech; LISTENING while the user talks (audio streams upstream); THINKING after the turn
+was committed, until reply audio arrives; SPEAKING while the reply plays. Every state but
+IDLE has a deadline, so the device never sits in one forever.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, Protocol
+
+from coze_edge.core.endpointer import (
+    Endpointer,
+    EndpointEvent,
+    SpeechContinues,
+    SpeechEnded,
+    SpeechStarted,
+)
+from coze_edge.core.events import (
+    AudioAppend,
+    AudioClear,
+    AudioComplete,
+    AudioCompleted,
+    AudioDelta,
+    ChatCancel,
+    ChatCanceled,
+    ChatCompleted,
+    ChatFailed,
+    ChatRequiresAction,
+    ChatStarted,
+    ChatUpdate,
+    ChatUpdated,
+    ClientEvent,
+    GenerateAudio,
+    MessageCompleted,
+    ServerError,
+    ServerEvent,
+    ServerSpeechStarted,
+    ServerSpeechStopped,
+    SubmitToolOutputs,
+    TranscriptCompleted,
+    TranscriptUpdate,
+)
+from coze_edge.core.status import State
+from coze_edge.core.wake import WakeGate
+from coze_edge.errors import LocalProtocolError
+
+log = logging.getLogger(__name__)
+
+EarconKind = Literal["listening", "wake", "error", "unauthorized", "done"]
+
+# Error codes that mean the token is bad: refresh it and reconnect (coze-protocol.md 1.7).
+TOKEN_INVALID_CODES: Final = frozenset({4100, 700012006})
+
+# What a user can do about the codes a voice session is likely to meet.
+ERROR_HINTS: Final[dict[int, str]] = {
+    4000: "request rejected as malformed",
+    4006: "coze.bot_id is wrong or not accessible with this token",
+    4008: "daily usage limit of this bot reached",
+    4009: "Coze is busy; retrying",
+    4011: "the Coze account's token balance is insufficient",
+    4015: "the bot is not published to the API channel: publish it as API in Coze",
+    4016: "another chat is running in this conversation",
+    4020: "request quota (RPM) exceeded",
+    4100: "the access token is invalid or expired",
+    4101: "the token lacks the 'chat' permission or the bot's workspace",
+    4102: "blocked by Coze risk control",
+    5000: "Coze internal error; retrying",
+}
+
+_TRANSITIONS: Final[dict[State, frozenset[State]]] = {
+    State.CONNECTING: frozenset({State.IDLE}),
+    State.IDLE: frozenset({State.LISTENING, State.SPEAKING, State.CONNECTING}),
+    State.LISTENING: frozenset({State.THINKING, State.IDLE, State.CONNECTING}),
+    State.THINKING: frozenset({State.SPEAKING, State.LISTENING, State.IDLE, State.CONNECTING}),
+    State.SPEAKING: frozenset({State.LISTENING, State.IDLE, State.CONNECTING}),
+}
+
+
+# --------------------------------------------------------------------------- effects
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send an event to Coze."""
+
+    event: ClientEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Play:
+    """Queue reply audio on the speaker."""
+
+    pcm: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class FlushPlayback:
+    """Silence the speaker now and drop what is queued."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlayEarcon:
+    """Play a short local tone (never sent upstream)."""
+
+    kind: EarconKind
+
+
+@dataclass(frozen=True, slots=True)
+class Announce:
+    """The state changed (or the mute flag did): tell MQTT, systemd and the log."""
+
+    state: State
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """An event for the outside world (MQTT ``event`` topic, log)."""
+
+    type: str
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class WatchDrain:
+    """Report ``playback_drained`` once the speaker has played everything queued."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnect:
+    """Drop this connection and open a new one (after the usual backoff)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRejected:
+    """Coze said the token is bad: refresh it, then reconnect."""
+
+
+@dataclass(frozen=True, slots=True)
+class RememberConversation:
+    """Persist the Coze conversation id, so context survives a restart."""
+
+    conversation_id: str | None
+
+
+Effect = (
+    Send
+    | Play
+    | FlushPlayback
+    | PlayEarcon
+    | Announce
+    | Emit
+    | WatchDrain
+    | Reconnect
+    | TokenRejected
+    | RememberConversation
+)
+
+
+class _RecentIds:
+    """The last few chat ids we cancelled: bounded, so months of barge-ins cost nothing."""
+
+    def __init__(self, size: int = 16) -> None:
+        self._ids: dict[str, None] = {}
+        self._size = size
+
+    def add(self, chat_id: str) -> None:
+        self._ids[chat_id] = None
+        while len(self._ids) > self._size:
+            del self._ids[next(iter(self._ids))]
+
+    def discard(self, chat_id: str) -> None:
+        self._ids.pop(chat_id, None)
+
+    def __contains__(self, chat_id: object) -> bool:
+        return chat_id in self._ids
+
+
+class WakeDetector(Protocol):
+    """A wake-word spotter over capture-format audio (adapters/wakeword.py)."""
+
+    def process(self, pcm: bytes) -> bool:
+        """True when the wake word ended in this audio."""
+        ...
+
+    @property
+    def audio_s(self) -> float:
+        """Audio seen so far, in seconds."""
+        ...
+
+    last_detection_s: float | None
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    capture_rate: int = 16000
+    """Rate of the PCM the microphone delivers and Coze receives."""
+    output_rate: int = 24000
+    """Rate of the reply PCM asked of Coze."""
+    chunk_ms: int = 60
+    """Audio per ``input_audio_buffer.append``."""
+    reply_timeout_s: float = 15.0
+    """From the end of the user's turn (or the last reply event) to giving up on the reply."""
+    max_utterance_s: float = 15.0
+    """The longest a user turn may last before it is committed anyway."""
+    configure_timeout_s: float = 10.0
+    """How long ``chat.update`` may go unanswered before reconnecting."""
+    barge_in: bool = True
+    """The user may talk over the reply."""
+    voice_id: str | None = None
+    user_id: str | None = None
+    conversation_id: str | None = None
+    server_vad: bool = False
+    """True: Coze's VAD ends turns (``server_vad``); False: ours does (``client_interrupt``)."""
+    end_silence_ms: int = 700
+    """Silence that ends a turn, also told to the server VAD."""
+    follow_up_s: float = 5.0
+    """With a wake word: after a reply, speech alone may answer for this long."""
+
+    def chat_update(self, conversation_id: str | None) -> ChatUpdate:
+        chat_config: dict[str, Any] = {"auto_save_history": True}
+        if conversation_id:
+            chat_config["conversation_id"] = conversation_id
+        if self.user_id:
+            chat_config["user_id"] = self.user_id
+        output: dict[str, Any] = {"codec": "pcm", "pcm_config": {"sample_rate": self.output_rate}}
+        if self.voice_id:
+            output["voice_id"] = self.voice_id
+        turn: dict[str, Any] = {"type": "server_vad" if self.server_vad else "client_interrupt"}
+        if self.server_vad:
+            turn["silence_duration_ms"] = self.end_silence_ms
+        return ChatUpdate(
+            {
+                "chat_config": chat_config,
+                "input_audio": {
+                    "format": "pcm",
+                    "codec": "pcm",
+                    "sample_rate": self.capture_rate,
+                    "channel": 1,
+                    "bit_depth": 16,
+                },
+                "output_audio": output,
+                "turn_detection": turn,
+            }
+        )
+
+
+@dataclass(slots=True)
+class _Turn:
+    """What one user turn and its reply have seen so far (for the ``turn`` event)."""
+
+    started: float
+    ended: float | None = None
+    first_audio: float | None = None
+    chat_id: str | None = None
+    transcript: str = ""
+    reply_done: bool = False
+    audio_done: bool = False
+    audio_bytes: int = 0
+
+
+class Session:
+    """One owner calls these methods; each returns the effects to carry out, in order."""
+
+    def __init__(
+        self,
+        settings: SessionSettings,
+        endpointer: Endpointer,
+        wake: WakeDetector | None = None,
+    ) -> None:
+        self._settings = settings
+        self._endpointer = endpointer
+        self._wake = wake
+        self._gate = WakeGate(enabled=wake is not None, follow_up_s=settings.follow_up_s)
+        self.state = State.CONNECTING
+        self.muted = False
+        self.conversation_id = settings.conversation_id
+        self._deadline: float | None = None
+        self._chunk_bytes = settings.capture_rate * 2 * settings.chunk_ms // 1000
+        self._outgoing = bytearray()
+        self._turn: _Turn | None = None
+        self._canceled = _RecentIds()
+        self._play_end = 0.0  # when the audio queued so far will have played, at the latest
+        self._chat_id: str | None = None  # the bot chat currently producing output
+        self._configured = False
+        self.dropped_deltas = 0
+
+    # ------------------------------------------------------------------ helpers
+
+    def next_deadline(self) -> float | None:
+        deadlines = [d for d in (self._deadline, self._gate.next_deadline()) if d is not None]
+        return min(deadlines, default=None)
+
+    def _enter(self, new: State, *, deadline: float | None) -> list[Effect]:
+        self._deadline = deadline
+        if new is self.state:
+            return []
+        if new not in _TRANSITIONS[self.state]:
+            raise LocalProtocolError(f"{self.state.name} -> {new.name}")
+        log.debug("= %s -> %s", self.state.name, new.name)
+        self.state = new
+        return [Announce(new)]
+
+    def _append(self, audio: bytes, *, flush: bool = False) -> list[Effect]:
+        self._outgoing += audio
+        effects: list[Effect] = []
+        size = self._chunk_bytes
+        while len(self._outgoing) >= size:
+            effects.append(Send(AudioAppend(bytes(self._outgoing[:size]))))
+            del self._outgoing[:size]
+        if flush and self._outgoing:
+            effects.append(Send(AudioAppend(bytes(self._outgoing))))
+            self._outgoing.clear()
+        return effects
+
+    def _interrupt_reply(self) -> list[Effect]:
+        """Stop the bot: cancel its chat (if one runs) and silence the speaker."""
+        effects: list[Effect] = []
+        if self.state in (State.THINKING, State.SPEAKING):
+            effects.append(Send(ChatCancel()))
+            if self._chat_id is not None:
+                self._canceled.add(self._chat_id)
+                self._chat_id = None
+        if self.state is State.SPEAKING:
+            effects.append(FlushPlayback())
+        return effects
+
+    def _start_listening(self, speech: SpeechStarted, now: float) -> list[Effect]:
+        effects = self._interrupt_reply()
+        self._outgoing.clear()
+        self._turn = _Turn(started=now)
+        self._gate.turn_started(now)
+        effects += self._enter(State.LISTENING, deadline=now + self._settings.max_utterance_s)
+        return effects + self._append(speech.audio)
+
+    def _commit(self, now: float) -> list[Effect]:
+        effects = self._append(b"", flush=True)
+        if not self._settings.server_vad:
+            effects.append(Send(AudioComplete()))
+        if self._turn is not None:
+            self._turn.ended = now
+        self._endpointer.reset()
+        return effects + self._enter(State.THINKING, deadline=now + self._settings.reply_timeout_s)
+
+    def _back_to_idle(self) -> list[Effect]:
+        self._turn = None
+        self._chat_id = None
+        self._outgoing.clear()
+        return self._enter(State.IDLE, deadline=None)
+
+    def _fail_turn(self, message: str, **fields: Any) -> list[Effect]:
+        effects: list[Effect] = [Emit("error", {"message": message, **fields})]
+        effects.append(PlayEarcon("error"))
+        return effects + self._back_to_idle()
+
+    def _finish_turn(self, now: float) -> list[Effect]:
+        turn = self._turn
+        effects: list[Effect] = []
+        if turn is not None and turn.ended is not None:
+            figures: dict[str, Any] = {
+                "chat_id": turn.chat_id,
+                "speech_ms": round((turn.ended - turn.started) * 1000),
+                "total_ms": round((now - turn.ended) * 1000),
+            }
+            if turn.first_audio is not None:
+                figures["first_audio_ms"] = round((turn.first_audio - turn.ended) * 1000)
+            figures["reply_audio_ms"] = round(
+                turn.audio_bytes / (2 * self._settings.output_rate) * 1000
+            )
+            effects.append(Emit("turn", figures))
+        self._gate.reply_finished(now)
+        return effects + self._back_to_idle()
+
+    # ------------------------------------------------------------------ connection
+
+    def connected(self, now: float) -> list[Effect]:
+        """A new socket is open: configure it (nothing is appended before chat.updated)."""
+        self._configured = False
+        self._deadline = now + self._settings.configure_timeout_s
+        return [Send(self._settings.chat_update(self.conversation_id))]
+
+    def disconnected(self, now: float) -> list[Effect]:
+        """The socket is gone: whatever was in flight is lost; never replayed."""
+        effects: list[Effect] = []
+        if self.state is State.SPEAKING:
+            effects.append(FlushPlayback())
+        if self.state in (State.LISTENING, State.THINKING, State.SPEAKING):
+            effects.append(Emit("error", {"message": "connection to Coze lost mid-turn"}))
+        self._endpointer.reset()
+        self._outgoing.clear()
+        self._turn = None
+        self._chat_id = None
+        self._configured = False
+        if self.state is State.CONNECTING:
+            self._deadline = None
+            return effects
+        return effects + self._enter(State.CONNECTING, deadline=None)
+
+    # ------------------------------------------------------------------ microphone
+
+    def audio_captured(self, block: bytes, now: float) -> list[Effect]:
+        """Microphone audio in the capture format (any length)."""
+        if self.muted or self.state is State.CONNECTING:
+            return []
+        if self._settings.server_vad:
+            # Coze's VAD decides; stream everything (unless the reply is playing and the
+            # user may not interrupt, which would only make the bot hear itself).
+            if self.state is State.SPEAKING and not self._settings.barge_in:
+                return []
+            return [Send(AudioAppend(block))]
+        listening = self.state is State.LISTENING
+        if self._wake is not None and not listening and self._wake.process(block):
+            return self._woke(block, now)
+        effects: list[Effect] = []
+        for event in self._endpointer.feed(block):
+            effects += self._on_endpoint(event, now)
+        return effects
+
+    def _woke(self, block: bytes, now: float) -> list[Effect]:
+        """The wake word ended in ``block``: a turn opens with only the audio after it."""
+        assert self._wake is not None
+        heard = self._wake.last_detection_s
+        after_s = 0.0 if heard is None else max(0.0, self._wake.audio_s - heard)
+        keep = min(len(block), round(after_s * self._settings.capture_rate) * 2)
+        self._gate.woke(now)
+        self._endpointer.reset()
+        effects: list[Effect] = [PlayEarcon("wake")]
+        effects += self._start_listening(self._endpointer.force_start(), now)
+        for event in self._endpointer.feed(block[len(block) - keep :] if keep else b""):
+            effects += self._on_endpoint(event, now)
+        return effects
+
+    def _on_endpoint(self, event: EndpointEvent, now: float) -> list[Effect]:
+        match event:
+            case SpeechStarted():
+                if self.state is State.IDLE and self._gate.armed(now):
+                    return self._start_listening(event, now)
+                if (
+                    self._settings.barge_in
+                    and not self._gate.enabled  # with a wake word, only it interrupts
+                    and self.state in (State.THINKING, State.SPEAKING)
+                ):
+                    return self._start_listening(event, now)
+                return []
+            case SpeechContinues(audio):
+                return self._append(audio) if self.state is State.LISTENING else []
+            case SpeechEnded():
+                return self._commit(now) if self.state is State.LISTENING else []
+        return []  # pragma: no cover - exhaustive
+
+    # ------------------------------------------------------------------ coze
+
+    def received(self, event: ServerEvent, now: float) -> list[Effect]:
+        match event:
+            case ChatUpdated(config):
+                return self._on_configured(config)
+            case ServerError(code, msg, logid):
+                return self._on_error(code, msg, logid)
+            case TranscriptUpdate(content):
+                return []
+            case TranscriptCompleted(content):
+                if self._turn is not None:
+                    self._turn.transcript = content
+                return [Emit("transcript", {"text": content})]
+            case ChatStarted(chat_id, conversation_id):
+                effects: list[Effect] = []
+                if conversation_id and conversation_id != self.conversation_id:
+                    self.conversation_id = conversation_id
+                    effects.append(RememberConversation(conversation_id))
+                if chat_id in self._canceled:
+                    return effects
+                if self.state not in (State.THINKING, State.SPEAKING):
+                    # A chat of a turn the user already talked over (cancel raced it).
+                    self._canceled.add(chat_id)
+                    return effects
+                self._chat_id = chat_id
+                if self._turn is not None:
+                    self._turn.chat_id = chat_id
+                if self.state in (State.THINKING, State.SPEAKING):
+                    self._deadline = now + self._settings.reply_timeout_s
+                return effects
+            case MessageCompleted(chat_id, role, kind, content):
+                if role == "assistant" and kind == "answer" and chat_id not in self._canceled:
+                    return [Emit("reply", {"text": content, "chat_id": chat_id})]
+                return []
+            case AudioDelta(chat_id, audio):
+                return self._on_audio(chat_id, audio, now)
+            case AudioCompleted(chat_id):
+                if chat_id in self._canceled or self.state is not State.SPEAKING:
+                    return []
+                if self._turn is not None:
+                    self._turn.audio_done = True
+                self._deadline = None  # the speaker drains in bounded time
+                return [WatchDrain()]
+            case ChatCompleted(chat_id):
+                return self._on_chat_completed(chat_id, now)
+            case ChatFailed(chat_id, _, code, msg):
+                if chat_id in self._canceled:
+                    return []
+                effects = [FlushPlayback()] if self.state is State.SPEAKING else []
+                if self.state in (State.THINKING, State.SPEAKING):
+                    return effects + self._fail_turn(
+                        f"the bot failed to answer: {msg}",
+                        code=code,
+                        hint=ERROR_HINTS.get(code or 0),
+                    )
+                return effects
+            case ChatRequiresAction(chat_id, _, tool_calls):
+                # A client-side plugin this device does not have: answer so the chat goes on.
+                outputs = tuple(
+                    (call.id, '{"error": "this device runs no client-side plugins"}')
+                    for call in tool_calls
+                )
+                return [Send(SubmitToolOutputs(chat_id, outputs))]
+            case ChatCanceled():
+                # Server-side barge-in (server_vad) or our own cancel echoed back.
+                if self._chat_id is not None:
+                    self._canceled.add(self._chat_id)
+                    self._chat_id = None
+                if self.state is State.SPEAKING:
+                    return [FlushPlayback(), *self._back_to_idle()]
+                if self.state is State.THINKING:
+                    return self._back_to_idle()
+                return []
+            case ServerSpeechStarted():
+                if self.state is State.SPEAKING:
+                    effects = [FlushPlayback()]
+                    if self._chat_id is not None:
+                        self._canceled.add(self._chat_id)
+                        self._chat_id = None
+                    self._turn = _Turn(started=now)
+                    return effects + self._enter(
+                        State.LISTENING, deadline=now + self._settings.max_utterance_s
+                    )
+                if self.state is State.IDLE:
+                    self._turn = _Turn(started=now)
+                    return self._enter(
+                        State.LISTENING, deadline=now + self._settings.max_utterance_s
+                    )
+                return []
+            case ServerSpeechStopped():
+                if self.state is State.LISTENING:
+                    if self._turn is not None:
+                        self._turn.ended = now
+                    return self._enter(
+                        State.THINKING, deadline=now + self._settings.reply_timeout_s
+                    )
+                return []
+        return []
+
+    def _on_configured(self, config: Any) -> list[Effect]:
+        effects: list[Effect] = []
+        chat_config = config.get("chat_config") if isinstance(config, dict) else None
+        conversation_id = (
+            chat_config.get("conversation_id") if isinstance(chat_config, dict) else None
+        )
+        if isinstance(conversation_id, str) and conversation_id != self.conversation_id:
+            self.conversation_id = conversation_id
+            effects.append(RememberConversation(conversation_id))
+        self._configured = True
+        if self.state is State.CONNECTING:
+            effects += self._enter(State.IDLE, deadline=None)
+        return effects
+
+    def _on_error(self, code: int | None, msg: str, logid: str | None) -> list[Effect]:
+        hint = ERROR_HINTS.get(code or 0)
+        fields: dict[str, Any] = {"code": code, "logid": logid}
+        if hint:
+            fields["hint"] = hint
+        if code in TOKEN_INVALID_CODES:
+            return [Emit("error", {"message": msg, **fields}), TokenRejected()]
+        if not self._configured:
+            # chat.update itself was refused: a new connection starts from scratch.
+            return [
+                Emit("error", {"message": f"session setup refused: {msg}", **fields}),
+                Reconnect(f"chat.update refused (code {code})"),
+            ]
+        if self.state in (State.LISTENING, State.THINKING, State.SPEAKING):
+            flush: list[Effect] = [FlushPlayback()] if self.state is State.SPEAKING else []
+            self._endpointer.reset()
+            return flush + self._fail_turn(msg, **fields)
+        return [Emit("error", {"message": msg, **fields})]
+
+    def _on_audio(self, chat_id: str, audio: bytes, now: float) -> list[Effect]:
+        if chat_id in self._canceled or self.state in (State.LISTENING, State.CONNECTING):
+            self.dropped_deltas += 1
+            return []
+        effects: list[Effect] = []
+        if self.state in (State.IDLE, State.THINKING):
+            # IDLE: proactive speech (input_text.generate_audio, chat id "0").
+            effects += self._enter(State.SPEAKING, deadline=None)
+            self._play_end = now
+        # Give up only once the queued audio has played and nothing came for a while.
+        self._play_end = max(self._play_end, now) + len(audio) / (2 * self._settings.output_rate)
+        self._deadline = self._play_end + self._settings.reply_timeout_s
+        if self._turn is not None:
+            if self._turn.first_audio is None:
+                self._turn.first_audio = now
+            self._turn.audio_bytes += len(audio)
+        return [*effects, Play(audio)]
+
+    def _on_chat_completed(self, chat_id: str, now: float) -> list[Effect]:
+        if chat_id in self._canceled:
+            self._canceled.discard(chat_id)
+            return []
+        self._chat_id = None
+        effects: list[Effect] = []
+        if self._turn is not None:
+            self._turn.reply_done = True
+        if self.state is State.THINKING:
+            # A reply without audio (text only, or nothing to say).
+            return effects + self._finish_turn(now)
+        if self.state is State.SPEAKING:
+            self._deadline = None  # the speaker drains in bounded time
+            return [*effects, WatchDrain()]
+        return effects
+
+    def playback_drained(self, now: float) -> list[Effect]:
+        """The speaker played everything queued."""
+        if self.state is not State.SPEAKING:
+            return []
+        if self._turn is not None and not (self._turn.reply_done or self._turn.audio_done):
+            return []  # more audio may come; the reply deadline still guards us
+        return self._finish_turn(now)
+
+    # ------------------------------------------------------------------ time
+
+    def handle_timer(self, now: float) -> list[Effect]:
+        self._gate.handle_timer(now)
+        if self._deadline is None or now < self._deadline:
+            return []
+        self._deadline = None
+        match self.state:
+            case State.CONNECTING:
+                return [Reconnect("chat.update went unanswered")]
+            case State.LISTENING:
+                log.info("utterance reached %.0f s; committing it", self._settings.max_utterance_s)
+                return self._commit(now)
+            case State.THINKING:
+                return [
+                    Send(ChatCancel()),
+                    *self._fail_turn(f"no reply within {self._settings.reply_timeout_s:.0f} s"),
+                ]
+            case State.SPEAKING:
+                # The reply stalled mid-way: let what is queued play out, then stop waiting.
+                if self._chat_id is not None:
+                    self._canceled.add(self._chat_id)
+                return self._fail_turn("the reply stalled")
+        return []
+
+    # ------------------------------------------------------------------ commands
+
+    def listen(self, now: float) -> list[Effect]:
+        """Open a turn now, without waiting for speech onset."""
+        if self.muted or self.state not in (State.IDLE, State.THINKING, State.SPEAKING):
+            return []
+        effects: list[Effect] = [PlayEarcon("listening")]
+        return effects + self._start_listening(self._endpointer.force_start(), now)
+
+    def cancel(self, now: float) -> list[Effect]:
+        """Stop whatever the device is doing and go back to waiting."""
+        match self.state:
+            case State.LISTENING:
+                self._endpointer.reset()
+                return [Send(AudioClear()), *self._back_to_idle()]
+            case State.THINKING | State.SPEAKING:
+                return [*self._interrupt_reply(), *self._back_to_idle()]
+        return []
+
+    def set_muted(self, muted: bool, now: float) -> list[Effect]:
+        """Close (or reopen) the microphone: nothing goes upstream while muted."""
+        if muted == self.muted:
+            return []
+        self.muted = muted
+        self._endpointer.reset()
+        effects: list[Effect] = []
+        if muted and self.state is State.LISTENING:
+            effects += [Send(AudioClear()), *self._back_to_idle()]
+        return [*effects, Announce(self.state)]
+
+    def say(self, pieces: list[str], now: float) -> list[Effect]:
+        """Speak text through Coze's TTS (``input_text.generate_audio``)."""
+        if self.state is State.CONNECTING or not pieces:
+            return []
+        effects = self._interrupt_reply() if self.state in (State.THINKING, State.SPEAKING) else []
+        if self.state is State.LISTENING:
+            effects += [Send(AudioClear())]
+            self._endpointer.reset()
+        if self.state is not State.IDLE:
+            effects += self._back_to_idle()
+        return effects + [Send(GenerateAudio(piece)) for piece in pieces]
+
+    def new_conversation(self, now: float) -> list[Effect]:
+        """Forget the conversation: the next chat.update starts a fresh one."""
+        self.conversation_id = None
+        effects: list[Effect] = [RememberConversation(None)]
+        if self.state is not State.CONNECTING:
+            effects.append(Reconnect("new conversation"))
+        return effects

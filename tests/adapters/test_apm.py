@@ -1,0 +1,246 @@
+"""WebRTC's audio processing (through livekit) on a synthetic echo of real (espeak-ng) speech."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from coze_edge.adapters.apm import INSTALL_HINT, ApmUnavailable, AudioProcessor, available
+from coze_edge.adapters.resample import read_wav_as
+from coze_edge.core.audio import CAPTURE, AudioFormat
+
+DATA = Path(__file__).parents[1] / "data"
+RATE = CAPTURE.rate
+SPEAKER = AudioFormat(24000)
+ECHO_DELAY = RATE * 60 // 1000  # 60 ms from the speaker back into the microphone
+ECHO_GAIN = 0.5
+STEP_MS = 60  # a microphone block; the speaker is fed the same span of audio before it
+
+Signal = npt.NDArray[np.float64]
+
+
+def samples(pcm: bytes) -> Signal:
+    return np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+
+
+def s16(signal: Signal) -> bytes:
+    return bytes(np.clip(np.rint(signal), -32768, 32767).astype("<i2").tobytes())
+
+
+def level(signal: Signal) -> float:
+    return math.sqrt(float(np.mean(signal * signal))) if len(signal) else 0.0
+
+
+def correlation(a: Signal, b: Signal) -> float:
+    return float(np.dot(a, b) / math.sqrt(float(np.dot(a, a)) * float(np.dot(b, b))))
+
+
+def loud_span(signal: Signal) -> tuple[int, int]:
+    """First and last sample of the 20 ms frames above a tenth of the loudest one."""
+    frame = RATE // 50
+    frames = signal[: len(signal) // frame * frame].reshape(-1, frame)
+    energy = np.sqrt(np.mean(frames * frames, axis=1))
+    loud = np.flatnonzero(energy > 0.1 * energy.max())
+    return int(loud[0]) * frame, (int(loud[-1]) + 1) * frame
+
+
+@dataclass(frozen=True, slots=True)
+class EchoScene:
+    """What the speaker plays (at its own rate), and the echo of it at the microphone."""
+
+    far_24k: bytes
+    echo: Signal
+    copies: int
+    copy_len: int  # samples at 16 kHz
+
+
+def echo_scene(copies: int = 4) -> EchoScene:
+    """The weather question played ``copies`` times; the microphone hears it 60 ms late, -6 dB."""
+    path = DATA / "utterance-weather.wav"
+    far_16k = np.tile(samples(read_wav_as(path, CAPTURE)), copies)
+    far_24k = read_wav_as(path, SPEAKER) * copies
+    echo = np.zeros_like(far_16k)
+    echo[ECHO_DELAY:] = ECHO_GAIN * far_16k[:-ECHO_DELAY]
+    return EchoScene(far_24k, echo, copies, len(far_16k) // copies)
+
+
+def user_speech() -> Signal:
+    """'Tell me a joke.', cut out of two-utterances.wav (the second of its two utterances)."""
+    audio = samples(read_wav_as(DATA / "two-utterances.wav", CAPTURE))
+    second = audio[RATE * 4 :]  # the first utterance is over by 2.1 s, the second starts at 4.5 s
+    start, end = loud_span(second)
+    return second[start:end]
+
+
+def run(
+    processor: AudioProcessor,
+    far_24k: bytes,
+    near: Signal,
+    *,
+    render_chunks: list[int] | None = None,
+) -> tuple[Signal, float]:
+    """
+    Play ``far_24k`` and capture ``near`` in step, 60 ms at a time, the speaker's audio
+    first; returns the cleaned capture and the CPU seconds per 10 ms of audio.
+    """
+    near_pcm = s16(near)
+    capture_step = CAPTURE.frame_bytes(STEP_MS)
+    render_step = SPEAKER.frame_bytes(STEP_MS)
+    sizes = iter(render_chunks * (len(far_24k) // sum(render_chunks) + 1) if render_chunks else [])
+    out = bytearray()
+    started = time.process_time()
+    for step in range(len(near_pcm) // capture_step):
+        render = far_24k[step * render_step : (step + 1) * render_step]
+        while render:
+            size = next(sizes, len(render))
+            processor.process_render(render[:size], SPEAKER.rate)
+            render = render[size:]
+        block = near_pcm[step * capture_step : (step + 1) * capture_step]
+        cleaned = processor.process_capture(block)
+        assert len(cleaned) == len(block)
+        out += cleaned
+    cpu = time.process_time() - started
+    return samples(bytes(out)), cpu / (len(out) / CAPTURE.frame_bytes(10))
+
+
+@pytest.mark.parametrize(
+    "render_chunks",
+    [None, [7, 1001, 333, 2]],
+    ids=["speaker-blocks", "odd-render-chunks"],
+)
+def test_echo_of_the_speaker_is_cancelled(render_chunks: list[int] | None) -> None:
+    """Once converged, the echo of the 24 kHz speaker stream is over 30 dB quieter."""
+    scene = echo_scene()
+    processor = AudioProcessor()
+    processor.set_stream_delay_ms(60)
+
+    cleaned, cpu_per_frame = run(processor, scene.far_24k, scene.echo, render_chunks=render_chunks)
+
+    last_copy = (scene.copies - 1) * scene.copy_len
+    _, end = loud_span(scene.echo[last_copy:])
+    window = slice(last_copy + end - RATE, last_copy + end)  # the last second of echo
+    before, after = level(scene.echo[window]), level(cleaned[window])
+    reduction_db = 20 * math.log10(before / max(after, 1.0))
+    print(
+        f"echo RMS {before:.0f} -> {after:.1f} over the last second ({reduction_db:.1f} dB); "
+        f"{cpu_per_frame * 1e6:.0f} us CPU per 10 ms (render + capture)"
+    )
+    assert reduction_db > 30
+
+
+@pytest.mark.parametrize(
+    ("moment", "min_similarity", "max_loss_db"),
+    [("over-the-reply", 0.5, 10.0), ("after-the-reply", 0.98, 1.0)],
+)
+def test_near_end_speech_survives_the_echo(
+    moment: str, min_similarity: float, max_loss_db: float
+) -> None:
+    """
+    The user's words come through the echo canceller: attenuated while they overlap the
+    bot's speech (double talk), nearly untouched once the echo has stopped.
+    """
+    scene = echo_scene()
+    user = user_speech()
+    last_copy = (scene.copies - 1) * scene.copy_len
+    echo_start, echo_end = loud_span(scene.echo[last_copy:])
+    if moment == "over-the-reply":
+        start = last_copy + echo_start + RATE // 2
+    else:
+        start = last_copy + echo_end + RATE // 5
+    alone = np.zeros_like(scene.echo)
+    alone[start : start + len(user)] = user
+
+    mixed_out, _ = run(AudioProcessor(), scene.far_24k, scene.echo + alone)
+    # The reference is the user alone through the same processing (its filter and delay).
+    alone_out, _ = run(AudioProcessor(), s16(np.zeros(len(scene.far_24k) // 2)), alone)
+
+    span = slice(start, start + len(user))
+    similarity = correlation(mixed_out[span], alone_out[span])
+    kept_db = 20 * math.log10(level(mixed_out[span]) / level(alone_out[span]))
+    overlap = level(scene.echo[span])
+    echo_db = f"{20 * math.log10(overlap / level(user)):+.1f} dB" if overlap else "none"
+    print(
+        f"{moment} (echo {echo_db} against the user): correlation with the user alone "
+        f"{similarity:.3f}, level {kept_db:+.1f} dB"
+    )
+    assert similarity > min_similarity
+    assert kept_db > -max_loss_db
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [[7], [313, 641, 1], [1000, 3, 20], [320, 640, 7, 333], [320], [960]],
+    ids=["7-bytes", "mixed-odd", "large-odd", "odd-later", "10ms", "30ms"],
+)
+def test_odd_chunks_only_delay_the_capture(chunks: list[int]) -> None:
+    """
+    Any chunking gives the output of whole 10 ms frames, with one 10 ms gap of silence
+    where a chunk first left part of a frame waiting, and none if no chunk ever did.
+    """
+    frame = CAPTURE.frame_bytes(10)
+    pcm = read_wav_as(DATA / "utterance-weather.wav", CAPTURE)
+    pcm = pcm[: len(pcm) // frame * frame]
+    settings = {"echo_cancellation": False, "noise_suppression": True, "high_pass": True}
+    reference = AudioProcessor(**settings).process_capture(pcm)
+    processor = AudioProcessor(**settings)
+
+    out = bytearray()
+    gap_at: int | None = None  # bytes fed before the first chunk that leaves a remainder
+    position, sizes = 0, iter(chunks * len(pcm))
+    while position < len(pcm):
+        chunk = pcm[position : position + next(sizes)]
+        if gap_at is None and (position + len(chunk)) % frame:
+            gap_at = position
+        position += len(chunk)
+        cleaned = processor.process_capture(chunk)
+        assert len(cleaned) == len(chunk)
+        out += cleaned
+
+    if gap_at is None:
+        assert processor.delay_samples == 0
+        assert bytes(out) == reference
+    else:
+        assert processor.delay_samples == RATE // 100
+        expected = reference[:gap_at] + bytes(frame) + reference[gap_at:]
+        assert bytes(out) == expected[: len(pcm)]
+
+
+def test_processing_cost_per_frame() -> None:
+    """One 10 ms capture frame with echo cancellation costs well under a millisecond."""
+    pcm = read_wav_as(DATA / "utterance-weather.wav", CAPTURE)
+    processor = AudioProcessor()
+    started = time.process_time()
+    processor.process_capture(pcm)
+    per_frame = (time.process_time() - started) / (len(pcm) / CAPTURE.frame_bytes(10))
+    print(f"{per_frame * 1e6:.0f} us CPU per 10 ms capture frame")
+    assert per_frame < 1e-3
+
+
+def test_livekit_is_available_here() -> None:
+    """With livekit installed, available() says so."""
+    assert available()
+
+
+def test_missing_livekit_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without livekit, available() is False and the error says how to install it."""
+    monkeypatch.setitem(sys.modules, "livekit.rtc", None)  # what a failed import leaves
+
+    assert not available()
+    with pytest.raises(ApmUnavailable, match=r"pip install coze-edge\[aec\]") as caught:
+        AudioProcessor()
+    assert isinstance(caught.value, ImportError)
+    assert INSTALL_HINT == "pip install coze-edge[aec]"
+
+
+@pytest.mark.parametrize("rate", [0, 16050])
+def test_rates_without_whole_10ms_frames_are_refused(rate: int) -> None:
+    """A rate that does not divide into 10 ms frames is refused."""
+    with pytest.raises(ValueError, match="multiple of 100"):
+        AudioProcessor(rate=rate)
