@@ -1,0 +1,185 @@
+"""
+The ``coze-edge`` command: subcommands, and errors turned into exit codes.
+
+0 clean stop; 78 configuration error; 77 no usable credentials and no way to get them
+without a person; anything else is a crash (a traceback: a bug).
+Heavy modules are imported by the subcommand that needs them, so ``--help``,
+``check-config`` and the simulator start fast and work without PortAudio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from coze_edge import __version__
+from coze_edge.errors import (
+    EXIT_CONFIG,
+    EXIT_NO_AUTH,
+    AuthError,
+    ConfigError,
+    CozeAPIError,
+    CozeEdgeError,
+)
+
+if TYPE_CHECKING:
+    from coze_edge.config import Config
+
+log = logging.getLogger("coze_edge")
+
+CTL_COMMANDS = ("listen", "cancel", "mute", "unmute", "volume", "say", "new_conversation", "status")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="coze-edge", description="Voice-assistant daemon for edge devices, on Coze."
+    )
+    parser.add_argument("--version", action="version", version=f"coze-edge {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("-c", "--config", metavar="FILE", help="config file (see README)")
+        return p
+
+    with_config("run", "run the daemon (what systemd starts)")
+    with_config("login", "log in with a code typed on a phone (OAuth device flow)")
+    bind = with_config("bind", "bind this device to the configured Coze channel")
+    bind.add_argument("--csv", metavar="FILE", help="bind many devices: CSV with device_id,name")
+    sub.add_parser("devices", help="list audio input and output devices")
+    with_config("check-config", "validate the config and print every problem")
+    with_config("doctor", "check audio, login, Coze and MQTT; one line per check")
+    demo = sub.add_parser("demo", help="one voice turn offline against the bundled simulator")
+    demo.add_argument("--output", metavar="FILE", help="where to write the reply WAV")
+    demo.add_argument("--input", metavar="FILE", help="WAV to use as the microphone")
+    simulator = sub.add_parser("simulator", help="serve the bundled Coze simulator")
+    simulator.add_argument("--host", default="127.0.0.1")
+    simulator.add_argument("--port", type=int, default=8790)
+    with_config("voices", "list the voices the account can use (ids for coze.voice_id)")
+    ctl = with_config("ctl", "control a running daemon over its unix socket")
+    ctl.add_argument("action", choices=CTL_COMMANDS)
+    ctl.add_argument("argument", nargs="*", help="volume: 0..100; say: the text")
+    return parser
+
+
+def _load(args: argparse.Namespace) -> Config:
+    from coze_edge.config import load_config, resolve_config_path
+
+    return load_config(resolve_config_path(args.config, os.environ))
+
+
+def _setup_logging(level: str = "info") -> None:
+    from coze_edge.logs import setup_logging
+
+    setup_logging(level)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    match args.command:
+        case "check-config":
+            from coze_edge.config import resolve_config_path
+
+            path = resolve_config_path(args.config, os.environ)
+            _load(args)
+            print(f"{path}: ok")
+            return 0
+        case "run":
+            config = _load(args)
+            _setup_logging(config.log.level)
+            from coze_edge.daemon import run_daemon
+
+            return asyncio.run(run_daemon(config))
+        case "demo":
+            _setup_logging("warning")
+            from coze_edge.demo import run_demo
+
+            return asyncio.run(
+                run_demo(
+                    output=Path(args.output) if args.output else None,
+                    microphone=Path(args.input) if args.input else None,
+                )
+            )
+        case "simulator":
+            _setup_logging("info")
+            from coze_edge.simulator import serve
+
+            asyncio.run(serve(args.host, args.port))
+            return 0
+        case "login":
+            config = _load(args)
+            _setup_logging("warning")
+            from coze_edge.login import terminal_login
+
+            return asyncio.run(terminal_login(config, out=sys.stdout))
+        case "bind":
+            config = _load(args)
+            _setup_logging("warning")
+            from coze_edge.binding import bind_command
+
+            return asyncio.run(bind_command(config, csv=Path(args.csv) if args.csv else None))
+        case "voices":
+            config = _load(args)
+            _setup_logging("warning")
+            from coze_edge.voices import list_voices
+
+            return asyncio.run(list_voices(config, out=sys.stdout))
+        case "devices":
+            from coze_edge.adapters.sound_devices import print_devices
+
+            return print_devices(sys.stdout)
+        case "doctor":
+            config = _load(args)
+            _setup_logging("warning")
+            from coze_edge.doctor import run_doctor
+
+            return asyncio.run(run_doctor(config, out=sys.stdout))
+        case "ctl":
+            from coze_edge.ctl import run_ctl
+
+            return asyncio.run(run_ctl(args.config, args.action, args.argument, out=sys.stdout))
+    raise AssertionError(args.command)  # pragma: no cover - argparse enforces the choices
+
+
+def _report(exc: CozeEdgeError) -> int:
+    """One clear line (or block) for a handled error, and its exit code."""
+    if isinstance(exc, ConfigError):
+        print(exc.render(), file=sys.stderr)
+        return EXIT_CONFIG
+    if isinstance(exc, AuthError):
+        print(f"coze-edge: {exc}", file=sys.stderr)
+        return EXIT_NO_AUTH
+    if isinstance(exc, CozeAPIError):
+        print(f"coze-edge: Coze refused: {exc}", file=sys.stderr)
+        return 1
+    print(f"coze-edge: {exc}", file=sys.stderr)
+    return 1
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    leaves: list[BaseException] = []
+    for exc in group.exceptions:
+        leaves += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
+    return leaves
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        return 130
+    except CozeEdgeError as exc:
+        return _report(exc)
+    except BaseExceptionGroup as group:
+        # An error raised inside a TaskGroup (the supervisor) arrives wrapped.
+        leaves = _leaves(group)
+        if not leaves or not all(isinstance(e, CozeEdgeError) for e in leaves):
+            raise
+        codes = [_report(e) for e in leaves if isinstance(e, CozeEdgeError)]
+        return max(codes, key=lambda c: (c == EXIT_CONFIG, c == EXIT_NO_AUTH, c))

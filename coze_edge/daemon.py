@@ -1,0 +1,342 @@
+"""
+``coze-edge run``: builds the services from the config and hands them to the supervisor.
+
+Services: the conversation (audio + Coze), the token keeper (OAuth), the MQTT publisher,
+the systemd watchdog, the ctl socket, and a one-shot that binds the device and says READY.
+Status changes fan out from here to the log, systemd's STATUS= and MQTT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from coze_edge import __version__
+from coze_edge.adapters import systemd
+from coze_edge.adapters.atomic import atomic_write
+from coze_edge.adapters.audio_io import Microphone, Speaker
+from coze_edge.adapters.coze_ws import SocketSettings
+from coze_edge.config import Config
+from coze_edge.conversation import Conversation
+from coze_edge.core.commands import Command
+from coze_edge.core.endpointer import Endpointer
+from coze_edge.core.session import Session, SessionSettings
+from coze_edge.core.status import DeviceStatus, LoginPrompt, State
+from coze_edge.credentials import StaticToken, TokenSource
+from coze_edge.errors import AuthError
+from coze_edge.latest import EventQueue, Latest
+from coze_edge.supervisor import Service, supervise
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT_S = 15.0
+"""READY=1 is sent after the first connection attempt, or after this long at the latest."""
+
+
+def open_audio(config: Config) -> tuple[Microphone, Speaker]:
+    """The microphone and speaker the config names (file backend or PortAudio)."""
+    audio = config.audio
+    if audio.backend == "file":
+        from coze_edge.adapters.file_audio import FileMicrophone, FileSpeaker
+
+        assert audio.file_input is not None  # the config loader requires it
+        output = audio.file_output or Path(os.devnull)
+        return (
+            FileMicrophone(audio.file_input, block_ms=audio.block_ms, realtime=audio.file_realtime),
+            FileSpeaker(output, rate=audio.output_rate, realtime=audio.file_realtime),
+        )
+    from coze_edge.adapters.sound_devices import SoundDeviceMicrophone, SoundDeviceSpeaker
+
+    return (
+        SoundDeviceMicrophone(
+            audio.input_device, capture_rate=audio.capture_rate, block_ms=audio.block_ms
+        ),
+        SoundDeviceSpeaker(
+            audio.output_device, rate=audio.output_rate, prebuffer_ms=audio.prebuffer_ms
+        ),
+    )
+
+
+def session_settings(config: Config, conversation_id: str | None) -> SessionSettings:
+    return SessionSettings(
+        capture_rate=config.audio.capture_rate,
+        output_rate=config.audio.output_rate,
+        chunk_ms=config.audio.chunk_ms,
+        reply_timeout_s=config.coze.reply_timeout_ms / 1000,
+        max_utterance_s=config.vad.max_utterance_ms / 1000,
+        barge_in=config.vad.barge_in,
+        voice_id=config.coze.voice_id,
+        user_id=config.coze.user_id or config.device.id,
+        conversation_id=conversation_id,
+        server_vad=config.coze.turn_detection == "server_vad",
+        end_silence_ms=config.vad.end_silence_ms,
+        follow_up_s=config.wake.follow_up_s,
+    )
+
+
+class ConversationStore:
+    """The Coze conversation id in ``state_dir``, so context survives restarts."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self._path = state_dir / "conversation.json"
+
+    def load(self) -> str | None:
+        try:
+            data = json.loads(self._path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.warning("! ignoring unreadable %s: %s", self._path, exc)
+            return None
+        value = data.get("conversation_id") if isinstance(data, dict) else None
+        return value if isinstance(value, str) and value else None
+
+    def save(self, conversation_id: str | None) -> None:
+        try:
+            atomic_write(self._path, json.dumps({"conversation_id": conversation_id}).encode())
+        except OSError as exc:
+            log.warning("! could not save the conversation id: %s", exc)
+
+
+class Daemon:
+    """Everything ``coze-edge run`` runs, for one config."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        tokens: TokenSource,
+        on_status: Callable[[DeviceStatus], None] | None = None,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.config = config
+        self._tokens = tokens
+        self._env = dict(os.environ if env is None else env)
+        self._extra_status = on_status
+        self._extra_event = on_event
+        self.status = Latest[DeviceStatus]()
+        self.status.set(DeviceStatus(state=State.STARTING, volume=config.audio.volume))
+        self.login = Latest[LoginPrompt | None](None)
+        self.events = EventQueue(maxsize=256)
+        self._conversations = ConversationStore(config.state_dir)
+        self._conversation: Conversation | None = None
+        self._volume = config.audio.volume
+        self._muted = False
+        self._last_state: State | None = None
+        self.started = asyncio.Event()
+
+    # ------------------------------------------------------------------ fan-out
+
+    def on_login_prompt(self, prompt: LoginPrompt | None) -> None:
+        """From the device flow: a code to show, or None once authorized."""
+        self.login.set(prompt)
+        if prompt is not None:
+            log.warning(
+                "not logged in: open %s and enter the code shown (expires %s)",
+                prompt.verification_url.split("?")[0],
+                prompt.expires_at.isoformat(timespec="seconds"),
+            )
+            self._publish(replace(self.status.get_nowait(), state=State.UNAUTHORIZED))
+        else:
+            log.info("logged in")
+
+    def _on_conversation_status(self, status: DeviceStatus) -> None:
+        self._volume, self._muted = status.volume, status.muted
+        if status.state is State.CONNECTING and self.login.get_nowait() is not None:
+            status = replace(status, state=State.UNAUTHORIZED)
+        self._publish(status)
+
+    def _publish(self, status: DeviceStatus) -> None:
+        if status.state is not self._last_state:
+            log.info("state: %s%s", status.state.value, " (muted)" if status.muted else "")
+            self._last_state = status.state
+        self.status.set(status)
+        systemd.status(f"{status.state.value}{', muted' if status.muted else ''}", env=self._env)
+        if self._extra_status is not None:
+            self._extra_status(status)
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "error":
+            log.warning("! %s", _describe(event))
+        elif kind == "turn":
+            log.info("turn: %s", _describe(event))
+        else:
+            log.info("%s: %s", kind, event.get("text", ""))
+        self.events.put_nowait(event)
+        if self._extra_event is not None:
+            self._extra_event(event)
+
+    def submit(self, command: Command) -> None:
+        """A command from MQTT or the ctl socket."""
+        if self._conversation is None:
+            log.warning("! %s ignored: the conversation is not running", type(command).__name__)
+            return
+        self._conversation.submit(command)
+
+    # ------------------------------------------------------------------ services
+
+    async def _run_conversation(self) -> None:
+        config = self.config
+        from coze_edge.adapters.vad_webrtc import WebrtcVad
+
+        microphone, speaker = open_audio(config)
+        endpointer = Endpointer(
+            WebrtcVad(config.vad.aggressiveness, config.audio.capture_rate),
+            pre_roll_ms=config.vad.pre_roll_ms,
+            start_ms=config.vad.start_ms,
+            end_silence_ms=config.vad.end_silence_ms,
+        )
+        wake = None
+        if config.wake.word:
+            from coze_edge.adapters.wakeword import WakeWordDetector
+
+            wake = WakeWordDetector(
+                config.wake.word,
+                sensitivity=config.wake.sensitivity,
+                rate=config.audio.capture_rate,
+            )
+        session = Session(
+            session_settings(config, self._conversations.load()), endpointer, wake=wake
+        )
+        session.muted = self._muted
+        conversation = Conversation(
+            session,
+            socket_settings=SocketSettings(
+                ws_base=config.coze.ws_base,
+                bot_id=config.coze.bot_id,
+                device_id=config.device.id,
+                open_timeout_s=config.coze.connect_timeout_s,
+                ping_interval_s=config.coze.ping_interval_s,
+                ping_timeout_s=config.coze.ping_interval_s,
+            ),
+            tokens=self._tokens,
+            microphone=microphone,
+            speaker=speaker,
+            on_status=self._on_conversation_status,
+            on_event=self._on_event,
+            remember_conversation=self._conversations.save,
+            volume=self._volume,
+            earcons=config.audio.earcons,
+        )
+        async with microphone, speaker:
+            self._conversation = conversation
+            self.started.set()
+            try:
+                await conversation.run()
+            finally:
+                self._conversation = None
+
+    async def _announce_ready(self) -> None:
+        """READY=1 once audio is open and the first connection was attempted."""
+        await self.started.wait()
+        conversation = self._conversation
+        if conversation is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(READY_TIMEOUT_S):
+                    await conversation.first_attempt.wait()
+        systemd.ready(env=self._env)
+        log.info("ready (device id %s)", self.config.device.id)
+
+    def audio_healthy(self) -> bool:
+        conversation = self._conversation
+        return conversation is not None and conversation.audio_healthy()
+
+    def services(self, extra: list[Service] | None = None) -> list[Service]:
+        services = [
+            Service("conversation", self._run_conversation),
+            Service("ready", self._announce_ready),
+        ]
+        interval = systemd.watchdog_interval(self._env)
+        if interval is not None:
+            watchdog = systemd.Watchdog(interval=interval, healthy=self.audio_healthy)
+            services.append(Service("watchdog", watchdog.run))
+        return services + (extra or [])
+
+
+def _describe(event: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in event.items() if k != "type" and v is not None)
+
+
+def pat_tokens(config: Config) -> StaticToken:
+    """The personal access token of ``auth.method: pat``; AuthError when there is none."""
+    from coze_edge.config import read_secret
+    from coze_edge.logs import register_secret
+
+    token = read_secret(config.auth.pat_file, "coze_pat")
+    if not token:
+        raise AuthError(
+            "auth.method is pat but no token was found: set auth.pat_file, "
+            "or give systemd the credential coze_pat"
+        )
+    register_secret(token)
+    return StaticToken(token)
+
+
+async def run_daemon(config: Config) -> int:
+    """The body of ``coze-edge run``; returns the exit code of a clean stop."""
+    log.info("coze-edge %s starting (device id %s)", __version__, config.device.id)
+    async with contextlib.AsyncExitStack() as stack:
+        extra: list[Service] = []
+        daemon_ref: list[Daemon] = []
+        tokens: TokenSource
+        http: Any = None
+        if config.auth.method == "pat" and not config.device.connector_id:
+            tokens = pat_tokens(config)
+        else:
+            from coze_edge.adapters.coze_http import CozeHttp
+            from coze_edge.login import token_source_for
+
+            http = await stack.enter_async_context(
+                CozeHttp(
+                    config.coze.api_base,
+                    connect_timeout=config.coze.connect_timeout_s,
+                    read_timeout=config.coze.read_timeout_s,
+                )
+            )
+            tokens = token_source_for(
+                config, http, on_prompt=lambda p: daemon_ref[0].on_login_prompt(p)
+            )
+            keeper = getattr(tokens, "run", None)
+            if keeper is not None:
+                extra.append(Service("token-keeper", keeper))
+            if config.device.connector_id:
+                from coze_edge.binding import ensure_bound
+
+                extra.append(Service("binding", lambda: ensure_bound(config, http, tokens)))
+        daemon = Daemon(config, tokens=tokens)
+        daemon_ref.append(daemon)
+        from coze_edge.ctl import CtlServer, socket_path
+
+        ctl = CtlServer(
+            socket_path(config.state_dir, os.environ),
+            submit=daemon.submit,
+            status=daemon.status.get_nowait,
+        )
+        extra.append(Service("ctl", ctl.run))
+        if config.mqtt.host:
+            from coze_edge.publisher import Publisher
+
+            publisher = Publisher(
+                config,
+                status=daemon.status,
+                events=daemon.events,
+                on_command=daemon.submit,
+                login=daemon.login,
+                sw_version=__version__,
+            )
+            extra.append(Service("mqtt", publisher.run))
+        try:
+            await supervise(daemon.services(extra))
+        finally:
+            systemd.stopping(env=daemon._env)
+    log.info("stopped")
+    return 0

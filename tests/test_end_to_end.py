@@ -1,0 +1,146 @@
+"""`coze-edge run` as a subprocess: file audio in, the bundled simulator on loopback, reply out."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from coze_edge.adapters.resample import read_wav_as
+from coze_edge.core.audio import CAPTURE
+from coze_edge.simulator import Simulator
+from tests.traces import DATA, trace_audio
+
+TURN_TIMEOUT_S = 60
+STOP_WITHIN_S = 3.0
+
+
+def write_config(tmp_path: Path, sim: Simulator, **audio: Any) -> Path:
+    pat = tmp_path / "pat"
+    pat.write_text("e2e-pat\n")
+    pat.chmod(0o600)
+    config = {
+        "coze": {"api_base": sim.api_base, "ws_base": sim.ws_base, "bot_id": "7496347519799787557"},
+        "auth": {"method": "pat", "pat_file": str(pat)},
+        "device": {"id": "5551234", "name": "kitchen"},
+        "state_dir": str(tmp_path / "state"),
+        "audio": {
+            "backend": "file",
+            "file_input": str(DATA / "utterance-weather.wav"),
+            "file_output": str(tmp_path / "out.wav"),
+            **audio,
+        },
+        "log": {"level": "info"},
+    }
+    (tmp_path / "state").mkdir()
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+async def start_daemon(config: Path) -> asyncio.subprocess.Process:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COZE_EDGE_")}
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "coze_edge",
+        "run",
+        "-c",
+        str(config),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=env,
+    )
+
+
+async def read_until(proc: asyncio.subprocess.Process, marker: str, log: list[str]) -> None:
+    assert proc.stdout is not None
+    while True:
+        line = (await proc.stdout.readline()).decode()
+        if not line:
+            raise AssertionError("daemon exited early:\n" + "".join(log))
+        log.append(line)
+        if marker in line:
+            return
+
+
+def speech_span(pcm: bytes, rate: int) -> tuple[int, int]:
+    """First and last byte offsets of 20 ms frames well above the noise floor."""
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+    frame = rate // 50
+    energy = [
+        float(np.sqrt(np.mean(samples[i : i + frame] ** 2)))
+        for i in range(0, len(samples) - frame, frame)
+    ]
+    loud = [i for i, e in enumerate(energy) if e > 0.1 * max(energy)]
+    return loud[0] * frame * 2, (loud[-1] + 1) * frame * 2
+
+
+async def test_a_full_turn_through_the_real_cli(tmp_path: Path) -> None:
+    """A spoken question gives one committed turn upstream and the reply in the output WAV."""
+    async with Simulator(pats=("e2e-pat",), reply_speed=20.0) as sim:
+        config = write_config(tmp_path, sim)
+        proc = await start_daemon(config)
+        log: list[str] = []
+        try:
+            async with asyncio.timeout(TURN_TIMEOUT_S):
+                await read_until(proc, "turn:", log)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(STOP_WITHIN_S + 2):
+                rest, _ = await proc.communicate()
+        log.append(rest.decode())
+        text = "".join(log)
+
+        assert proc.returncode == 0, text
+        assert "e2e-pat" not in text
+        [conn] = sim.connections
+        types = conn.event_types()
+        first_append = types.index("input_audio_buffer.append")
+        update = conn.received[types.index("chat.update")]
+        assert types.index("chat.update") < first_append
+        assert update["data"]["input_audio"]["format"] == "pcm"
+        assert update["data"]["input_audio"]["sample_rate"] == 16000
+        assert types.count("input_audio_buffer.complete") == 1
+        assert conn.query["device_id"] == "5551234"
+
+    # The appended audio is a contiguous piece of the input that covers the spoken part.
+    spoken = read_wav_as(DATA / "utterance-weather.wav", CAPTURE)
+    appended = conn.appended_audio()
+    offset = spoken.find(appended)
+    assert offset >= 0, "appended audio is not a contiguous piece of the input"
+    start, end = speech_span(spoken, 16000)
+    assert offset <= start
+    assert offset + len(appended) >= end
+
+    with wave.open(str(tmp_path / "out.wav"), "rb") as wav:
+        played = wav.readframes(wav.getnframes())
+        assert wav.getframerate() == 24000
+    assert played == trace_audio("websocket_chat_success")
+
+
+async def test_sigterm_while_idle_stops_within_three_seconds(tmp_path: Path) -> None:
+    """SIGTERM ends a waiting daemon cleanly, exit 0, within 3 s."""
+    async with Simulator(pats=("e2e-pat",)) as sim:
+        config = write_config(tmp_path, sim, file_input=str(DATA / "silence-2s.wav"))
+        proc = await start_daemon(config)
+        log: list[str] = []
+        async with asyncio.timeout(30):
+            await read_until(proc, "state: idle", log)
+        loop = asyncio.get_running_loop()
+        sent_at = loop.time()
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(STOP_WITHIN_S):
+            await proc.wait()
+        took = loop.time() - sent_at
+
+    assert proc.returncode == 0
+    assert took < STOP_WITHIN_S
