@@ -232,10 +232,11 @@ def test_upstream_events_encode(event: ev.ClientEvent, expected: dict[str, Any])
 
 def test_the_recorded_upstream_frames_are_what_we_encode() -> None:
     """Our encoding of the traces' client frames equals what the real client sent."""
-    for name, event in [
+    pairs: list[tuple[str, ev.ClientEvent]] = [
         ("websocket_chat_success", ev.MessageCreate("今天天气真不错")),
         ("websocket_chat_generate_audio_success", ev.GenerateAudio("亲，你怎么不说话了。")),
-    ]:
+    ]
+    for name, event in pairs:
         assert json.loads(ev.encode(event)) == load_trace(name).sent[0]
 
 

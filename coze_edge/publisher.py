@@ -1,0 +1,275 @@
+"""
+The MQTT publisher: the device's state, events and pending login out; commands in.
+
+Independent of the audio path by construction: the conversation only calls
+``Latest.set`` and ``EventQueue.put_nowait``, which never wait, and this service reads them
+at the broker's pace. A slow broker therefore skips stale states (only the newest is sent
+once the previous one is acknowledged) and drops the oldest events (counted); an
+unreachable one costs nothing but a reconnect attempt now and then, with jittered backoff.
+
+Per connection: availability ``online`` (the Last Will says ``offline``), the Home Assistant
+discovery documents, the state, the login; then each change as it comes. Home Assistant's
+birth message (``<discovery_prefix>/status`` = ``online``) makes it announce itself again.
+On a clean stop it publishes the state and ``offline``, then disconnects, within about 1.5 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Iterator, Mapping
+
+from coze_edge.adapters.mqtt import BrokerSettings, MqttConnection, Received, Will, connect
+from coze_edge.config import Config
+from coze_edge.core.commands import Command, CommandError, QueryStatus, parse_command
+from coze_edge.core.status import (
+    AVAILABLE,
+    NOT_AVAILABLE,
+    DeviceStatus,
+    LoginPrompt,
+    Topics,
+    discovery_messages,
+    event_payload,
+    login_payload,
+)
+from coze_edge.errors import BrokerUnavailable
+from coze_edge.latest import EventQueue, Latest
+
+__all__ = ["Publisher"]
+
+log = logging.getLogger(__name__)
+
+HEALTHY_AFTER_S = 60.0
+"""A connection that lasted this long starts the reconnect backoff over."""
+
+GOODBYE_TIMEOUT_S = 1.0
+"""On a clean stop: how long the final state and ``offline`` may take to be acknowledged."""
+
+DISCONNECT_TIMEOUT_S = 0.5
+"""On a clean stop: how long the DISCONNECT may take before the socket is dropped."""
+
+INBOX_SIZE = 64
+"""Received messages waiting to be handled; a flood beyond this drops the oldest."""
+
+
+def _backoff(
+    *,
+    first: float = 1.0,
+    factor: float = 2.0,
+    cap: float = 60.0,
+    jitter: Callable[[], float] = random.random,
+) -> Iterator[float]:
+    # Stands in for coze_edge.core.backoff.backoff (same signature and numbers) until that
+    # module is in the tree: 1, 2, 4, ... up to `cap`, each scaled by a factor in [0.5, 1.5).
+    delay = first
+    while True:
+        yield min(delay, cap) * (0.5 + jitter())
+        delay *= factor
+
+
+def default_delays() -> Iterator[float]:
+    """Seconds to wait before each reconnect attempt."""
+    return _backoff(first=1.0, cap=60.0)
+
+
+class Publisher:
+    """Keeps the broker told about the device, and passes commands from it to ``on_command``."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        status: Latest[DeviceStatus],
+        events: EventQueue,
+        on_command: Callable[[Command], None],
+        login: Latest[LoginPrompt | None],
+        sw_version: str,
+        delays: Callable[[], Iterator[float]] = default_delays,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self._config = config
+        self._status = status
+        self._events = events
+        self._on_command = on_command
+        self._login = login
+        self._sw_version = sw_version
+        self._delays = delays
+        self._env = env
+        self._topics = Topics(config.mqtt.topic_prefix)
+        self._discovery_prefix = config.mqtt.discovery_prefix
+        self._inbox: asyncio.Queue[Received] = asyncio.Queue(INBOX_SIZE)
+        self._rediscover = asyncio.Event()
+        self.dropped_messages = 0
+        """Received messages dropped because they came faster than they could be handled."""
+
+    @property
+    def topics(self) -> Topics:
+        return self._topics
+
+    async def run(self) -> None:
+        """Connect, publish, reconnect after every loss (jittered backoff); until cancelled."""
+        settings = BrokerSettings.from_config(self._config, env=self._env)
+        loop = asyncio.get_running_loop()
+        delays = self._delays()
+        while True:
+            started = loop.time()
+            try:
+                await self._session(settings)
+            except BrokerUnavailable as exc:
+                if loop.time() - started > HEALTHY_AFTER_S:
+                    delays = self._delays()  # it worked for a while: start over
+                delay = next(delays)
+                log.warning("! MQTT: %s; retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+
+    # ------------------------------------------------------------------ one connection
+
+    async def _session(self, settings: BrokerSettings) -> None:
+        will = Will(self._topics.availability, NOT_AVAILABLE)
+        async with connect(settings, will=will, on_message=self._receive) as connection:
+            log.info("MQTT: connected to %s", connection.where)
+            try:
+                await self._serve(connection)
+            except asyncio.CancelledError:
+                await self._goodbye(connection)
+                raise
+
+    async def _serve(self, connection: MqttConnection) -> None:
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(connection.wait_closed(), name="mqtt-link")
+                tasks.create_task(self._subscribe(connection), name="mqtt-subscribe")
+                tasks.create_task(self._keep_state(connection), name="mqtt-state")
+                tasks.create_task(self._keep_login(connection), name="mqtt-login")
+                tasks.create_task(self._forward_events(connection), name="mqtt-events")
+                tasks.create_task(self._handle_messages(), name="mqtt-commands")
+                tasks.create_task(self._announce_on_birth(connection), name="mqtt-rediscover")
+        except* BrokerUnavailable as lost:
+            raise _first(lost) from None
+
+    async def _subscribe(self, connection: MqttConnection) -> None:
+        topics = [self._topics.cmd_wildcard]
+        if self._discovery_prefix is not None:
+            topics.append(f"{self._discovery_prefix}/status")  # Home Assistant's birth message
+        refused = await connection.subscribe(topics)
+        if refused:
+            log.error("! MQTT: the broker refused the subscription to %s", ", ".join(refused))
+
+    async def _keep_state(self, connection: MqttConnection) -> None:
+        await connection.publish(self._topics.availability, AVAILABLE, retain=True)
+        await self._announce(connection)
+        status = self._status.get_nowait() if self._status.is_set() else None
+        while True:
+            if status is not None:
+                await connection.publish(self._topics.state, _state(status), retain=True)
+            # Whatever was set while that publish waited for its acknowledgement is skipped
+            # except the newest: a slow broker never sees stale states.
+            status = await self._status.wait_changed()
+
+    async def _keep_login(self, connection: MqttConnection) -> None:
+        # With no login pending this publishes the empty retained message, which also clears
+        # a code left on the broker by an earlier run.
+        prompt = self._login.get_nowait() if self._login.is_set() else None
+        while True:
+            await connection.publish(self._topics.login, login_payload(prompt), retain=True)
+            prompt = await self._login.wait_changed()
+
+    async def _forward_events(self, connection: MqttConnection) -> None:
+        while True:
+            event = await self._events.get()
+            fields = dict(event)
+            kind = str(fields.pop("type", "event"))
+            await connection.publish(self._topics.event, event_payload(kind, **fields))
+
+    async def _announce(self, connection: MqttConnection) -> None:
+        if self._discovery_prefix is None:
+            return
+        device = self._config.device
+        messages = discovery_messages(
+            device.id, device.name, self._topics, self._discovery_prefix, self._sw_version
+        )
+        async with asyncio.TaskGroup() as tasks:
+            for topic, payload in messages:
+                tasks.create_task(connection.publish(topic, payload, retain=True))
+        log.debug("= announced %d entities to Home Assistant", len(messages))
+
+    async def _announce_on_birth(self, connection: MqttConnection) -> None:
+        self._rediscover.clear()
+        while True:
+            await self._rediscover.wait()
+            self._rediscover.clear()
+            log.info("MQTT: Home Assistant came online; announcing the device again")
+            await self._announce(connection)
+            await connection.publish(self._topics.availability, AVAILABLE, retain=True)
+            self._publish_state_again()
+
+    def _publish_state_again(self) -> None:
+        # Setting the same value again wakes _keep_state, the one writer of the state
+        # topic, so an older state can never overtake a newer one.
+        if self._status.is_set():
+            self._status.set(self._status.get_nowait())
+
+    async def _goodbye(self, connection: MqttConnection) -> None:
+        try:
+            async with asyncio.timeout(GOODBYE_TIMEOUT_S):
+                if self._status.is_set():
+                    state = _state(self._status.get_nowait())
+                    await connection.publish(self._topics.state, state, retain=True)
+                await connection.publish(self._topics.availability, NOT_AVAILABLE, retain=True)
+        except (TimeoutError, BrokerUnavailable) as exc:
+            log.warning("! MQTT: could not say offline: %s", exc or "timed out")
+        await connection.close(DISCONNECT_TIMEOUT_S)
+
+    # ------------------------------------------------------------------ messages in
+
+    def _receive(self, message: Received) -> None:
+        """From the adapter, on the event loop: queue it, never wait."""
+        if self._inbox.full():
+            self._inbox.get_nowait()
+            self.dropped_messages += 1
+            log.warning("! MQTT: commands come too fast; dropped one (%d)", self.dropped_messages)
+        self._inbox.put_nowait(message)
+
+    async def _handle_messages(self) -> None:
+        while True:
+            message = await self._inbox.get()
+            if self._discovery_prefix is not None and message.topic == (
+                f"{self._discovery_prefix}/status"
+            ):
+                if message.payload.strip() == AVAILABLE:
+                    self._rediscover.set()
+                continue
+            name = self._topics.command_name(message.topic)
+            if name is None:
+                continue
+            if message.retain:
+                # Somebody published a command with the retain flag: obeying it would repeat
+                # it after every reconnect.
+                log.warning("! MQTT: ignoring retained command %s", name)
+                continue
+            self._handle_command(name, message.payload)
+
+    def _handle_command(self, name: str, payload: bytes) -> None:
+        try:
+            command = parse_command(name, payload)
+        except CommandError as exc:
+            log.warning("! MQTT command refused: %s", exc)
+            self._events.put_nowait({"type": "error", "message": str(exc), "command": name})
+            return
+        log.info("MQTT command: %s", name)
+        if isinstance(command, QueryStatus):
+            self._publish_state_again()
+        else:
+            self._on_command(command)
+
+
+def _state(status: DeviceStatus) -> bytes:
+    return status.to_json().encode()
+
+
+def _first(group: BaseExceptionGroup[BrokerUnavailable]) -> BrokerUnavailable:
+    error: BrokerUnavailable | BaseExceptionGroup[BrokerUnavailable] = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
