@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Callable, Iterator, Mapping
 
 from coze_edge.adapters.mqtt import BrokerSettings, MqttConnection, Received, Will, connect
 from coze_edge.config import Config
+from coze_edge.core.backoff import backoff
 from coze_edge.core.commands import Command, CommandError, QueryStatus, parse_command
 from coze_edge.core.status import (
     AVAILABLE,
@@ -53,24 +53,9 @@ INBOX_SIZE = 64
 """Received messages waiting to be handled; a flood beyond this drops the oldest."""
 
 
-def _backoff(
-    *,
-    first: float = 1.0,
-    factor: float = 2.0,
-    cap: float = 60.0,
-    jitter: Callable[[], float] = random.random,
-) -> Iterator[float]:
-    # Stands in for coze_edge.core.backoff.backoff (same signature and numbers) until that
-    # module is in the tree: 1, 2, 4, ... up to `cap`, each scaled by a factor in [0.5, 1.5).
-    delay = first
-    while True:
-        yield min(delay, cap) * (0.5 + jitter())
-        delay *= factor
-
-
 def default_delays() -> Iterator[float]:
     """Seconds to wait before each reconnect attempt."""
-    return _backoff(first=1.0, cap=60.0)
+    return backoff(first=1.0, cap=60.0)
 
 
 class Publisher:

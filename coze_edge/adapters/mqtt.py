@@ -17,6 +17,12 @@ Each connection is a fresh client with ``reconnect_on_failure=False``: when the 
 paho's thread ends and :meth:`MqttConnection.wait_closed` raises; reconnecting (with jittered
 backoff) is the caller's job. Library errors stop here: callers see ``BrokerUnavailable``
 (retry later) or ``ConfigError`` (unusable TLS files or password file).
+
+Teardown touches two private parts of paho 2.2, because it has no public way to do it:
+``Client._thread`` (read once after ``loop_start`` so the ended thread can be joined with a
+timeout; ``loop_stop`` joins without one and races with the thread clearing that attribute)
+and ``Client._reset_sockets()`` (closes the socket and the wake-up socket pair, which paho
+otherwise leaves to its finaliser).
 """
 
 from __future__ import annotations

@@ -1,0 +1,142 @@
+"""Real PortAudio streams through PulseAudio null sinks: capture, playback, flush, loss."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from coze_edge.adapters.resample import read_wav_as
+from coze_edge.adapters.sound_devices import (
+    SoundDeviceMicrophone,
+    SoundDeviceSpeaker,
+    find_device,
+    print_devices,
+)
+from coze_edge.core.audio import CAPTURE, AudioFormat
+from coze_edge.errors import AudioDeviceLost
+from tests.pulse import PulseEnv, pulse_server
+from tests.traces import DATA
+
+
+@pytest.fixture(scope="module")
+def pulse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PulseEnv]:
+    with pulse_server(tmp_path_factory.mktemp("pulse")) as env:
+        yield env
+
+
+def tone(seconds: float, rate: int = 24000, hz: float = 440.0) -> bytes:
+    t = np.arange(int(seconds * rate)) / rate
+    return (np.sin(2 * np.pi * hz * t) * 12000).astype("<i2").tobytes()
+
+
+def energy_per_10ms(raw: bytes, rate: int = 24000) -> list[float]:
+    samples = np.frombuffer(raw[: len(raw) // 2 * 2], dtype="<i2").astype(np.float64)
+    step = rate // 100
+    return [
+        float(np.sqrt(np.mean(samples[i : i + step] ** 2)))
+        for i in range(0, len(samples) - step, step)
+    ]
+
+
+async def stop_recording(recorder: subprocess.Popen[bytes]) -> bytes:
+    recorder.terminate()
+    out, _ = await asyncio.to_thread(recorder.communicate)
+    return out
+
+
+async def test_the_speaker_plays_and_drains(pulse: PulseEnv) -> None:
+    """A queued tone is heard on the sink's monitor, and wait_drained returns after it."""
+    recorder = pulse.record_speaker()
+    await asyncio.sleep(0.3)
+    async with SoundDeviceSpeaker("pulse", rate=24000) as speaker:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        speaker.play_nowait(tone(1.0))
+        async with asyncio.timeout(5):
+            await speaker.wait_drained()
+        took = loop.time() - started
+    recorded = await stop_recording(recorder)
+
+    loud = [e for e in energy_per_10ms(recorded) if e > 2000]
+    print(f"1.0 s tone drained after {took:.2f} s (PulseAudio's stream start-up included)")
+    assert 0.95 <= took <= 3.5, took
+    assert 80 <= len(loud) <= 110, len(loud)
+
+
+async def test_flush_silences_the_speaker_within_a_block(pulse: PulseEnv) -> None:
+    """After flush(), the sound stops: far less than the remaining second is heard."""
+    recorder = pulse.record_speaker()
+    await asyncio.sleep(0.3)
+    async with SoundDeviceSpeaker("pulse", rate=24000) as speaker:
+        speaker.play_nowait(tone(2.0))
+        await asyncio.sleep(0.5)
+        speaker.flush()
+        assert not speaker.playing
+        await asyncio.sleep(0.5)
+    recorded = await stop_recording(recorder)
+
+    loud_ms = 10 * sum(1 for e in energy_per_10ms(recorded) if e > 2000)
+    print(f"tone heard for {loud_ms} ms of a 2000 ms tone flushed after 500 ms")
+    assert 350 <= loud_ms <= 750
+
+
+async def test_the_microphone_captures_what_is_played_into_it(pulse: PulseEnv) -> None:
+    """Speech played into the virtual mic arrives at 16 kHz, correlated with the source."""
+    source = read_wav_as(DATA / "utterance-weather.wav", CAPTURE)
+    captured = bytearray()
+    async with SoundDeviceMicrophone("pulse", capture_rate=16000, block_ms=60) as mic:
+        player = pulse.play_into_mic(DATA / "utterance-weather.wav")
+        async with asyncio.timeout(10):
+            async for block in mic.frames():
+                captured += block
+                if len(captured) >= len(source) + 16000:  # + 0.5 s of latency
+                    break
+        player.wait()
+    a = np.frombuffer(source, dtype="<i2").astype(np.float64)
+    b = np.frombuffer(bytes(captured), dtype="<i2").astype(np.float64)
+    corr = np.correlate(b, a[8000:40000], mode="valid")
+    norm = np.sqrt(np.sum(a[8000:40000] ** 2)) * np.sqrt(
+        np.convolve(b**2, np.ones(32000), mode="valid")
+    )
+    best = float(np.max(corr / np.maximum(norm, 1e-9)))
+    print(f"capture correlation with the source: {best:.3f}")
+    assert best > 0.9
+
+
+def test_devices_are_found_by_name_and_index(pulse: PulseEnv) -> None:
+    """A name substring and an index select the same device; a wrong name says what exists."""
+    by_name = find_device("puls", "output", rescan=True)
+    assert find_device(by_name.index, "output").name == by_name.name
+    with pytest.raises(AudioDeviceLost, match="no input device matches 'nonexistent'"):
+        find_device("nonexistent", "input")
+
+
+def test_print_devices_lists_pulse(pulse: PulseEnv, capsys: pytest.CaptureFixture[str]) -> None:
+    """`coze-edge devices` shows the pulse device and how to configure it."""
+    import sys
+
+    assert print_devices(sys.stdout) == 0
+    assert "pulse" in capsys.readouterr().out
+
+
+def test_capture_format_is_what_coze_gets() -> None:
+    """The microphone's format is the one chat.update announces."""
+    assert AudioFormat(16000) == CAPTURE
+
+
+async def test_a_lost_sound_server_is_reported_as_device_lost(tmp_path: Path) -> None:
+    """Killing PulseAudio mid-capture raises AudioDeviceLost within a few seconds."""
+    with pulse_server(tmp_path / "p") as own:
+        async with SoundDeviceMicrophone("pulse") as mic:
+            frames = mic.frames()
+            await anext(frames)
+            own.processes[0].kill()
+            with pytest.raises(AudioDeviceLost):
+                async with asyncio.timeout(6):
+                    async for _ in frames:
+                        pass
