@@ -136,7 +136,11 @@ async def test_a_lost_sound_server_is_reported_as_device_lost(tmp_path: Path) ->
             frames = mic.frames()
             await anext(frames)
             own.processes[0].kill()
-            with pytest.raises(AudioDeviceLost):
+
+            async def drain() -> None:
                 async with asyncio.timeout(6):
                     async for _ in frames:
                         pass
+
+            with pytest.raises(AudioDeviceLost):
+                await drain()
