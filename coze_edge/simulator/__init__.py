@@ -31,6 +31,7 @@ from aiohttp import WSMsgType, web
 log = logging.getLogger(__name__)
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+LOGID = web.RequestKey("logid", str)
 SAMPLE_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 
 
@@ -236,7 +237,7 @@ class Simulator:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         logid = _logid()
-        request["logid"] = logid
+        request[LOGID] = logid
         try:
             response = await handler(request)
         except web.HTTPException as exc:
@@ -247,13 +248,13 @@ class Simulator:
         return response
 
     def _ok(self, request: web.Request, data: Any = None) -> web.Response:
-        body: dict[str, Any] = {"code": 0, "msg": "", "detail": {"logid": request["logid"]}}
+        body: dict[str, Any] = {"code": 0, "msg": "", "detail": {"logid": request[LOGID]}}
         if data is not None:
             body["data"] = data
         return web.json_response(body)
 
     def _fail(self, request: web.Request, code: int, msg: str, status: int = 200) -> web.Response:
-        body = {"code": code, "msg": msg, "detail": {"logid": request["logid"]}}
+        body = {"code": code, "msg": msg, "detail": {"logid": request[LOGID]}}
         return web.json_response(body, status=status)
 
     def _oauth_error(self, error: str, message: str) -> web.Response:
@@ -452,7 +453,7 @@ class Simulator:
     # ------------------------------------------------------------------ websocket
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
-        logid = request["logid"]
+        logid = request[LOGID]
         if self.faults.reject_handshake is not None:
             status = self.faults.reject_handshake
             return self._fail(request, 4100 if status == 401 else status, "refused", status)
