@@ -6,7 +6,8 @@ import asyncio
 from typing import Any
 
 import cozepy
-from cozepy.request import Requester
+import pytest
+from cozepy.request import Requester, SyncHTTPClient
 from cozepy.websockets.chat import AsyncWebsocketsChatClient
 from cozepy.websockets.ws import InputAudio, OutputAudio, PCMConfig, WebsocketsEventType
 
@@ -43,11 +44,17 @@ class Recorder:
             self.errors.append(error)
             self.done.set()
 
-        handlers: dict[WebsocketsEventType, Any] = {t: on_any for t in WebsocketsEventType}
+        handlers: dict[WebsocketsEventType, Any] = dict.fromkeys(WebsocketsEventType, on_any)
         del handlers[WebsocketsEventType.CLOSED]  # called with the client only
         handlers[WebsocketsEventType.ERROR] = on_error
         handlers[WebsocketsEventType.CLIENT_ERROR] = on_error
         return handlers
+
+
+async def wait_for_type(recorder: Recorder, event_type: str) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        while event_type not in recorder.types:  # noqa: ASYNC110 - cozepy calls us back
+            await asyncio.sleep(0.01)
 
 
 def chat_client(sim: Simulator, recorder: Recorder) -> AsyncWebsocketsChatClient:
@@ -77,7 +84,7 @@ async def test_cozepy_runs_a_voice_turn_against_the_simulator() -> None:
     recorder = Recorder()
     async with Simulator(reply_speed=50.0) as sim:
         client = chat_client(sim, recorder)
-        await client.connect()
+        await client.connect()  # type: ignore[no-untyped-call]
         await configure(client)
         speech = read_wav_as(DATA / "utterance-weather.wav", CAPTURE)
         for start in range(0, len(speech), 1920):
@@ -115,19 +122,15 @@ async def test_cozepy_cancel_gets_chat_canceled() -> None:
     recorder = Recorder()
     async with Simulator(reply_speed=2.0) as sim:
         client = chat_client(sim, recorder)
-        await client.connect()
+        await client.connect()  # type: ignore[no-untyped-call]
         await configure(client)
         await client.input_audio_buffer_append(
             cozepy.InputAudioBufferAppendEvent.Data(delta=bytes(3200))
         )
         await client.input_audio_buffer_complete()
-        async with asyncio.timeout(TIMEOUT_S):
-            while "conversation.audio.delta" not in recorder.types:
-                await asyncio.sleep(0.01)
+        await wait_for_type(recorder, "conversation.audio.delta")
         await client.conversation_chat_cancel()
-        async with asyncio.timeout(TIMEOUT_S):
-            while "conversation.chat.canceled" not in recorder.types:
-                await asyncio.sleep(0.01)
+        await wait_for_type(recorder, "conversation.chat.canceled")
         await client.close()
 
     assert recorder.errors == []
@@ -140,21 +143,22 @@ def test_cozepy_device_flow_and_refresh_against_the_simulator() -> None:
     async def scenario() -> None:
         async with Simulator(poll_interval_s=1) as sim:
             app = cozepy.DeviceOAuthApp("1234.app.coze", base_url=sim.api_base)
+            # Give cozepy an HTTP client we can close, so no socket outlives the test.
+            http = SyncHTTPClient()
+            app._requester = Requester(sync_client=http)
             code = await asyncio.to_thread(app.get_device_code)
             assert code.user_code in sim.pending_user_codes()
-            assert code.verification_url.endswith(f"?user_code={code.user_code}")
-            try:
+            assert str(code.verification_url).endswith(f"?user_code={code.user_code}")
+            with pytest.raises(cozepy.CozePKCEAuthError, match="authorization_pending"):
                 await asyncio.to_thread(app.get_access_token, code.device_code)
-            except cozepy.CozePKCEAuthError as exc:
-                assert exc.error == "authorization_pending"
-            else:
-                raise AssertionError("a token before approval")
             sim.approve(code.user_code)
             await asyncio.sleep(1.05)  # honour the interval, else slow_down
             token = await asyncio.to_thread(app.get_access_token, code.device_code)
-            assert token.access_token and token.refresh_token
+            assert token.access_token
+            assert token.refresh_token
             renewed = await asyncio.to_thread(app.refresh_access_token, token.refresh_token)
             assert renewed.refresh_token != token.refresh_token
             assert renewed.expires_in > 1_700_000_000  # absolute epoch seconds
+            http.close()
 
     asyncio.run(scenario())
