@@ -144,7 +144,7 @@ def test_cozepy_device_flow_and_refresh_against_the_simulator() -> None:
         async with Simulator(poll_interval_s=1) as sim:
             app = cozepy.DeviceOAuthApp("1234.app.coze", base_url=sim.api_base)
             # Give cozepy an HTTP client we can close, so no socket outlives the test.
-            http = SyncHTTPClient()
+            http = SyncHTTPClient()  # type: ignore[no-untyped-call]
             app._requester = Requester(sync_client=http)
             code = await asyncio.to_thread(app.get_device_code)
             assert code.user_code in sim.pending_user_codes()
