@@ -1,0 +1,236 @@
+"""
+Coze REST on httpx: OAuth device flow, refresh, bind device, voices.
+
+The body is read whatever the HTTP status (coze-protocol.md 1.5): ``code != 0``, an OAuth
+``error_code``/``error``, or a non-2xx status is an error, mapped to the class the
+official SDKs use, with the Coze logid. ``https`` is always verified; proxies come from
+the environment (``HTTPS_PROXY``). Tokens never appear in error texts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from coze_edge.core.tokens import Token
+from coze_edge.errors import CozeAPIError, CozeUnavailable, api_error
+
+log = logging.getLogger(__name__)
+
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+class DeviceFlowError(CozeAPIError):
+    """An OAuth error while polling; ``error`` is the RFC 8628 code."""
+
+    def __init__(self, error: str, msg: str, *, http_status: int | None, logid: str | None):
+        self.error = error
+        super().__init__(msg or error, code=error, http_status=http_status, logid=logid)
+
+
+class DevicePending(DeviceFlowError):
+    pass
+
+
+class SlowDown(DeviceFlowError):
+    pass
+
+
+class AccessDenied(DeviceFlowError):
+    pass
+
+
+class ExpiredToken(DeviceFlowError):
+    pass
+
+
+class InvalidGrant(DeviceFlowError):
+    pass
+
+
+_OAUTH_ERRORS: dict[str, type[DeviceFlowError]] = {
+    "authorization_pending": DevicePending,
+    "slow_down": SlowDown,
+    "access_denied": AccessDenied,
+    "expired_token": ExpiredToken,
+    "invalid_grant": InvalidGrant,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceCode:
+    device_code: str
+    user_code: str
+    verification_uri: str
+    expires_in: int
+    interval: int
+
+    @property
+    def verification_url(self) -> str:
+        return f"{self.verification_uri}?user_code={self.user_code}"
+
+
+@dataclass(frozen=True, slots=True)
+class Voice:
+    voice_id: str
+    name: str
+    language_code: str
+    language_name: str
+    is_system_voice: bool
+
+
+class CozeHttp:
+    """``async with CozeHttp(api_base) as http``."""
+
+    def __init__(
+        self,
+        api_base: str,
+        *,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=api_base.rstrip("/"),
+            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+            trust_env=True,
+            transport=transport,
+            headers={"User-Agent": "coze-edge"},
+        )
+
+    async def __aenter__(self) -> CozeHttp:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._client.aclose()
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        token: str | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        try:
+            response = await self._client.request(
+                method, path, json=body, headers=headers, params=params
+            )
+        except httpx.HTTPError as exc:
+            raise CozeUnavailable(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+        logid = response.headers.get("X-Tt-Logid")
+        try:
+            data = response.json()
+        except (ValueError, json.JSONDecodeError):
+            snippet = response.text[:120].replace("\n", " ")
+            raise api_error(
+                f"{method} {path}: not JSON: {snippet!r}",
+                http_status=response.status_code,
+                logid=logid,
+            ) from None
+        if not isinstance(data, dict):
+            raise api_error(f"{method} {path}: unexpected body", http_status=response.status_code)
+        detail = data.get("detail")
+        if isinstance(detail, dict) and isinstance(detail.get("logid"), str):
+            logid = detail["logid"]
+        error = data.get("error_code") or data.get("error")
+        if isinstance(error, str) and error:
+            message = str(data.get("error_message") or data.get("error_description") or "")
+            cls = _OAUTH_ERRORS.get(error, DeviceFlowError)
+            raise cls(error, message, http_status=response.status_code, logid=logid)
+        code = data.get("code", 0)
+        if code not in (0, None) or response.status_code >= 400:
+            msg = str(
+                data.get("msg") or data.get("error_message") or f"HTTP {response.status_code}"
+            )
+            raise api_error(msg, code=code, http_status=response.status_code, logid=logid)
+        return data
+
+    async def device_code(self, client_id: str, workspace_id: str | None = None) -> DeviceCode:
+        path = "/api/permission/oauth2/device/code"
+        if workspace_id:
+            path = f"/api/permission/oauth2/workspace_id/{workspace_id}/device/code"
+        data = await self._call("POST", path, body={"client_id": client_id})
+        try:
+            return DeviceCode(
+                str(data["device_code"]),
+                str(data["user_code"]),
+                str(data["verification_uri"]),
+                int(data["expires_in"]),
+                int(data.get("interval") or 5),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise api_error(f"device code answer lacks {exc}") from None
+
+    def _token(self, data: dict[str, Any]) -> Token:
+        try:
+            return Token(
+                str(data["access_token"]),
+                str(data.get("refresh_token") or ""),
+                float(data["expires_in"]),  # absolute epoch seconds
+                time.time(),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise api_error(f"token answer lacks {exc}") from None
+
+    async def poll_token(self, client_id: str, device_code: str) -> Token:
+        body = {"client_id": client_id, "grant_type": DEVICE_GRANT, "device_code": device_code}
+        return self._token(await self._call("POST", "/api/permission/oauth2/token", body=body))
+
+    async def refresh(self, client_id: str, refresh_token: str) -> Token:
+        body = {
+            "client_id": client_id,
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+        }
+        return self._token(await self._call("POST", "/api/permission/oauth2/token", body=body))
+
+    async def bind(
+        self, token: str, connector_id: str, device_id: str, label: str, user_id: str | None = None
+    ) -> None:
+        body: dict[str, Any] = {
+            "configs": [{"key": "device_id", "enums": [{"label": label, "value": device_id}]}]
+        }
+        if user_id:
+            body["user_id"] = user_id
+        await self._call(
+            "POST", f"/v1/connectors/{connector_id}/user_configs", body=body, token=token
+        )
+
+    async def voices(self, token: str, page_size: int = 100) -> list[Voice]:
+        voices: list[Voice] = []
+        page = 1
+        while True:
+            data = await self._call(
+                "GET",
+                "/v1/audio/voices",
+                token=token,
+                params={"page_num": page, "page_size": page_size},
+            )
+            body = data.get("data") or {}
+            for item in body.get("voice_list") or []:
+                voices.append(
+                    Voice(
+                        str(item.get("voice_id", "")),
+                        str(item.get("name", "")),
+                        str(item.get("language_code") or ""),
+                        str(item.get("language_name") or ""),
+                        bool(item.get("is_system_voice")),
+                    )
+                )
+            if not body.get("has_more") or page >= 100:
+                return voices
+            page += 1

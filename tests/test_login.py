@@ -1,0 +1,357 @@
+"""Login, token lifecycle and binding over real HTTP against the simulator on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import stat
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from coze_edge.adapters.coze_http import CozeHttp
+from coze_edge.adapters.token_store import BindingStore, TokenStore
+from coze_edge.binding import bind_csv, ensure_bound
+from coze_edge.config import Config, config_from_mapping
+from coze_edge.core.status import LoginPrompt
+from coze_edge.core.tokens import DeviceFlow, Token
+from coze_edge.credentials import StaticToken
+from coze_edge.errors import (
+    AuthenticationError,
+    AuthError,
+    BadRequestError,
+    CozeAPIError,
+    GatewayError,
+    InternalServerError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    RequestTimeoutError,
+)
+from coze_edge.login import DeviceLogin, OAuthTokens
+from coze_edge.simulator import Simulator
+
+CLIENT = "1234.app.coze"
+
+
+class ScaledClock:
+    """Real time, five times faster: a 5 s poll interval takes 1 s."""
+
+    def __init__(self, factor: float = 5.0) -> None:
+        self._start = time.time()
+        self._factor = factor
+
+    def now(self) -> float:
+        return self._start + (time.time() - self._start) * self._factor
+
+    async def sleep_until(self, t: float) -> None:
+        await asyncio.sleep(max(0.0, (t - self.now()) / self._factor))
+
+
+class FakeClock:
+    """Jumps straight to each deadline, so waiting costs no real time."""
+
+    def __init__(self, start: float = 1_000_000.0) -> None:
+        self.time = start
+
+    def now(self) -> float:
+        return self.time
+
+    async def sleep_until(self, t: float) -> None:
+        self.time = max(self.time, t)
+
+
+def approver(
+    sim: Simulator, prompts: list[LoginPrompt | None]
+) -> Callable[[LoginPrompt | None], None]:
+    def on_prompt(prompt: LoginPrompt | None) -> None:
+        prompts.append(prompt)
+        if prompt is not None:
+            sim.approve(prompt.user_code)
+
+    return on_prompt
+
+
+async def test_device_login_saves_a_private_token_and_is_not_asked_again(tmp_path: Path) -> None:
+    """A headless login shows a code, gets the token once approved, saves it 0600."""
+    prompts: list[LoginPrompt | None] = []
+    async with Simulator(poll_interval_s=1) as sim, CozeHttp(sim.api_base) as http:
+        store = TokenStore(tmp_path)
+        tokens = OAuthTokens(
+            http, store, CLIENT, clock=ScaledClock(), on_prompt=approver(sim, prompts)
+        )
+        token = await asyncio.wait_for(tokens.token(), 20)
+
+        again = OAuthTokens(http, store, CLIENT, on_prompt=lambda p: prompts.append(p))
+        assert await again.token() == token
+
+    assert prompts[0] is not None
+    assert prompts[0].verification_url.endswith(f"?user_code={prompts[0].user_code}")
+    assert prompts[-1] is None
+    assert len(prompts) == 2
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+    assert json.loads(store.path.read_text())["access_token"] == token
+
+
+async def test_a_rejected_token_is_refreshed_and_the_rotation_persisted(tmp_path: Path) -> None:
+    """rejected() refreshes; the new pair is on disk; the old refresh token is dead."""
+    async with Simulator(poll_interval_s=1) as sim, CozeHttp(sim.api_base) as http:
+        store = TokenStore(tmp_path)
+        tokens = OAuthTokens(http, store, CLIENT, clock=ScaledClock(), on_prompt=approver(sim, []))
+        first = await asyncio.wait_for(tokens.token(), 20)
+        old = store.load()
+        assert old is not None
+
+        await tokens.rejected(first)
+
+        saved = store.load()
+        assert saved is not None
+        assert saved.access_token != first
+        assert saved.access_token == await tokens.token()
+        with pytest.raises(CozeAPIError, match="invalid"):
+            await http.refresh(CLIENT, old.refresh_token)
+
+
+async def test_concurrent_callers_share_one_refresh(tmp_path: Path) -> None:
+    """Two token() calls when a refresh is due make one refresh request."""
+    async with Simulator(poll_interval_s=1) as sim, CozeHttp(sim.api_base) as http:
+        store = TokenStore(tmp_path)
+        await asyncio.wait_for(
+            OAuthTokens(
+                http, store, CLIENT, clock=ScaledClock(), on_prompt=approver(sim, [])
+            ).token(),
+            20,
+        )
+        saved = store.load()
+        assert saved is not None
+        # The same refresh token, but the access token has expired: a refresh is due.
+        store.save(
+            Token(saved.access_token, saved.refresh_token, time.time() - 1, time.time() - 901)
+        )
+        tokens = OAuthTokens(http, store, CLIENT)
+        before = sim.token_requests
+
+        a, b = await asyncio.gather(tokens.token(), tokens.token())
+
+    assert a == b
+    assert sim.token_requests - before == 1
+
+
+async def test_a_refused_refresh_falls_back_to_a_new_login(tmp_path: Path) -> None:
+    """invalid_grant on refresh starts a device flow instead of giving up."""
+    prompts: list[LoginPrompt | None] = []
+    async with Simulator(poll_interval_s=1) as sim, CozeHttp(sim.api_base) as http:
+        store = TokenStore(tmp_path)
+        store.save(Token("czu_old", "dead-refresh", time.time() - 10, time.time() - 900))
+        tokens = OAuthTokens(
+            http, store, CLIENT, clock=ScaledClock(), on_prompt=approver(sim, prompts)
+        )
+
+        token = await asyncio.wait_for(tokens.token(), 20)
+
+    assert token != "czu_old"
+    assert prompts[0] is not None
+
+
+async def test_without_a_prompt_no_login_is_started(tmp_path: Path) -> None:
+    """Commands like voices say 'run coze-edge login' instead of waiting for a person."""
+    async with Simulator() as sim, CozeHttp(sim.api_base) as http:
+        tokens = OAuthTokens(http, TokenStore(tmp_path), CLIENT)
+        with pytest.raises(AuthError, match="coze-edge login"):
+            await tokens.token()
+
+
+def test_a_crash_while_saving_leaves_the_old_token(tmp_path: Path) -> None:
+    """If the new token cannot be written, the old file is intact."""
+    store = TokenStore(tmp_path)
+    store.save(Token("czu_old", "r1", 2e9, 1e9))
+    (tmp_path / ".token.json.tmp").mkdir()  # the temporary file cannot be created
+
+    with pytest.raises(IsADirectoryError):
+        store.save(Token("czu_new", "r2", 2e9, 1e9))
+
+    loaded = store.load()
+    assert loaded is not None
+    assert loaded.access_token == "czu_old"
+
+
+def test_a_corrupt_token_file_is_kept_aside(tmp_path: Path) -> None:
+    """A torn or edited token file is renamed, not deleted, and treated as no login."""
+    store = TokenStore(tmp_path)
+    store.path.write_text("{not json")
+
+    assert store.load() is None
+    assert list(tmp_path.glob("token.json.corrupt-*"))
+
+
+def test_slow_down_stretches_every_later_poll() -> None:
+    """RFC 8628: slow_down adds 5 s for this and all later polls; expiry is absolute."""
+    flow = DeviceFlow(interval=5, expires_in=60, now=0.0)
+    assert flow.next_poll_at() == 5.0
+    flow.on_pending(5.0)
+    assert flow.next_poll_at() == 10.0
+    flow.on_slow_down(10.0)
+    assert flow.next_poll_at() == 20.0
+    flow.on_pending(20.0)
+    assert flow.next_poll_at() == 30.0
+    assert not flow.expired(59.9)
+    assert flow.expired(60.0)
+    assert DeviceFlow(interval=1, expires_in=60, now=0).interval == 5.0
+
+
+def oauth_error(error: str) -> httpx.Response:
+    return httpx.Response(400, json={"error_code": error, "error_message": error})
+
+
+def device_code(n: int) -> httpx.Response:
+    return httpx.Response(
+        200,
+        json={
+            "device_code": f"dc{n}",
+            "user_code": f"CODE-{n}",
+            "verification_uri": "https://example.invalid/device",
+            "expires_in": 30,
+            "interval": 5,
+        },
+    )
+
+
+async def test_polling_follows_the_rules_through_expiry_and_denial() -> None:
+    """Pending, slow_down, expiry (new code), denial (wait, new code), then success."""
+    clock = FakeClock(start=0.0)
+    replies = iter(
+        [
+            device_code(1),
+            oauth_error("authorization_pending"),
+            oauth_error("slow_down"),
+            oauth_error("authorization_pending"),
+            oauth_error("authorization_pending"),  # t=30: the code expired meanwhile
+            device_code(2),
+            oauth_error("access_denied"),
+            device_code(3),
+            httpx.Response(
+                200, json={"access_token": "czu_t", "expires_in": 2e9, "refresh_token": "r"}
+            ),
+        ]
+    )
+    polled: list[tuple[str, float]] = []
+
+    def reply(request: httpx.Request) -> httpx.Response:
+        polled.append((request.url.path.rsplit("/", 1)[-1], clock.now()))
+        return next(replies)
+
+    prompts: list[LoginPrompt | None] = []
+    async with CozeHttp("https://api.coze.cn", transport=httpx.MockTransport(reply)) as http:
+        login = DeviceLogin(http, CLIENT, None, clock=clock, on_prompt=prompts.append)
+        token = await login.run()
+
+    assert token.access_token == "czu_t"
+    assert polled[:5] == [
+        ("code", 0.0),
+        ("token", 5.0),
+        ("token", 10.0),
+        ("token", 20.0),
+        ("token", 30.0),
+    ]
+    assert [p.user_code for p in prompts if p] == ["CODE-1", "CODE-2", "CODE-3"]
+    assert prompts[-1] is None
+    denied_at = polled[6][1]
+    assert polled[7][1] - denied_at >= 30.0  # no tight loop after a denial
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (400, {"code": 4000, "msg": "bad"}, BadRequestError),
+        (200, {"code": 4000, "msg": "bad"}, BadRequestError),
+        (401, {"code": 4100, "msg": "auth"}, AuthenticationError),
+        (200, {"code": 4100, "msg": "auth"}, AuthenticationError),
+        (403, {"code": 4101, "msg": "perm"}, PermissionDeniedError),
+        (200, {"code": 4101, "msg": "perm"}, PermissionDeniedError),
+        (404, {"code": 4200, "msg": "nf"}, NotFoundError),
+        (200, {"code": 4200, "msg": "nf"}, NotFoundError),
+        (408, {"msg": "slow"}, RequestTimeoutError),
+        (429, {"code": 4013, "msg": "rate"}, RateLimitError),
+        (200, {"code": 4013, "msg": "rate"}, RateLimitError),
+        (500, {"msg": "boom"}, InternalServerError),
+        (502, {"msg": "gw"}, GatewayError),
+    ],
+)
+async def test_every_error_class_from_status_and_body(
+    status: int, body: dict[str, object], expected: type[CozeAPIError]
+) -> None:
+    """Errors map like the official SDKs, with code, status and the logid."""
+
+    def reply(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json=body, headers={"X-Tt-Logid": "LOG42"})
+
+    async with CozeHttp("https://api.coze.cn", transport=httpx.MockTransport(reply)) as http:
+        with pytest.raises(expected) as caught:
+            await http.voices("t")
+
+    assert caught.value.logid == "LOG42"
+    assert caught.value.http_status == status
+    assert "LOG42" in caught.value.describe()
+
+
+def config_for(sim: Simulator, tmp_path: Path, connector: str | None = "7700") -> Config:
+    return config_from_mapping(
+        {
+            "coze": {"api_base": sim.api_base, "ws_base": sim.ws_base, "bot_id": "7"},
+            "auth": {"method": "pat"},
+            "device": {"id": "5551234", "name": "kitchen", "connector_id": connector},
+            "state_dir": str(tmp_path),
+        },
+        env={},
+    )
+
+
+async def test_the_device_binds_itself_once(tmp_path: Path) -> None:
+    """With a connector id the device binds once; a restart does not bind again."""
+    async with Simulator() as sim, CozeHttp(sim.api_base) as http:
+        config = config_for(sim, tmp_path)
+        await ensure_bound(config, http, StaticToken("sim-pat"))
+        await ensure_bound(config, http, StaticToken("sim-pat"))
+
+    assert sim.bindings == [
+        {
+            "connector_id": "7700",
+            "configs": [{"key": "device_id", "enums": [{"label": "kitchen", "value": "5551234"}]}],
+        }
+    ]
+    assert BindingStore(tmp_path).is_bound("7700", "5551234")
+
+
+async def test_a_permission_error_explains_what_is_missing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """4101 on bind names the bindConnectorConfig permission and remembers nothing."""
+    async with Simulator() as sim, CozeHttp(sim.api_base) as http:
+        sim.faults.bind_error_code = 4101
+        await ensure_bound(config_for(sim, tmp_path), http, StaticToken("sim-pat"))
+
+    assert "bindConnectorConfig" in caplog.text
+    assert not BindingStore(tmp_path).is_bound("7700", "5551234")
+
+
+async def test_csv_binding_reports_every_row(tmp_path: Path) -> None:
+    """Vendor provisioning: each row bound or refused with a reason, then a summary."""
+    rows = tmp_path / "devices.csv"
+    rows.write_text("device_id,name,serial\n111,Living room,A1\nabc,Bad,A2\n222,Kitchen,A3\n")
+    out = io.StringIO()
+    async with Simulator() as sim, CozeHttp(sim.api_base) as http:
+        code = await bind_csv(
+            rows, config_for(sim, tmp_path), http, StaticToken("sim-pat"), out=out
+        )
+
+    report = out.getvalue().splitlines()
+    assert code == 1
+    assert report[0] == "line 2: 111: bound as 'Living room'"
+    assert report[1].startswith("line 3: skipped")
+    assert report[2] == "line 4: 222: bound as 'Kitchen'"
+    assert report[3] == "2 of 3 bound to channel 7700"
+    assert [b["configs"][0]["enums"][0]["value"] for b in sim.bindings] == ["111", "222"]
