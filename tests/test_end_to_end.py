@@ -144,3 +144,43 @@ async def test_sigterm_while_idle_stops_within_three_seconds(tmp_path: Path) -> 
 
     assert proc.returncode == 0
     assert took < STOP_WITHIN_S
+
+
+async def test_headless_login_then_a_turn_and_no_login_on_restart(tmp_path: Path) -> None:
+    """No token, no TTY: the code is logged, approved in Coze, the turn completes;
+    a second start uses the saved token and asks for no code."""
+    async with Simulator(poll_interval_s=1, reply_speed=20.0) as sim:
+        config = write_config(tmp_path, sim)
+        text = config.read_text().replace(
+            "method: pat", "method: device_code\n  client_id: 1234.app.coze"
+        )
+        config.write_text(text)
+        log: list[str] = []
+        proc = await start_daemon(config)
+        try:
+            async with asyncio.timeout(30):
+                await read_until(proc, "state: unauthorized", log)
+            assert "enter the code" in "".join(log)
+            [code] = sim.pending_user_codes()
+            assert code not in "".join(log)  # user codes are secrets in logs
+            sim.approve(code)
+            async with asyncio.timeout(TURN_TIMEOUT_S):
+                await read_until(proc, "turn:", log)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(STOP_WITHIN_S + 2):
+                await proc.communicate()
+        assert proc.returncode == 0
+
+        second = await start_daemon(config)
+        again: list[str] = []
+        try:
+            async with asyncio.timeout(30):
+                await read_until(second, "state: idle", again)
+        finally:
+            second.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(STOP_WITHIN_S + 2):
+                await second.communicate()
+
+    assert "enter the code" not in "".join(again)
+    assert len(sim.connections) == 2
