@@ -355,3 +355,42 @@ async def test_csv_binding_reports_every_row(tmp_path: Path) -> None:
     assert report[2] == "line 4: 222: bound as 'Kitchen'"
     assert report[3] == "2 of 3 bound to channel 7700"
     assert [b["configs"][0]["enums"][0]["value"] for b in sim.bindings] == ["111", "222"]
+
+
+async def test_error_4100_mid_session_refreshes_and_reconnects(tmp_path: Path) -> None:
+    """Coze saying 4100 on an open session: refresh the token, reconnect with the new one."""
+    from coze_edge.daemon import Daemon
+    from coze_edge.supervisor import supervise
+    from tests.traces import DATA
+
+    async with Simulator(poll_interval_s=1) as sim, CozeHttp(sim.api_base) as http:
+        store = TokenStore(tmp_path)
+        tokens = OAuthTokens(http, store, CLIENT, clock=ScaledClock(), on_prompt=approver(sim, []))
+        first = await asyncio.wait_for(tokens.token(), 20)
+        sim.faults.error_on_complete = 4100
+        config = config_from_mapping(
+            {
+                "coze": {"api_base": sim.api_base, "ws_base": sim.ws_base, "bot_id": "7"},
+                "auth": {"method": "device_code", "client_id": CLIENT},
+                "device": {"id": "42"},
+                "state_dir": str(tmp_path),
+                "audio": {
+                    "backend": "file",
+                    "file_input": str(DATA / "utterance-weather.wav"),
+                    "file_realtime": False,
+                },
+            },
+            env={},
+        )
+        stop = asyncio.Event()
+        daemon = Daemon(config, tokens=tokens, env={})
+        task = asyncio.create_task(supervise(daemon.services(), stop=stop, signals=()))
+        await sim.wait_for(lambda: len(sim.connections) == 2, 20)
+        stop.set()
+        await task
+
+    assert sim.connections[0].token == first
+    assert sim.connections[1].token != first
+    saved = store.load()
+    assert saved is not None
+    assert saved.access_token == sim.connections[1].token
