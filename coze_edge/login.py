@@ -166,6 +166,19 @@ class OAuthTokens:
         self._save(await login.run())
 
     async def _refresh(self) -> None:
+        # Another process (coze-edge voices, bind) may have refreshed and rotated the pair
+        # already: the one on disk is then the only refresh token that still works.
+        stored = self._store.load()
+        current = self._token
+        if (
+            stored is not None
+            and current is not None
+            and stored.access_token != current.access_token
+        ):
+            self._token = stored
+            register_secret(stored.access_token)
+            if not stored.needs_refresh(self._clock.now()):
+                return
         current = self._token
         assert current is not None
         delays = backoff(first=2.0, cap=60.0)

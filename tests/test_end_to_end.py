@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -184,3 +185,40 @@ async def test_headless_login_then_a_turn_and_no_login_on_restart(tmp_path: Path
 
     assert "enter the code" not in "".join(again)
     assert len(sim.connections) == 2
+
+
+async def test_terminal_login_shows_code_url_and_qr_then_saves(tmp_path: Path) -> None:
+    """`coze-edge login` prints the code, the URL and a QR code, and saves the token."""
+    async with Simulator(poll_interval_s=1) as sim:
+        config = write_config(tmp_path, sim)
+        text = config.read_text().replace(
+            "method: pat", "method: device_code\n  client_id: 1234.app.coze"
+        )
+        config.write_text(text)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COZE_EDGE_")}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "coze_edge",
+            "login",
+            "-c",
+            str(config),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=env,
+        )
+        log: list[str] = []
+        async with asyncio.timeout(30):
+            await read_until(proc, "waiting", log)
+            [code] = sim.pending_user_codes()
+            sim.approve(code)
+            rest, _ = await proc.communicate()
+    shown = "".join(log) + rest.decode()
+
+    assert proc.returncode == 0, shown
+    assert f"enter the code:  {code}" in shown
+    assert f"{sim.api_base}/device" in shown
+    assert "█" in shown or "▀" in shown  # the QR code, drawn with block characters
+    token = json.loads((tmp_path / "state" / "token.json").read_text())
+    assert token["access_token"].startswith("czu_")
