@@ -1,0 +1,63 @@
+"""scripts/install against a throwaway root: layout, modes, idempotence, uninstall."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+SCRIPT = ROOT / "scripts" / "install"
+OFFLINE = ["--no-apt", "--no-systemctl", "--no-user", "--no-pip"]
+
+
+def install(prefix: Path, *args: str) -> str:
+    result = subprocess.run(
+        ["bash", str(SCRIPT), "--prefix", str(prefix), *OFFLINE, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_install_lays_out_venv_config_and_unit(tmp_path: Path) -> None:
+    """A venv under /opt, the example config 0640 under /etc, the unit in systemd's dir."""
+    out = install(tmp_path)
+
+    assert (tmp_path / "opt/coze-edge/venv/bin/python").exists()
+    config = tmp_path / "etc/coze-edge/config.yaml"
+    assert config.read_text() == (ROOT / "config/coze-edge.example.yaml").read_text()
+    assert stat.S_IMODE(config.stat().st_mode) == 0o640
+    unit = tmp_path / "etc/systemd/system/coze-edge.service"
+    assert unit.read_text() == (ROOT / "systemd/coze-edge.service").read_text()
+    assert "wrote" in out
+
+
+def test_a_second_run_keeps_the_users_config(tmp_path: Path) -> None:
+    """Running again (an upgrade) never overwrites the edited config."""
+    install(tmp_path)
+    config = tmp_path / "etc/coze-edge/config.yaml"
+    config.write_text("coze:\n  bot_id: '7'\n")
+
+    out = install(tmp_path)
+
+    assert config.read_text() == "coze:\n  bot_id: '7'\n"
+    assert "kept" in out
+
+
+def test_uninstall_keeps_config_and_state_unless_purged(tmp_path: Path) -> None:
+    """--uninstall removes the unit and venv; --purge also the config and state."""
+    install(tmp_path)
+    (tmp_path / "var/lib/coze-edge").mkdir(parents=True)
+
+    install(tmp_path, "--uninstall")
+    assert not (tmp_path / "etc/systemd/system/coze-edge.service").exists()
+    assert not (tmp_path / "opt/coze-edge").exists()
+    assert (tmp_path / "etc/coze-edge/config.yaml").exists()
+    assert (tmp_path / "var/lib/coze-edge").exists()
+
+    install(tmp_path, "--uninstall", "--purge")
+    assert not (tmp_path / "etc/coze-edge").exists()
+    assert not (tmp_path / "var/lib/coze-edge").exists()
