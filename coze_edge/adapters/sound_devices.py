@@ -98,6 +98,16 @@ def find_device(
     raise AudioDeviceLost(f"no {kind} device matches {spec!r}; {kind} devices: {names}")
 
 
+def _close(stream: Any, what: str) -> None:
+    """Close a PortAudio stream; a device already gone may refuse, which changes nothing."""
+    if stream is None:
+        return
+    try:
+        stream.close()
+    except Exception as exc:
+        log.debug("! closing the %s: %s", what, exc)
+
+
 def _rate_for(sd: Any, device: DeviceInfo, rate: int, channels: int, kind: str) -> int:
     check = sd.check_input_settings if kind == "input" else sd.check_output_settings
     try:
@@ -167,11 +177,7 @@ class SoundDeviceMicrophone:
         /,
     ) -> None:
         stream, self._stream = self._stream, None
-        if stream is not None:
-            try:
-                stream.close()
-            except Exception as close_exc:
-                log.debug("! closing the microphone: %s", close_exc)
+        _close(stream, "microphone")
 
     def _on_audio(self, indata: Any, frames: int, when: Any, status: Any) -> None:
         # PortAudio's thread: copy (indata is only valid during this call) and hand off.
@@ -272,11 +278,7 @@ class SoundDeviceSpeaker:
         /,
     ) -> None:
         stream, self._stream = self._stream, None
-        if stream is not None:
-            try:
-                stream.close()
-            except Exception as close_exc:
-                log.debug("! closing the speaker: %s", close_exc)
+        _close(stream, "speaker")
 
     def _on_finished(self) -> None:
         if self._stream is not None and self._loop is not None:
