@@ -222,3 +222,50 @@ async def test_terminal_login_shows_code_url_and_qr_then_saves(tmp_path: Path) -
     assert "█" in shown or "▀" in shown  # the QR code, drawn with block characters
     token = json.loads((tmp_path / "state" / "token.json").read_text())
     assert token["access_token"].startswith("czu_")
+
+
+async def test_the_daemon_speaks_sd_notify(tmp_path: Path) -> None:
+    """Under systemd: READY=1 after the first connection, STATUS= per state, WATCHDOG=1
+    while audio flows, STOPPING=1 on SIGTERM."""
+    import socket
+
+    notify = tmp_path / "notify"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(notify))
+    sock.setblocking(False)
+    async with Simulator(pats=("e2e-pat",)) as sim:
+        config = write_config(tmp_path, sim, file_input=str(DATA / "silence-2s.wav"))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COZE_EDGE_")}
+        env.update({"NOTIFY_SOCKET": str(notify), "WATCHDOG_USEC": "400000"})
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "coze_edge",
+            "run",
+            "-c",
+            str(config),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            env=env,
+        )
+        messages: list[str] = []
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(30):
+            while messages.count("WATCHDOG=1") < 3:
+                messages.append((await loop.sock_recv(sock, 4096)).decode())
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(STOP_WITHIN_S):
+            await proc.wait()
+        while True:
+            try:
+                messages.append(sock.recv(4096).decode())
+            except BlockingIOError:
+                break
+    sock.close()
+
+    assert proc.returncode == 0
+    assert "READY=1" in messages
+    assert messages.index("STATUS=connecting") < messages.index("READY=1")
+    assert "STATUS=idle" in messages
+    assert messages[-1] == "STOPPING=1"
