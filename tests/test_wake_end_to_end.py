@@ -1,0 +1,73 @@
+"""The wake word through the whole daemon: real model, committed speech, the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from coze_edge.adapters.resample import read_wav_as
+from coze_edge.config import config_from_mapping
+from coze_edge.core.audio import CAPTURE
+from coze_edge.credentials import StaticToken
+from coze_edge.daemon import Daemon
+from coze_edge.simulator import Simulator
+from coze_edge.supervisor import supervise
+from tests.traces import DATA
+
+QUESTION_STARTS_S = 1.43  # in wake-okay-nabu-then-question.wav (tests/data/README.md)
+
+
+async def run_daemon_on(
+    wav: Path, tmp_path: Path, *, seconds: float
+) -> tuple[Simulator, list[str]]:
+    events: list[str] = []
+    async with Simulator(reply_speed=50.0) as sim:
+        config = config_from_mapping(
+            {
+                "coze": {"api_base": sim.api_base, "ws_base": sim.ws_base, "bot_id": "7"},
+                "auth": {"method": "pat"},
+                "device": {"id": "42"},
+                "state_dir": str(tmp_path),
+                "audio": {"backend": "file", "file_input": str(wav), "file_realtime": False},
+                "wake": {"word": "okay_nabu"},
+            },
+            env={},
+        )
+        stop = asyncio.Event()
+
+        def on_event(event: dict[str, Any]) -> None:
+            events.append(event["type"])
+            if event["type"] == "turn":
+                stop.set()
+
+        daemon = Daemon(config, tokens=StaticToken("sim-pat"), on_event=on_event, env={})
+        asyncio.get_running_loop().call_later(seconds, stop.set)
+        await supervise(daemon.services(), stop=stop, signals=())
+    return sim, events
+
+
+async def test_the_wake_word_opens_a_turn_with_only_the_audio_after_it(tmp_path: Path) -> None:
+    """'Okay Nabu, what is the weather like today?': one turn, without the wake word."""
+    wav = DATA / "wake-okay-nabu-then-question.wav"
+    sim, events = await run_daemon_on(wav, tmp_path, seconds=20)
+
+    assert "turn" in events
+    [conn] = sim.connections
+    appended = conn.appended_audio()
+    spoken = read_wav_as(wav, CAPTURE)
+    offset = spoken.find(appended[: 16000 * 2 // 2])  # where the upstream audio begins
+    assert offset >= 0
+    begins_s = offset / (2 * 16000)
+    assert 0.9 <= begins_s <= QUESTION_STARTS_S, (
+        begins_s
+    )  # after the wake word, before the question
+
+
+async def test_speech_without_the_wake_word_sends_nothing(tmp_path: Path) -> None:
+    """Other speech in the room opens no turn and never leaves the device."""
+    sim, events = await run_daemon_on(DATA / "utterance-weather.wav", tmp_path, seconds=4)
+
+    [conn] = sim.connections
+    assert "input_audio_buffer.append" not in conn.event_types()
+    assert "turn" not in events
