@@ -18,6 +18,7 @@ import dataclasses
 import difflib
 import logging
 import os
+import shlex
 import types
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
@@ -46,6 +47,7 @@ __all__ = [
     "ConfigError",
     "CozeConfig",
     "DeviceConfig",
+    "HooksConfig",
     "LogConfig",
     "MqttConfig",
     "VadConfig",
@@ -62,7 +64,10 @@ log = logging.getLogger(__name__)
 ENV_PREFIX: Final = "COZE_EDGE_"
 CONFIG_ENV: Final = "COZE_EDGE_CONFIG"
 # COZE_EDGE_* variables that are not config overrides: the config path, and the scripts' venv.
-_NOT_OVERRIDES: Final = frozenset({CONFIG_ENV, "COZE_EDGE_VENV"})
+# Not config keys: the venv of the scripts, and what hooks get (a hook may run coze-edge).
+_NOT_OVERRIDES: Final = frozenset(
+    {CONFIG_ENV, "COZE_EDGE_VENV", "COZE_EDGE_HOOK_STATE", "COZE_EDGE_HOOK_MUTED"}
+)
 
 DEFAULT_CONFIG_PATH: Final = Path("/etc/coze-edge/config.yaml")
 DEFAULT_STATE_DIR: Final = Path("/var/lib/coze-edge")
@@ -483,6 +488,30 @@ class LogConfig:
         yield from _one_of("level", self.level, LOG_LEVELS)
 
 
+@dataclass(frozen=True, slots=True)
+class HooksConfig:
+    """Programs run on events, for LED rings and displays."""
+
+    on_state: str | None = None
+    """Program and arguments run at every state change (split like a shell would, but run
+    without one), with the state in $COZE_EDGE_HOOK_STATE; None = no hook."""
+
+    timeout_s: float = 5.0
+    """A hook still running after this long is killed."""
+
+    def problems(self) -> Iterator[Problem]:
+        """What is wrong with these values; keys are relative to the section."""
+        if self.on_state is not None:
+            try:
+                argv = shlex.split(self.on_state)
+            except ValueError as exc:
+                yield "on_state", f"cannot split into arguments: {exc}"
+            else:
+                if not argv:
+                    yield "on_state", "names no program"
+        yield from _between("timeout_s", self.timeout_s, 0.1, 60)
+
+
 Section = (
     CozeConfig
     | AuthConfig
@@ -491,6 +520,7 @@ Section = (
     | VadConfig
     | MqttConfig
     | WakeConfig
+    | HooksConfig
     | LogConfig
 )
 
@@ -523,6 +553,9 @@ class Config:
     wake: WakeConfig = field(default_factory=WakeConfig)
     """Wake word."""
 
+    hooks: HooksConfig = field(default_factory=HooksConfig)
+    """Programs run on state changes."""
+
     log: LogConfig = field(default_factory=LogConfig)
     """Logging."""
 
@@ -543,10 +576,22 @@ _SECTIONS: Final[Mapping[str, type[Section]]] = types.MappingProxyType(
         "vad": VadConfig,
         "mqtt": MqttConfig,
         "wake": WakeConfig,
+        "hooks": HooksConfig,
         "log": LogConfig,
     }
 )
-_TOP_LEVEL: Final = ("coze", "auth", "device", "state_dir", "audio", "vad", "mqtt", "wake", "log")
+_TOP_LEVEL: Final = (
+    "coze",
+    "auth",
+    "device",
+    "state_dir",
+    "audio",
+    "vad",
+    "mqtt",
+    "wake",
+    "hooks",
+    "log",
+)
 
 
 # --- loading ----------------------------------------------------------------------------------
@@ -643,6 +688,7 @@ def config_from_mapping(
         vad=VadConfig(**values["vad"]),
         mqtt=MqttConfig(**values["mqtt"]),
         wake=WakeConfig(**values["wake"]),
+        hooks=HooksConfig(**values["hooks"]),
         log=LogConfig(**values["log"]),
     )
     # A value of the wrong type was left at its default: say only what was wrong with the value.

@@ -85,6 +85,8 @@ class Drained:
 @dataclass(frozen=True, slots=True)
 class Commanded:
     command: Command
+    done: asyncio.Future[None] | None = None
+    """Resolved once the command's effects were carried out (ctl answers after that)."""
 
 
 Input = Captured | Received | Connected | Disconnected | Drained | Commanded
@@ -147,12 +149,16 @@ class Conversation:
 
     # ------------------------------------------------------------------ outside
 
-    def submit(self, command: Command) -> None:
-        """Post a command (MQTT, ctl socket); never blocks, drops when the inbox is full."""
+    def submit(self, command: Command) -> asyncio.Future[None]:
+        """Post a command (MQTT, ctl socket); never blocks, drops when the inbox is full.
+        The future resolves once the command was carried out."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         try:
-            self._inbox.put_nowait(Commanded(command))
+            self._inbox.put_nowait(Commanded(command, done))
         except asyncio.QueueFull:
             log.warning("! command %s dropped: the daemon is overloaded", type(command).__name__)
+            done.set_result(None)
+        return done
 
     def status(self) -> DeviceStatus:
         state = self._session.state
@@ -239,6 +245,8 @@ class Conversation:
             else:
                 effects = self._feed(item, loop.time())
             await self._carry_out(effects)
+            if isinstance(item, Commanded) and item.done is not None and not item.done.done():
+                item.done.set_result(None)
 
     def _feed(self, item: Input, now: float) -> list[Effect]:
         session = self._session
@@ -257,7 +265,7 @@ class Conversation:
             case Drained():
                 self._drain_watched = False
                 return session.playback_drained(now)
-            case Commanded(command):
+            case Commanded(command, _):
                 return self._command(command, now)
             case _:
                 assert_never(item)

@@ -15,7 +15,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -42,7 +42,7 @@ class CtlServer:
         self,
         path: Path,
         *,
-        submit: Callable[[Any], None],
+        submit: Callable[[Any], Awaitable[None] | None],
         status: Callable[[], DeviceStatus],
     ) -> None:
         self._path = path
@@ -74,7 +74,7 @@ class CtlServer:
         try:
             async with asyncio.timeout(5):
                 line = await reader.readline()
-            reply = self._answer(line)
+            reply = await self._answer(line)
         except (TimeoutError, ValueError, ConnectionError) as exc:
             reply = {"ok": False, "error": f"bad request: {exc}"}
         try:
@@ -85,7 +85,7 @@ class CtlServer:
         finally:
             writer.close()
 
-    def _answer(self, line: bytes) -> dict[str, Any]:
+    async def _answer(self, line: bytes) -> dict[str, Any]:
         if len(line) > MAX_REQUEST_BYTES:
             return {"ok": False, "error": f"request over {MAX_REQUEST_BYTES} bytes"}
         try:
@@ -102,7 +102,11 @@ class CtlServer:
         except CommandError as exc:
             return {"ok": False, "error": str(exc)}
         if not isinstance(command, QueryStatus):
-            self._submit(command)
+            done = self._submit(command)
+            if done is not None:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(2):
+                        await done
         return {"ok": True, "status": json.loads(self._status().to_json())}
 
 

@@ -31,6 +31,7 @@ from coze_edge.core.session import Session, SessionSettings
 from coze_edge.core.status import DeviceStatus, LoginPrompt, State
 from coze_edge.credentials import StaticToken, TokenSource
 from coze_edge.errors import AuthError
+from coze_edge.hooks import StateHook
 from coze_edge.latest import EventQueue, Latest
 from coze_edge.supervisor import Service, supervise
 
@@ -132,6 +133,9 @@ class Daemon:
         self._muted = False
         self._last_state: State | None = None
         self.started = asyncio.Event()
+        self._hook: StateHook | None = None
+        if config.hooks.on_state:
+            self._hook = StateHook(config.hooks.on_state, timeout_s=config.hooks.timeout_s)
 
     # ------------------------------------------------------------------ fan-out
 
@@ -159,6 +163,8 @@ class Daemon:
             log.info("state: %s%s", status.state.value, " (muted)" if status.muted else "")
             self._last_state = status.state
         self.status.set(status)
+        if self._hook is not None:
+            self._hook.changed(status)
         systemd.status(f"{status.state.value}{', muted' if status.muted else ''}", env=self._env)
         if self._extra_status is not None:
             self._extra_status(status)
@@ -175,12 +181,16 @@ class Daemon:
         if self._extra_event is not None:
             self._extra_event(event)
 
-    def submit(self, command: Command) -> None:
-        """A command from MQTT or the ctl socket."""
+    def submit(self, command: Command) -> asyncio.Future[None] | None:
+        """A command from MQTT or the ctl socket; resolves once carried out."""
         if self._conversation is None:
             log.warning("! %s ignored: the conversation is not running", type(command).__name__)
-            return
-        self._conversation.submit(command)
+            return None
+        return self._conversation.submit(command)
+
+    def command(self, command: Command) -> None:
+        """A command whose completion nobody waits for (MQTT)."""
+        self.submit(command)
 
     # ------------------------------------------------------------------ services
 
@@ -259,6 +269,8 @@ class Daemon:
         if interval is not None:
             watchdog = systemd.Watchdog(interval=interval, healthy=self.audio_healthy)
             services.append(Service("watchdog", watchdog.run))
+        if self._hook is not None:
+            services.append(Service("state-hook", self._hook.run))
         return services + (extra or [])
 
 
@@ -329,7 +341,7 @@ async def run_daemon(config: Config) -> int:
                 config,
                 status=daemon.status,
                 events=daemon.events,
-                on_command=daemon.submit,
+                on_command=daemon.command,
                 login=daemon.login,
                 sw_version=__version__,
             )

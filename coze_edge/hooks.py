@@ -1,0 +1,77 @@
+"""
+State hooks for LED rings and displays: a configured program runs at every state change,
+with the state in its environment. Runs one at a time in order, never blocks audio (the
+daemon only queues), is killed after ``hooks.timeout_s``; failures are logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shlex
+
+from coze_edge.core.status import DeviceStatus
+
+log = logging.getLogger(__name__)
+
+QUEUE_SIZE = 32
+
+
+class StateHook:
+    def __init__(self, command: str, *, timeout_s: float = 5.0) -> None:
+        self._argv = shlex.split(command)
+        self._timeout_s = timeout_s
+        self._queue: asyncio.Queue[DeviceStatus] = asyncio.Queue(QUEUE_SIZE)
+        self._last: tuple[str, bool] | None = None
+        self.dropped = 0
+        self.failures = 0
+
+    def changed(self, status: DeviceStatus) -> None:
+        """Queue a run for this status; never waits (the oldest run is dropped if full)."""
+        key = (status.state.value, status.muted)
+        if key == self._last:
+            return
+        self._last = key
+        if self._queue.full():
+            self._queue.get_nowait()
+            self.dropped += 1
+        self._queue.put_nowait(status)
+
+    async def run(self) -> None:
+        while True:
+            status = await self._queue.get()
+            await self._run_once(status)
+
+    async def _run_once(self, status: DeviceStatus) -> None:
+        env = {
+            **os.environ,
+            "COZE_EDGE_HOOK_STATE": status.state.value,
+            "COZE_EDGE_HOOK_MUTED": "1" if status.muted else "0",
+        }
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *self._argv,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+        except OSError as exc:
+            self.failures += 1
+            log.warning("! state hook %s cannot start: %s", self._argv[0], exc)
+            return
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                code = await process.wait()
+        except TimeoutError:
+            self.failures += 1
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+            log.warning("! state hook %s killed after %.1f s", self._argv[0], self._timeout_s)
+            return
+        if code != 0:
+            self.failures += 1
+            log.warning("! state hook %s exited with %d", self._argv[0], code)
