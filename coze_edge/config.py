@@ -339,6 +339,16 @@ class AudioConfig:
     earcons: bool = True
     """Play short sounds when listening starts and ends."""
 
+    noise_suppression: bool = False
+    """Clean the microphone (WebRTC noise suppression) before VAD and wake word; needs the
+    ``aec`` extra (``pip install coze-edge[aec]``)."""
+
+    high_pass: bool = False
+    """Remove rumble below speech (WebRTC high-pass filter); needs the ``aec`` extra."""
+
+    auto_gain: bool = False
+    """Even out the microphone level (WebRTC AGC); needs the ``aec`` extra."""
+
     def problems(self) -> Iterator[Problem]:
         """What is wrong with these values; keys are relative to the section."""
         yield from _one_of("backend", self.backend, ("sounddevice", "file"))

@@ -30,7 +30,7 @@ from coze_edge.core.endpointer import Endpointer
 from coze_edge.core.session import Session, SessionSettings
 from coze_edge.core.status import DeviceStatus, LoginPrompt, State
 from coze_edge.credentials import StaticToken, TokenSource
-from coze_edge.errors import AuthError
+from coze_edge.errors import AuthError, ConfigError
 from coze_edge.hooks import StateHook
 from coze_edge.latest import EventQueue, Latest
 from coze_edge.supervisor import Service, supervise
@@ -63,6 +63,27 @@ def open_audio(config: Config) -> tuple[Microphone, Speaker]:
             audio.output_device, rate=audio.output_rate, prebuffer_ms=audio.prebuffer_ms
         ),
     )
+
+
+def cleaned(microphone: Microphone, config: Config) -> Microphone:
+    """The microphone behind WebRTC's noise suppression / high-pass / AGC, if asked for."""
+    audio = config.audio
+    if not (audio.noise_suppression or audio.high_pass or audio.auto_gain):
+        return microphone
+    from coze_edge.adapters.apm import ApmUnavailable, AudioProcessor
+    from coze_edge.adapters.clean_input import CleanedMicrophone
+
+    try:
+        processor = AudioProcessor(
+            rate=audio.capture_rate,
+            echo_cancellation=False,
+            noise_suppression=audio.noise_suppression,
+            high_pass=audio.high_pass,
+            auto_gain=audio.auto_gain,
+        )
+    except ApmUnavailable as exc:
+        raise ConfigError([("audio.noise_suppression", str(exc))]) from exc
+    return CleanedMicrophone(microphone, processor)
 
 
 def session_settings(config: Config, conversation_id: str | None) -> SessionSettings:
@@ -199,6 +220,7 @@ class Daemon:
         from coze_edge.adapters.vad_webrtc import WebrtcVad
 
         microphone, speaker = open_audio(config)
+        microphone = cleaned(microphone, config)
         endpointer = Endpointer(
             WebrtcVad(config.vad.aggressiveness, config.audio.capture_rate),
             pre_roll_ms=config.vad.pre_roll_ms,

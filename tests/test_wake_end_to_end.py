@@ -71,3 +71,44 @@ async def test_speech_without_the_wake_word_sends_nothing(tmp_path: Path) -> Non
     [conn] = sim.connections
     assert "input_audio_buffer.append" not in conn.event_types()
     assert "turn" not in events
+
+
+async def test_cleaned_input_still_finds_the_question(tmp_path: Path) -> None:
+    """With noise suppression, high-pass and AGC on, the VAD still hears the question."""
+    from coze_edge.adapters.clean_input import CleanedMicrophone
+    from coze_edge.daemon import cleaned
+
+    config = config_from_mapping(
+        {
+            "coze": {"bot_id": "7"},
+            "auth": {"method": "pat"},
+            "device": {"id": "42"},
+            "state_dir": str(tmp_path),
+            "audio": {
+                "backend": "file",
+                "file_input": str(DATA / "utterance-weather.wav"),
+                "file_realtime": False,
+                "noise_suppression": True,
+                "high_pass": True,
+                "auto_gain": True,
+            },
+        },
+        env={},
+    )
+    from coze_edge.adapters.file_audio import FileMicrophone
+
+    mic = cleaned(FileMicrophone(DATA / "utterance-weather.wav", realtime=False), config)
+    assert isinstance(mic, CleanedMicrophone)
+    heard = bytearray()
+    async with mic:
+        async for block in mic.frames():
+            heard += block
+            if len(heard) >= 4 * 32000:
+                break
+    source = read_wav_as(DATA / "utterance-weather.wav", CAPTURE)
+    assert len(heard) >= len(source)
+    from coze_edge.adapters.vad_webrtc import WebrtcVad
+
+    vad = WebrtcVad(2)
+    speech = sum(vad.is_speech(bytes(heard[i : i + 640])) for i in range(0, len(source) - 640, 640))
+    assert speech > 40  # about a second and a half of speech survives the cleaning
