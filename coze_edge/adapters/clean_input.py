@@ -17,6 +17,7 @@ class CleanedMicrophone:
         self._microphone = microphone
         self._processor = processor
         self.overruns = 0  # the wrapped microphone counts its own
+
     async def __aenter__(self) -> Self:
         await self._microphone.__aenter__()
         return self
