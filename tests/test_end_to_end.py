@@ -46,19 +46,22 @@ def write_config(tmp_path: Path, sim: Simulator, **audio: Any) -> Path:
     return path
 
 
-async def start_daemon(config: Path) -> asyncio.subprocess.Process:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COZE_EDGE_")}
+async def start_daemon(
+    config: Path, command: str = "run", *, env: dict[str, str] | None = None
+) -> asyncio.subprocess.Process:
+    """`coze-edge COMMAND -c CONFIG` with stdout and stderr on one pipe, no stdin."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("COZE_EDGE_")}
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "coze_edge",
-        "run",
+        command,
         "-c",
         str(config),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
-        env=env,
+        env={**clean, **(env or {})},
     )
 
 
@@ -195,19 +198,7 @@ async def test_terminal_login_shows_code_url_and_qr_then_saves(tmp_path: Path) -
             "method: pat", "method: device_code\n  client_id: 1234.app.coze"
         )
         config.write_text(text)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("COZE_EDGE_")}
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "coze_edge",
-            "login",
-            "-c",
-            str(config),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            env=env,
-        )
+        proc = await start_daemon(config, "login")
         log: list[str] = []
         async with asyncio.timeout(30):
             await read_until(proc, "waiting", log)
@@ -235,19 +226,8 @@ async def test_the_daemon_speaks_sd_notify(tmp_path: Path) -> None:
     sock.setblocking(False)
     async with Simulator(pats=("e2e-pat",)) as sim:
         config = write_config(tmp_path, sim, file_input=str(DATA / "silence-2s.wav"))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("COZE_EDGE_")}
-        env.update({"NOTIFY_SOCKET": str(notify), "WATCHDOG_USEC": "400000"})
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "coze_edge",
-            "run",
-            "-c",
-            str(config),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-            env=env,
+        proc = await start_daemon(
+            config, env={"NOTIFY_SOCKET": str(notify), "WATCHDOG_USEC": "400000"}
         )
         messages: list[str] = []
         loop = asyncio.get_running_loop()
