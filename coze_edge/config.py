@@ -398,6 +398,10 @@ class VadConfig:
     max_utterance_ms: int = 15000
     """The longest turn: after this the turn ends even without silence."""
 
+    barge_in_start_ms: int = 300
+    """Speech needed to interrupt the reply: longer than ``start_ms``, so the device's own
+    voice leaking into the microphone does not cut it off (the echo-safe fallback)."""
+
     def problems(self) -> Iterator[Problem]:
         """What is wrong with these values; keys are relative to the section."""
         yield from _between("aggressiveness", self.aggressiveness, 0, 3)
@@ -405,6 +409,7 @@ class VadConfig:
         yield from _ms("pre_roll_ms", self.pre_roll_ms, 0, 2000)
         yield from _ms("start_ms", self.start_ms, 20, 1000)
         yield from _ms("max_utterance_ms", self.max_utterance_ms, 1000, 120_000)
+        yield from _ms("barge_in_start_ms", self.barge_in_start_ms, 20, 2000)
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,6 +100,8 @@ def session_settings(config: Config, conversation_id: str | None) -> SessionSett
         server_vad=config.coze.turn_detection == "server_vad",
         end_silence_ms=config.vad.end_silence_ms,
         follow_up_s=config.wake.follow_up_s,
+        start_ms=config.vad.start_ms,
+        barge_in_start_ms=config.vad.barge_in_start_ms,
     )
 
 

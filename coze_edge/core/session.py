@@ -226,6 +226,10 @@ class SessionSettings:
     """Silence that ends a turn, also told to the server VAD."""
     follow_up_s: float = 5.0
     """With a wake word: after a reply, speech alone may answer for this long."""
+    start_ms: int = 60
+    """Speech that opens a turn while the device is quiet."""
+    barge_in_start_ms: int = 300
+    """Speech that interrupts the reply: longer, so the device's own echo does not."""
 
     def chat_update(self, conversation_id: str | None) -> ChatUpdate:
         chat_config: dict[str, Any] = {"auto_save_history": True}
@@ -308,6 +312,10 @@ class Session:
         if new not in _TRANSITIONS[self.state]:
             raise LocalProtocolError(f"{self.state.name} -> {new.name}")
         log.debug("= %s -> %s", self.state.name, new.name)
+        if new is State.SPEAKING:
+            self._endpointer.set_start_ms(self._settings.barge_in_start_ms)
+        elif self.state is State.SPEAKING:
+            self._endpointer.set_start_ms(self._settings.start_ms)
         self.state = new
         return [Announce(new)]
 

@@ -179,7 +179,7 @@ def test_speech_while_speaking_interrupts_the_reply() -> None:
     """Talking over the device cancels the chat, silences the speaker, and listens."""
     session = speaking_session()
 
-    effects = talk(session, speech_ms=100, silence_ms=0, now=3.0)
+    effects = talk(session, speech_ms=400, silence_ms=0, now=3.0)
 
     assert effects[:3] == [Send(ev.ChatCancel()), FlushPlayback(), Announce(State.LISTENING)]
     assert session.received(ev.AudioDelta(CHAT, b"late"), 3.1) == []
@@ -525,3 +525,24 @@ def test_the_wake_word_during_a_reply_cancels_it() -> None:
 
     assert effects[:3] == [PlayEarcon("wake"), Send(ev.ChatCancel()), FlushPlayback()]
     assert session.state is State.LISTENING
+
+
+def test_while_speaking_a_short_sound_does_not_interrupt() -> None:
+    """The echo-safe fallback: barge-in needs barge_in_start_ms of speech, not start_ms."""
+    session = new_session(start_ms=60, barge_in_start_ms=200)
+    session.connected(0.0)
+    session.received(ev.ChatUpdated({}), 0.0)
+    talk(session, speech_ms=400, silence_ms=300, now=1.0)
+    session.received(ev.AudioDelta(CHAT, b"ab" * 4800), 2.0)
+    assert session.state is State.SPEAKING
+
+    assert talk(session, speech_ms=100, silence_ms=200, now=2.2) == []
+    effects = talk(session, speech_ms=300, silence_ms=0, now=2.5)
+
+    assert Send(ev.ChatCancel()) in effects
+    talk(session, speech_ms=0, silence_ms=300, now=3.0)
+    session.received(ev.ChatStarted("2", CONV), 3.1)
+    session.received(ev.AudioDelta("2", b"ab"), 3.1)
+    session.received(ev.ChatCompleted("2", CONV), 3.2)
+    session.playback_drained(3.3)
+    assert Announce(State.LISTENING) in talk(session, speech_ms=100, silence_ms=0, now=4.0)
