@@ -94,8 +94,7 @@ Input = Captured | Received | Connected | Disconnected | Drained | Commanded
 
 def reconnect_delays() -> Iterator[float]:
     """0 s (retry at once after a drop), then 1, 2, 4 ... 60 s, each with jitter."""
-    yield 0.0
-    yield from backoff(first=1.0, cap=60.0)
+    return backoff(first=1.0, cap=60.0, first_immediate=True)
 
 
 class ConversationMetrics:
@@ -105,7 +104,6 @@ class ConversationMetrics:
         self.frames_captured = 0
         self.last_frame_at: float | None = None
         self.connections = 0
-        self.appended_bytes = 0
 
 
 class Conversation:

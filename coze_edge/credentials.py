@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from coze_edge.errors import AuthError
+
+if TYPE_CHECKING:
+    from coze_edge.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -38,3 +41,18 @@ class StaticToken:
             "Coze refused the personal access token (expired, revoked, or missing the "
             "'chat' permission); put a new one in auth.pat_file"
         )
+
+
+def pat_tokens(config: Config) -> StaticToken:
+    """The personal access token of ``auth.method: pat``; AuthError when there is none."""
+    from coze_edge.config import read_secret
+    from coze_edge.logs import register_secret
+
+    token = read_secret(config.auth.pat_file, "coze_pat")
+    if not token:
+        raise AuthError(
+            "auth.method is pat but no token was found: set auth.pat_file, "
+            "or give systemd the credential coze_pat"
+        )
+    register_secret(token)
+    return StaticToken(token)

@@ -29,8 +29,8 @@ from coze_edge.core.commands import Command
 from coze_edge.core.endpointer import Endpointer
 from coze_edge.core.session import Session, SessionSettings
 from coze_edge.core.status import DeviceStatus, LoginPrompt, State
-from coze_edge.credentials import StaticToken, TokenSource
-from coze_edge.errors import AuthError, ConfigError
+from coze_edge.credentials import TokenSource, pat_tokens
+from coze_edge.errors import ConfigError
 from coze_edge.hooks import StateHook
 from coze_edge.latest import EventQueue, Latest
 from coze_edge.supervisor import Service, supervise
@@ -302,21 +302,6 @@ def _describe(event: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in event.items() if k != "type" and v is not None)
 
 
-def pat_tokens(config: Config) -> StaticToken:
-    """The personal access token of ``auth.method: pat``; AuthError when there is none."""
-    from coze_edge.config import read_secret
-    from coze_edge.logs import register_secret
-
-    token = read_secret(config.auth.pat_file, "coze_pat")
-    if not token:
-        raise AuthError(
-            "auth.method is pat but no token was found: set auth.pat_file, "
-            "or give systemd the credential coze_pat"
-        )
-    register_secret(token)
-    return StaticToken(token)
-
-
 async def run_daemon(config: Config) -> int:
     """The body of ``coze-edge run``; returns the exit code of a clean stop."""
     log.info("coze-edge %s starting (device id %s)", __version__, config.device.id)
@@ -373,6 +358,6 @@ async def run_daemon(config: Config) -> int:
         try:
             await supervise(daemon.services(extra))
         finally:
-            systemd.stopping(env=daemon._env)
+            systemd.stopping()
     log.info("stopped")
     return 0

@@ -28,7 +28,7 @@ from coze_edge.config import Config
 from coze_edge.core.backoff import backoff
 from coze_edge.core.status import LoginPrompt
 from coze_edge.core.tokens import DeviceFlow, Token
-from coze_edge.credentials import TokenSource
+from coze_edge.credentials import TokenSource, pat_tokens
 from coze_edge.errors import AuthError, CozeAPIError, CozeUnavailable
 from coze_edge.logs import register_secret
 
@@ -218,8 +218,6 @@ def token_source_for(
 ) -> TokenSource:
     """PAT or OAuth, as the config says; AuthError when there is nothing to use."""
     if config.auth.method == "pat":
-        from coze_edge.daemon import pat_tokens
-
         return pat_tokens(config)
     if not config.auth.client_id:
         raise AuthError("auth.client_id is needed for the device login")

@@ -506,7 +506,7 @@ class _ChatSession:
         frame["detail"] = {"logid": self.logid, "respond_at": str(int(time.time() * 1000))}
         await self.ws.send_str(json.dumps(frame, ensure_ascii=False))
 
-    async def error(self, code: int, msg: str, origin: str | None = None) -> None:
+    async def error(self, code: int, msg: str) -> None:
         await self.send("error", {"code": code, "msg": msg})
 
     async def run(self) -> None:
