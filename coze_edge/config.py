@@ -349,6 +349,11 @@ class AudioConfig:
     auto_gain: bool = False
     """Even out the microphone level (WebRTC AGC); needs the ``aec`` extra."""
 
+    echo_cancellation: bool | str = "auto"
+    """Cancel the speaker's sound in the microphone (WebRTC AEC, the ``aec`` extra), so the
+    device does not hear itself and the user can talk over the reply: ``auto`` (on with the
+    sounddevice backend when the extra is installed), true (required) or false."""
+
     def problems(self) -> Iterator[Problem]:
         """What is wrong with these values; keys are relative to the section."""
         yield from _one_of("backend", self.backend, ("sounddevice", "file"))
@@ -370,6 +375,9 @@ class AudioConfig:
         yield from _ms("chunk_ms", self.chunk_ms, 20, 100, step=20)
         yield from _ms("prebuffer_ms", self.prebuffer_ms, 0, 2000)
         yield from _between("volume", self.volume, 0, 100)
+        echo = self.echo_cancellation
+        if isinstance(echo, str) and echo != "auto":
+            yield "echo_cancellation", f"must be auto, true or false, got {echo!r}"
 
 
 def _rates(rates: tuple[int, ...]) -> str:
@@ -398,9 +406,15 @@ class VadConfig:
     max_utterance_ms: int = 15000
     """The longest turn: after this the turn ends even without silence."""
 
-    barge_in_start_ms: int = 300
-    """Speech needed to interrupt the reply: longer than ``start_ms``, so the device's own
-    voice leaking into the microphone does not cut it off (the echo-safe fallback)."""
+    barge_in_start_ms: int | None = None
+    """Speech needed to interrupt the reply; null = 240 ms with echo cancellation, else
+    300 ms, so the device's own voice leaking into the microphone does not cut it off."""
+
+    barge_in_level_dbfs: float | None = None
+    """While the reply plays, microphone audio quieter than this (dB below full scale)
+    cannot interrupt it. null = -45 with echo cancellation (the canceller's faint residue
+    is not speech); without it, null = half-duplex (the echo-safe fallback: only the wake
+    word or a command interrupts), or set a level above your speaker's echo."""
 
     def problems(self) -> Iterator[Problem]:
         """What is wrong with these values; keys are relative to the section."""
@@ -409,7 +423,10 @@ class VadConfig:
         yield from _ms("pre_roll_ms", self.pre_roll_ms, 0, 2000)
         yield from _ms("start_ms", self.start_ms, 20, 1000)
         yield from _ms("max_utterance_ms", self.max_utterance_ms, 1000, 120_000)
-        yield from _ms("barge_in_start_ms", self.barge_in_start_ms, 20, 2000)
+        if self.barge_in_start_ms is not None:
+            yield from _ms("barge_in_start_ms", self.barge_in_start_ms, 20, 2000)
+        if self.barge_in_level_dbfs is not None:
+            yield from _between("barge_in_level_dbfs", self.barge_in_level_dbfs, -90, 0, " dBFS")
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,11 +12,12 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coze_edge import __version__
 from coze_edge.adapters import systemd
@@ -30,12 +31,26 @@ from coze_edge.core.endpointer import Endpointer
 from coze_edge.core.session import Session, SessionSettings
 from coze_edge.core.status import DeviceStatus, LoginPrompt, State
 from coze_edge.credentials import TokenSource, pat_tokens
-from coze_edge.errors import ConfigError
+from coze_edge.errors import AudioDeviceLost, ConfigError
 from coze_edge.hooks import StateHook
 from coze_edge.latest import EventQueue, Latest
 from coze_edge.supervisor import Service, supervise
 
+if TYPE_CHECKING:
+    from coze_edge.adapters.apm import AudioProcessor
+
 log = logging.getLogger(__name__)
+
+INSTALL_AEC = "pip install coze-edge[aec]"
+
+BARGE_IN_START_MS = 300
+"""Speech that interrupts a reply when no echo canceller runs (echo must not do it)."""
+BARGE_IN_START_MS_AEC = 240
+"""... and with echo cancellation, where what reaches the VAD is the user."""
+
+BARGE_IN_LEVEL_DBFS_AEC = -45.0
+"""With it, this only keeps the canceller's faint residue (which webrtcvad, deaf to level,
+may call speech) from interrupting."""
 
 READY_TIMEOUT_S = 15.0
 """READY=1 is sent after the first connection attempt, or after this long at the latest."""
@@ -65,29 +80,74 @@ def open_audio(config: Config) -> tuple[Microphone, Speaker]:
     )
 
 
-def cleaned(microphone: Microphone, config: Config) -> Microphone:
-    """The microphone behind WebRTC's noise suppression / high-pass / AGC, if asked for."""
+def echo_cancellation_wanted(config: Config) -> bool:
+    """``audio.echo_cancellation`` resolved: ``auto`` is on for PortAudio devices when the
+    ``aec`` extra loads (a WAV file never hears the speaker)."""
+    setting = config.audio.echo_cancellation
+    if setting == "auto":
+        from coze_edge.adapters import apm
+
+        return config.audio.backend == "sounddevice" and apm.available()
+    return bool(setting)
+
+
+def cleaned(microphone: Microphone, speaker: Speaker, config: Config) -> AudioProcessor | None:
+    """
+    Puts ``microphone`` behind WebRTC's audio processing if any of it is on: echo cancellation
+    (with what ``speaker`` plays as the reference), noise suppression, high-pass, AGC.
+    """
     audio = config.audio
-    if not (audio.noise_suppression or audio.high_pass or audio.auto_gain):
-        return microphone
+    echo = echo_cancellation_wanted(config)
+    if not (echo or audio.noise_suppression or audio.high_pass or audio.auto_gain):
+        if audio.backend == "sounddevice" and config.vad.barge_in:
+            log.info(
+                "echo cancellation off (%s): %s",
+                "audio.echo_cancellation: false"
+                if audio.echo_cancellation is False
+                else f"not installed: {INSTALL_AEC}",
+                "speech does not interrupt a reply (half-duplex; see vad.barge_in_level_dbfs)"
+                if config.vad.barge_in_level_dbfs is None
+                else f"only speech above {config.vad.barge_in_level_dbfs:g} dBFS interrupts",
+            )
+        return None
     from coze_edge.adapters.apm import ApmUnavailable, AudioProcessor
-    from coze_edge.adapters.clean_input import CleanedMicrophone
 
     try:
         processor = AudioProcessor(
             rate=audio.capture_rate,
-            echo_cancellation=False,
+            echo_cancellation=echo,
             noise_suppression=audio.noise_suppression,
             high_pass=audio.high_pass,
             auto_gain=audio.auto_gain,
         )
     except ApmUnavailable as exc:
-        raise ConfigError([("audio.noise_suppression", str(exc))]) from exc
-    return CleanedMicrophone(microphone, processor)
+        key = "audio.echo_cancellation" if echo else "audio.noise_suppression"
+        raise ConfigError([(key, str(exc))]) from exc
+    if echo:
+        speaker.on_render = processor.process_render
+    microphone.on_capture = processor.process_capture
+    return processor
 
 
-def session_settings(config: Config, conversation_id: str | None) -> SessionSettings:
+def session_settings(
+    config: Config, conversation_id: str | None, *, echo_cancelled: bool = False
+) -> SessionSettings:
+    """The session's settings; barge-in is more cautious when no echo canceller runs."""
+    vad = config.vad
+    start = vad.barge_in_start_ms
+    if start is None:
+        start = BARGE_IN_START_MS_AEC if echo_cancelled else BARGE_IN_START_MS
+    level = vad.barge_in_level_dbfs
+    if level is None and echo_cancelled:
+        level = BARGE_IN_LEVEL_DBFS_AEC
+    if config.audio.backend != "sounddevice":
+        min_rms = 0.0  # a WAV file never hears the speaker
+    elif level is None:
+        min_rms = math.inf  # half-duplex: the reply's echo would interrupt it
+    else:
+        min_rms = 32768 * 10 ** (level / 20)
     return SessionSettings(
+        barge_in_min_rms=min_rms,
         capture_rate=config.audio.capture_rate,
         output_rate=config.audio.output_rate,
         chunk_ms=config.audio.chunk_ms,
@@ -101,7 +161,7 @@ def session_settings(config: Config, conversation_id: str | None) -> SessionSett
         end_silence_ms=config.vad.end_silence_ms,
         follow_up_s=config.wake.follow_up_s,
         start_ms=config.vad.start_ms,
-        barge_in_start_ms=config.vad.barge_in_start_ms,
+        barge_in_start_ms=start,
     )
 
 
@@ -222,7 +282,7 @@ class Daemon:
         from coze_edge.adapters.vad_webrtc import WebrtcVad
 
         microphone, speaker = open_audio(config)
-        microphone = cleaned(microphone, config)
+        cleaned(microphone, speaker, config)
         endpointer = Endpointer(
             WebrtcVad(config.vad.aggressiveness, config.audio.capture_rate),
             pre_roll_ms=config.vad.pre_roll_ms,
@@ -239,7 +299,13 @@ class Daemon:
                 rate=config.audio.capture_rate,
             )
         session = Session(
-            session_settings(config, self._conversations.load()), endpointer, wake=wake
+            session_settings(
+                config,
+                self._conversations.load(),
+                echo_cancelled=speaker.on_render is not None,
+            ),
+            endpointer,
+            wake=wake,
         )
         session.muted = self._muted
         conversation = Conversation(
@@ -261,13 +327,21 @@ class Daemon:
             volume=self._volume,
             earcons=config.audio.earcons,
         )
-        async with microphone, speaker:
-            self._conversation = conversation
-            self.started.set()
-            try:
-                await conversation.run()
-            finally:
-                self._conversation = None
+        try:
+            async with microphone, speaker:
+                self._conversation = conversation
+                self.started.set()
+                try:
+                    await conversation.run()
+                finally:
+                    self._conversation = None
+        except* AudioDeviceLost as group:
+            # The supervisor reopens the devices after a backoff; until then, say why.
+            lost = group.exceptions[0]
+            self._publish(
+                replace(self.status.get_nowait(), state=State.ERROR, detail=f"audio: {lost}")
+            )
+            raise lost from None
 
     async def _announce_ready(self) -> None:
         """READY=1 once audio is open and the first connection was attempted."""

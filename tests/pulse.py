@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,98 +14,146 @@ from pathlib import Path
 
 
 @dataclass
+class Recording:
+    process: subprocess.Popen[bytes]
+    path: Path
+
+    def stop(self) -> bytes:
+        """End the recording; everything recorded, as raw 24 kHz mono s16le."""
+        self.process.terminate()
+        self.process.wait()
+        return self.path.read_bytes()
+
+
+@dataclass
 class PulseEnv:
     root: Path
     server: str
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    _recordings: int = 0
 
     def env(self) -> dict[str, str]:
         return {
             **os.environ,
             "PULSE_SERVER": self.server,
-            "XDG_RUNTIME_DIR": str(self.root / "xdg"),
+            "XDG_RUNTIME_DIR": str(_RUNTIME / "xdg"),
         }
+
+    def start(self) -> None:
+        """Run pulseaudio with the script in ``root``; return once it answers."""
+        server = subprocess.Popen(
+            [
+                "pulseaudio",
+                "--daemonize=no",
+                "-n",
+                "-F",
+                str(self.root / "ci.pa"),
+                "--exit-idle-time=-1",
+                "--disallow-exit",
+                "--use-pid-file=no",
+                f"--log-target=file:{self.root}/pulse.log",
+            ],
+            env=self.env(),
+        )
+        self.processes.append(server)
+        for _ in range(100):
+            if (
+                subprocess.run(["pactl", "info"], env=self.env(), capture_output=True).returncode
+                == 0
+            ):
+                break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError("pulseaudio did not start: " + (self.root / "pulse.log").read_text())
+        # Keep both null sinks ticking, else the first stream stalls (TESTING.md).
+        for source in ("speaker.monitor", "micfeed.monitor"):
+            self.processes.append(
+                subprocess.Popen(
+                    ["parec", "--latency-msec=10", "-d", source, "--raw"],
+                    stdout=subprocess.DEVNULL,
+                    env=self.env(),
+                )
+            )
+
+    def stop(self) -> None:
+        """Kill the server and its helpers (``pactl exit`` is refused with anonymous auth)."""
+        for process in reversed(self.processes):
+            process.kill()
+            process.wait()
+        self.processes.clear()
+
+    def restart(self) -> None:
+        """The sound server dies and comes back (what a desktop session or an update does)."""
+        self.stop()
+        self.start()
 
     def play_into_mic(self, wav: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(["paplay", "-d", "micfeed", str(wav)], env=self.env())
 
-    def record_speaker(self) -> subprocess.Popen[bytes]:
-        """parec of what the speaker plays: 24 kHz mono s16le on stdout."""
-        return subprocess.Popen(
-            [
-                "parec",
-                "-d",
-                "speaker.monitor",
-                "--rate=24000",
-                "--channels=1",
-                "--format=s16le",
-                "--raw",
-                "--latency-msec=10",
-            ],
-            stdout=subprocess.PIPE,
-            env=self.env(),
-        )
+    def record_speaker(self) -> Recording:
+        """Record what the speaker plays: 24 kHz mono s16le, into a file (a pipe nobody reads
+        while the test runs would fill after 1.3 s and stall parec)."""
+        self._recordings += 1
+        path = self.root / f"speaker-{self._recordings}.raw"
+        with path.open("wb") as out:
+            process = subprocess.Popen(
+                [
+                    "parec",
+                    "-d",
+                    "speaker.monitor",
+                    "--rate=24000",
+                    "--channels=1",
+                    "--format=s16le",
+                    "--raw",
+                    "--latency-msec=10",
+                ],
+                stdout=out,
+                env=self.env(),
+            )
+        return Recording(process, path)
 
 
 _SCRIPT = """
-load-module module-native-protocol-unix auth-anonymous=1 socket={root}/native
+load-module module-native-protocol-unix auth-anonymous=1 socket={runtime}/native
 load-module module-null-sink sink_name=speaker rate=48000 channels=2
 load-module module-null-sink sink_name=micfeed rate=48000 channels=2
 set-default-sink speaker
 set-default-source micfeed.monitor
 """
 
+ECHO_PATH = "load-module module-loopback source=speaker.monitor sink=micfeed latency_msec=40\n"
+"""An acoustic echo path: everything played on ``speaker`` also reaches the microphone."""
+
+
+_RUNTIME = Path(tempfile.gettempdir()) / f"coze-edge-test-pulse-{os.getpid()}"
+"""One socket address for every server this process starts, as on a real machine, where
+the sound server restarts at the same address. (Servers at different addresses one after
+another once left PortAudio's ALSA thread spinning on errors in this process.)"""
+_running: list[PulseEnv] = []
+
 
 @contextlib.contextmanager
-def pulse_server(root: Path) -> Iterator[PulseEnv]:
+def pulse_server(root: Path, *, echo_path: bool = False) -> Iterator[PulseEnv]:
     """Start pulseaudio in ``root``; point this process's PortAudio at it; stop it after."""
     for tool in ("pulseaudio", "pactl", "paplay", "parec"):
         if shutil.which(tool) is None:
             raise RuntimeError(f"{tool} is missing: scripts/test installs pulseaudio-utils")
-    (root / "xdg").mkdir(mode=0o700, parents=True, exist_ok=True)
-    (root / "ci.pa").write_text(_SCRIPT.format(root=root))
-    pulse = PulseEnv(root, f"unix:{root}/native")
+    if _running:
+        raise RuntimeError("a test PulseAudio server is already running: one at a time")
+    (_RUNTIME / "xdg").mkdir(mode=0o700, parents=True, exist_ok=True)
+    script = _SCRIPT.format(runtime=_RUNTIME) + (ECHO_PATH if echo_path else "")
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "ci.pa").write_text(script)
+    pulse = PulseEnv(root, f"unix:{_RUNTIME}/native")
     saved = {k: os.environ.get(k) for k in ("PULSE_SERVER", "XDG_RUNTIME_DIR")}
     os.environ.update({k: v for k, v in pulse.env().items() if k in saved})
-    server = subprocess.Popen(
-        [
-            "pulseaudio",
-            "--daemonize=no",
-            "-n",
-            "-F",
-            str(root / "ci.pa"),
-            "--exit-idle-time=-1",
-            "--disallow-exit",
-            "--use-pid-file=no",
-            f"--log-target=file:{root}/pulse.log",
-        ],
-        env=pulse.env(),
-    )
-    pulse.processes.append(server)
+    _running.append(pulse)
     try:
-        for _ in range(100):
-            if (
-                subprocess.run(["pactl", "info"], env=pulse.env(), capture_output=True).returncode
-                == 0
-            ):
-                break
-            time.sleep(0.05)
-        else:
-            raise RuntimeError("pulseaudio did not start: " + (root / "pulse.log").read_text())
-        # Keep both null sinks ticking, else the first stream stalls (TESTING.md).
-        for source in ("speaker.monitor", "micfeed.monitor"):
-            pulse.processes.append(
-                subprocess.Popen(
-                    ["parec", "--latency-msec=10", "-d", source, "--raw"],
-                    stdout=subprocess.DEVNULL,
-                    env=pulse.env(),
-                )
-            )
+        pulse.start()
         yield pulse
     finally:
-        for process in reversed(pulse.processes):
-            process.kill()
-            process.wait()
+        _running.clear()
+        pulse.stop()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

@@ -998,3 +998,25 @@ def test_any_mapping_gives_a_config_or_a_config_error(
         assert all(isinstance(key, str) and message for key, message in outcome.problems)
     else:
         assert not list(outcome.problems())
+
+
+@pytest.mark.parametrize(("value", "expected"), [("auto", "auto"), (True, True), (False, False)])
+def test_echo_cancellation_is_auto_or_a_boolean(
+    machine_id: Path, value: object, expected: object
+) -> None:
+    config = build(with_valid(audio={"echo_cancellation": value}), machine_id)
+    assert config.audio.echo_cancellation == expected
+
+
+def test_echo_cancellation_names_its_choices(machine_id: Path) -> None:
+    message = problem(with_valid(audio={"echo_cancellation": "maybe"}), machine_id)
+    assert message == "audio.echo_cancellation: must be auto, true or false, got 'maybe'"
+
+
+def test_barge_in_level_is_a_level_below_full_scale(machine_id: Path) -> None:
+    assert (
+        build(with_valid(vad={"barge_in_level_dbfs": -30}), machine_id).vad.barge_in_level_dbfs
+        == -30
+    )
+    message = problem(with_valid(vad={"barge_in_level_dbfs": 6}), machine_id)
+    assert message.startswith("vad.barge_in_level_dbfs: must be between -90 dBFS and 0 dBFS")

@@ -439,7 +439,9 @@ async def test_the_last_will_says_offline_when_the_process_is_killed(
                 child.kill()
             await child.wait()
 
-        await watcher.wait_topic(TOPICS.availability, b"offline", since=mark, within=1000 * MS)
+        await watcher.wait_topic(
+            TOPICS.availability, b"offline", since=mark, within=3000 * MS
+        )  # ~2 ms idle; slack for a loaded CI host
     assert child.returncode == -signal.SIGKILL
 
 

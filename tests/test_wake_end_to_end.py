@@ -75,7 +75,6 @@ async def test_speech_without_the_wake_word_sends_nothing(tmp_path: Path) -> Non
 
 async def test_cleaned_input_still_finds_the_question(tmp_path: Path) -> None:
     """With noise suppression, high-pass and AGC on, the VAD still hears the question."""
-    from coze_edge.adapters.clean_input import CleanedMicrophone
     from coze_edge.daemon import cleaned
 
     config = config_from_mapping(
@@ -95,10 +94,13 @@ async def test_cleaned_input_still_finds_the_question(tmp_path: Path) -> None:
         },
         env={},
     )
-    from coze_edge.adapters.file_audio import FileMicrophone
+    from coze_edge.adapters.file_audio import FileMicrophone, FileSpeaker
 
-    mic = cleaned(FileMicrophone(DATA / "utterance-weather.wav", realtime=False), config)
-    assert isinstance(mic, CleanedMicrophone)
+    speaker = FileSpeaker(tmp_path / "out.wav", realtime=False)
+    mic = FileMicrophone(DATA / "utterance-weather.wav", realtime=False)
+    assert cleaned(mic, speaker, config) is not None
+    assert speaker.on_render is None  # no echo cancellation for a file: it hears no speaker
+    assert mic.on_capture is not None
     heard = bytearray()
     async with mic:
         async for block in mic.frames():

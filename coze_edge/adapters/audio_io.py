@@ -8,7 +8,7 @@ Both are async context managers; audio flows only between ``__aenter__`` and
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -18,6 +18,11 @@ class Microphone(Protocol):
 
     overruns: int
     """Blocks dropped because the reader fell behind."""
+
+    on_capture: Callable[[bytes], bytes] | None
+    """Applied to every block, in capture order, as soon as it is captured (before any
+    queue, so the echo canceller sees all of it even when the reader falls behind); returns
+    as many bytes as it is given. Set before ``__aenter__``."""
 
     async def __aenter__(self) -> Self: ...
 
@@ -39,6 +44,10 @@ class Speaker(Protocol):
     rate: int
     underruns: int
     """Times the device wanted audio mid-stream and the queue was empty."""
+
+    on_render: Callable[[bytes, int], None] | None
+    """Called on the event loop with each chunk (and its rate) as it is handed to the
+    device: the echo canceller's reference. Set before ``__aenter__``."""
 
     async def __aenter__(self) -> Self: ...
 

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Final, Self
@@ -51,6 +51,7 @@ class FileMicrophone:
         self.fmt = fmt
         self.realtime = realtime
         self.overruns = 0
+        self.on_capture: Callable[[bytes], bytes] | None = None
         self.block_bytes = fmt.frame_bytes(block_ms)
         if self.block_bytes <= 0:
             raise ValueError(f"block_ms must be positive, got {block_ms}")
@@ -99,13 +100,16 @@ class FileMicrophone:
                 if not self.realtime:
                     await asyncio.sleep(0)  # let others run; a flood must not starve the loop
                     start, count = loop.time(), 0  # the silence clock starts after the file
-                    yield block
+                    yield self._captured(block)
                     continue
             else:
                 block = silence
             count += 1
             await asyncio.sleep(max(0.0, start + count * self._block_s - loop.time()))
-            yield block
+            yield self._captured(block)
+
+    def _captured(self, block: bytes) -> bytes:
+        return block if self.on_capture is None else self.on_capture(block)
 
 
 class FileSpeaker:
@@ -135,6 +139,7 @@ class FileSpeaker:
         if self._block_bytes <= 0:
             raise ValueError(f"block_ms must be positive, got {block_ms}")
         self._volume = 100
+        self.on_render: Callable[[bytes, int], None] | None = None
         self._queue = bytearray()
         self._queued = asyncio.Event()  # the queue holds audio: wakes the player
         self._drained = asyncio.Event()  # nothing queued or playing
@@ -228,6 +233,8 @@ class FileSpeaker:
         self._file.write(pcm)
         self._file.flush()  # the file grows as it plays, for whoever watches it
         self._played_bytes += len(pcm)
+        if self.on_render is not None:
+            self.on_render(pcm, self.rate)
 
     def _fix_header(self) -> None:
         file = self._file

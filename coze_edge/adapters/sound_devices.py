@@ -15,7 +15,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, Self, TextIO
@@ -49,10 +49,15 @@ class DeviceInfo:
     default_output: bool
 
 
+_open_streams = 0
+"""Streams this process has open: PortAudio may only be re-initialised when there are none."""
+
+
 def list_devices(*, rescan: bool = False) -> list[DeviceInfo]:
     sd = _sd()
-    if rescan:
-        # PortAudio enumerates devices once per initialisation; re-scan after a loss.
+    if rescan and not _open_streams:
+        # PortAudio enumerates devices once per initialisation; re-scan after a loss. Not
+        # while a stream is open: terminating PortAudio would silently stop it.
         sd._terminate()
         sd._initialize()
     default_in, default_out = sd.default.device
@@ -98,10 +103,18 @@ def find_device(
     raise AudioDeviceLost(f"no {kind} device matches {spec!r}; {kind} devices: {names}")
 
 
+def _opened(stream: Any) -> Any:
+    global _open_streams
+    _open_streams += 1
+    return stream
+
+
 def _close(stream: Any, what: str) -> None:
     """Close a PortAudio stream; a device already gone may refuse, which changes nothing."""
+    global _open_streams
     if stream is None:
         return
+    _open_streams -= 1
     try:
         stream.close()
     except Exception as exc:
@@ -142,6 +155,7 @@ class SoundDeviceMicrophone:
         self.device: DeviceInfo | None = None
         self.overruns = 0
         self.blocks = 0
+        self.on_capture: Callable[[bytes], bytes] | None = None
 
     async def __aenter__(self) -> Self:
         sd = _sd()
@@ -153,17 +167,21 @@ class SoundDeviceMicrophone:
         if rate != self._rate:
             self._resampler = StreamResampler(rate, self._rate)
         try:
-            self._stream = sd.RawInputStream(
-                device=device.index,
-                samplerate=rate,
-                channels=self._channels,
-                dtype="int16",
-                blocksize=rate * self._block_ms // 1000,
-                callback=self._on_audio,
-                latency="low",
+            self._stream = _opened(
+                sd.RawInputStream(
+                    device=device.index,
+                    samplerate=rate,
+                    channels=self._channels,
+                    dtype="int16",
+                    blocksize=rate * self._block_ms // 1000,
+                    callback=self._on_audio,
+                    latency="low",
+                )
             )
             self._stream.start()
         except Exception as exc:  # sounddevice.PortAudioError and friends
+            stream, self._stream = self._stream, None
+            _close(stream, "microphone")
             raise AudioDeviceLost(f"cannot open microphone {device.name!r}: {exc}") from exc
         self.device = device
         log.info("microphone: %s at %d Hz, %d channel(s)", device.name, rate, self._channels)
@@ -187,6 +205,15 @@ class SoundDeviceMicrophone:
         self._loop.call_soon_threadsafe(self._put, bytes(indata))
 
     def _put(self, block: bytes) -> None:
+        # The loop's thread, in capture order: convert and clean before anything is dropped.
+        if self._channels > 1:
+            block = to_mono(block, self._channels, pick=self._channel)
+        if self._resampler is not None:
+            block = self._resampler.process(block)
+        if not block:
+            return
+        if self.on_capture is not None:
+            block = self.on_capture(block)
         if self._queue.full():
             self._queue.get_nowait()  # fresh audio is worth more than stale
             self.overruns += 1
@@ -205,12 +232,7 @@ class SoundDeviceMicrophone:
                     f"microphone {name!r} delivered nothing for {NO_AUDIO_TIMEOUT_S:.0f} s"
                 ) from None
             self.blocks += 1
-            if self._channels > 1:
-                block = to_mono(block, self._channels, pick=self._channel)
-            if self._resampler is not None:
-                block = self._resampler.process(block)
-            if block:
-                yield block
+            yield block
 
 
 class SoundDeviceSpeaker:
@@ -244,6 +266,7 @@ class SoundDeviceSpeaker:
         self.underruns = 0
         self.device: DeviceInfo | None = None
         self.last_burst_started_at: float | None = None
+        self.on_render: Callable[[bytes, int], None] | None = None
 
     async def __aenter__(self) -> Self:
         sd = _sd()
@@ -253,18 +276,22 @@ class SoundDeviceSpeaker:
         if self._device_rate != self.rate:
             self._resampler = StreamResampler(self.rate, self._device_rate)
         try:
-            self._stream = sd.RawOutputStream(
-                device=device.index,
-                samplerate=self._device_rate,
-                channels=1,
-                dtype="int16",
-                blocksize=self._device_rate * self._block_ms // 1000,
-                callback=self._on_output,
-                latency="low",
-                finished_callback=self._on_finished,
+            self._stream = _opened(
+                sd.RawOutputStream(
+                    device=device.index,
+                    samplerate=self._device_rate,
+                    channels=1,
+                    dtype="int16",
+                    blocksize=self._device_rate * self._block_ms // 1000,
+                    callback=self._on_output,
+                    latency="low",
+                    finished_callback=self._on_finished,
+                )
             )
             self._stream.start()
         except Exception as exc:
+            stream, self._stream = self._stream, None
+            _close(stream, "speaker")
             raise AudioDeviceLost(f"cannot open speaker {device.name!r}: {exc}") from exc
         self.device = device
         log.info("speaker: %s at %d Hz", device.name, self._device_rate)
@@ -315,6 +342,10 @@ class SoundDeviceSpeaker:
             outdata[len(chunk) :] = b"\x00" * (need - len(chunk))
         else:
             outdata[:] = chunk
+        if self.on_render is not None and self._loop is not None:
+            # Silence too: the echo canceller pairs render and capture audio by their order,
+            # so a render stream with gaps would misalign it after every pause.
+            self._loop.call_soon_threadsafe(self.on_render, bytes(outdata), self._device_rate)
         if emptied and self._loop is not None:
             self._loop.call_soon_threadsafe(self._drained.set)
 

@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 
+from coze_edge.core.audio import rms
 from coze_edge.core.endpointer import (
     Endpointer,
     EndpointEvent,
@@ -230,6 +231,9 @@ class SessionSettings:
     """Speech that opens a turn while the device is quiet."""
     barge_in_start_ms: int = 300
     """Speech that interrupts the reply: longer, so the device's own echo does not."""
+    barge_in_min_rms: float = 0.0
+    """While the reply plays, microphone blocks quieter than this RMS count as silence:
+    the echo-safe fallback where no echo canceller runs; 0 = off."""
 
     def chat_update(self, conversation_id: str | None) -> ChatUpdate:
         chat_config: dict[str, Any] = {"auto_save_history": True}
@@ -429,6 +433,12 @@ class Session:
         listening = self.state is State.LISTENING
         if self._wake is not None and not listening and self._wake.process(block):
             return self._woke(block, now)
+        if (
+            self.state is State.SPEAKING
+            and self._settings.barge_in_min_rms
+            and rms(block) < self._settings.barge_in_min_rms
+        ):
+            block = bytes(len(block))  # likely our own voice: not loud enough to interrupt
         effects: list[Effect] = []
         for event in self._endpointer.feed(block):
             effects += self._on_endpoint(event, now)

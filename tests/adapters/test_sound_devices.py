@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +17,7 @@ from coze_edge.adapters.sound_devices import (
 )
 from coze_edge.core.audio import CAPTURE, AudioFormat
 from coze_edge.errors import AudioDeviceLost
-from tests.pulse import PulseEnv, pulse_server
+from tests.pulse import PulseEnv, Recording, pulse_server
 from tests.traces import DATA
 
 
@@ -43,10 +41,8 @@ def energy_per_10ms(raw: bytes, rate: int = 24000) -> list[float]:
     ]
 
 
-async def stop_recording(recorder: subprocess.Popen[bytes]) -> bytes:
-    recorder.terminate()
-    out, _ = await asyncio.to_thread(recorder.communicate)
-    return out
+async def stop_recording(recording: Recording) -> bytes:
+    return await asyncio.to_thread(recording.stop)
 
 
 async def test_the_speaker_plays_and_drains(pulse: PulseEnv) -> None:
@@ -129,13 +125,13 @@ def test_capture_format_is_what_coze_gets() -> None:
     assert AudioFormat(16000) == CAPTURE
 
 
-async def test_a_lost_sound_server_is_reported_as_device_lost(tmp_path: Path) -> None:
+async def test_a_lost_sound_server_is_reported_as_device_lost(pulse: PulseEnv) -> None:
     """Killing PulseAudio mid-capture raises AudioDeviceLost within a few seconds."""
-    with pulse_server(tmp_path / "p") as own:
+    try:
         async with SoundDeviceMicrophone("pulse") as mic:
             frames = mic.frames()
             await anext(frames)
-            own.processes[0].kill()
+            pulse.processes[0].kill()
 
             async def drain() -> None:
                 async with asyncio.timeout(6):
@@ -144,3 +140,5 @@ async def test_a_lost_sound_server_is_reported_as_device_lost(tmp_path: Path) ->
 
             with pytest.raises(AudioDeviceLost):
                 await drain()
+    finally:
+        pulse.restart()  # for the tests after this one

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from coze_edge.core import events as ev
 from coze_edge.core.endpointer import Endpointer
 from coze_edge.core.session import (
@@ -546,3 +548,40 @@ def test_while_speaking_a_short_sound_does_not_interrupt() -> None:
     session.received(ev.ChatCompleted("2", CONV), 3.2)
     session.playback_drained(3.3)
     assert Announce(State.LISTENING) in talk(session, speech_ms=100, silence_ms=0, now=4.0)
+
+
+def gated_speaking_session(**settings: object) -> Session:
+    session = new_session(start_ms=60, barge_in_start_ms=100, **settings)
+    session.connected(0.0)
+    session.received(ev.ChatUpdated({}), 0.0)
+    talk(session, speech_ms=400, silence_ms=300, now=1.0)
+    session.received(ev.AudioDelta(CHAT, b"ab" * 4800), 2.0)
+    assert session.state is State.SPEAKING
+    return session
+
+
+def test_while_speaking_only_speech_above_the_level_gate_interrupts() -> None:
+    """barge_in_min_rms: quieter audio (the device's own echo) counts as silence."""
+    session = gated_speaking_session(barge_in_min_rms=1000.0)  # SPEECH has an RMS of 272
+    assert talk(session, speech_ms=600, silence_ms=0, now=2.2) == []
+    assert session.state is State.SPEAKING
+
+    loud = b"\x00\x10" * (3 * FRAME // 2)  # RMS 4096
+    effects = session.audio_captured(loud, 2.9) + session.audio_captured(loud, 2.96)
+    assert Send(ev.ChatCancel()) in effects
+    assert Announce(State.LISTENING) in effects
+
+
+def test_half_duplex_nothing_said_interrupts_the_reply() -> None:
+    """An infinite gate (no echo canceller): the reply plays on, however loud the room."""
+    session = gated_speaking_session(barge_in_min_rms=math.inf)
+    loud = b"\xff\x7f" * (3 * FRAME // 2)
+    assert all(session.audio_captured(loud, 2.2 + i / 10) == [] for i in range(10))
+    assert session.state is State.SPEAKING
+
+
+def test_the_level_gate_does_not_apply_while_the_device_is_quiet() -> None:
+    """A quiet voice still opens a turn when no reply plays."""
+    session = idle_session(barge_in_min_rms=1000.0)
+    effects = talk(session, speech_ms=200, silence_ms=0, now=1.0)
+    assert Announce(State.LISTENING) in effects

@@ -1,0 +1,230 @@
+"""
+The daemon on real PortAudio streams through a private PulseAudio server (TESTING.md):
+the user is a WAV played into the virtual microphone, the reply is recorded from the
+speaker's monitor, and Coze is the bundled simulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import wave
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from coze_edge.config import config_from_mapping
+from coze_edge.core.status import DeviceStatus, State
+from coze_edge.credentials import StaticToken
+from coze_edge.daemon import Daemon
+from coze_edge.simulator import Simulator
+from coze_edge.supervisor import supervise
+from tests.pulse import PulseEnv, Recording, pulse_server
+from tests.traces import DATA
+
+UTTERANCE = DATA / "utterance-weather.wav"
+REPLY_S = 9.7  # the simulator's reply (coze_edge/simulator/data/reply.wav)
+REPLY_LOUD_S = 7.18  # how much of it loud_seconds() counts (measured on the WAV)
+
+
+@dataclass
+class Live:
+    sim: Simulator
+    pulse: PulseEnv
+    daemon: Daemon
+    events: list[dict[str, Any]] = field(default_factory=list)
+    states: list[tuple[float, State, str | None]] = field(default_factory=list)
+
+    def when(self, state: State, after: float = 0.0) -> float | None:
+        return next((t for t, s, _ in self.states if s is state and t >= after), None)
+
+    def sent(self, event_type: str) -> int:
+        """How many events of this type the simulator received, over all connections."""
+        return sum(c.event_types().count(event_type) for c in self.sim.connections)
+
+    async def wait(self, predicate: Callable[[], bool], within_s: float) -> None:
+        async with asyncio.timeout(within_s):
+            while not predicate():  # noqa: ASYNC110 - polling the recorded history
+                await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def pulse(tmp_path: Path) -> Iterator[PulseEnv]:
+    with pulse_server(tmp_path / "pulse") as env:
+        yield env
+
+
+@pytest.fixture
+def echoing_pulse(tmp_path: Path) -> Iterator[PulseEnv]:
+    """Everything the speaker plays also reaches the microphone, 40 ms later."""
+    with pulse_server(tmp_path / "pulse", echo_path=True) as env:
+        yield env
+
+
+@asynccontextmanager
+async def live_daemon(
+    pulse: PulseEnv,
+    tmp_path: Path,
+    *,
+    audio: dict[str, Any] | None = None,
+    vad: dict[str, Any] | None = None,
+) -> AsyncIterator[Live]:
+    async with Simulator(reply_speed=4.0) as sim:
+        config = config_from_mapping(
+            {
+                "coze": {"api_base": sim.api_base, "ws_base": sim.ws_base, "bot_id": "7"},
+                "auth": {"method": "pat"},
+                "device": {"id": "42"},
+                "state_dir": str(tmp_path),
+                "audio": {
+                    "backend": "sounddevice",
+                    "input_device": "pulse",
+                    "output_device": "pulse",
+                    "earcons": False,
+                    **(audio or {}),
+                },
+                "vad": vad or {},
+            },
+            env={},
+        )
+        loop = asyncio.get_running_loop()
+        live: Live | None = None
+
+        def on_status(status: DeviceStatus) -> None:
+            assert live is not None
+            if not live.states or live.states[-1][1:] != (status.state, status.detail):
+                live.states.append((loop.time(), status.state, status.detail))
+
+        daemon = Daemon(
+            config,
+            tokens=StaticToken("sim-pat"),
+            on_status=on_status,
+            on_event=lambda e: live.events.append(e) if live else None,
+            env={},
+        )
+        live = Live(sim, pulse, daemon)
+        stop = asyncio.Event()
+        task = asyncio.create_task(supervise(daemon.services(), stop=stop, signals=()))
+        try:
+            await live.wait(lambda: live.when(State.IDLE) is not None, 10)
+            yield live
+        finally:
+            stop.set()
+            await task
+
+
+async def stop_recording(recording: Recording) -> bytes:
+    return await asyncio.to_thread(recording.stop)
+
+
+def loud_seconds(raw: bytes, rate: int = 24000, threshold: float = 300.0) -> float:
+    """How much of the recording carries sound (10 ms windows above ``threshold`` RMS)."""
+    samples = np.frombuffer(raw[: len(raw) // 2 * 2], dtype="<i2").astype(np.float64)
+    step = rate // 100
+    windows = samples[: len(samples) // step * step].reshape(-1, step)
+    return float(np.sum(np.sqrt(np.mean(windows**2, axis=1)) > threshold)) / 100
+
+
+def louder(source: Path, target: Path, gain: float) -> Path:
+    """A copy of a WAV with its samples scaled (the user standing closer to the device)."""
+    with wave.open(str(source)) as w:
+        params = w.getparams()
+        samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64)
+    with wave.open(str(target), "wb") as w:
+        w.setparams(params)
+        w.writeframes(np.clip(samples * gain, -32768, 32767).astype("<i2").tobytes())
+    return target
+
+
+async def test_an_utterance_into_the_microphone_gives_a_spoken_reply(
+    pulse: PulseEnv, tmp_path: Path
+) -> None:
+    """Speech played into the virtual mic: one turn upstream, the whole reply on the speaker."""
+    async with live_daemon(pulse, tmp_path) as live:
+        recorder = pulse.record_speaker()
+        player = pulse.play_into_mic(UTTERANCE)
+        await live.wait(lambda: live.sent("input_audio_buffer.complete") == 1, 15)
+        spoke = await asyncio.to_thread(player.wait)
+        assert spoke == 0
+        await live.wait(lambda: live.when(State.SPEAKING) is not None, 10)
+        speaking = live.when(State.SPEAKING)
+        assert speaking is not None
+        await live.wait(lambda: live.when(State.IDLE, after=speaking) is not None, REPLY_S + 8)
+        recorded = await stop_recording(recorder)
+        appended = live.sim.connections[-1].appended_audio()
+
+    heard = loud_seconds(recorded)
+    print(f"appended {len(appended) / 32000:.2f} s of speech; {heard:.2f} s of reply heard")
+    assert 2.0 <= len(appended) / 32000 <= 5.0  # the utterance, pre-roll and end silence
+    assert live.sent("conversation.chat.cancel") == 0
+    assert REPLY_LOUD_S - 0.3 <= heard <= REPLY_LOUD_S + 0.3
+
+
+async def test_talking_over_the_reply_cancels_it_and_starts_a_new_turn(
+    pulse: PulseEnv, tmp_path: Path
+) -> None:
+    """
+    A second utterance during the reply: chat.cancel upstream, the speaker goes quiet.
+    (No echo canceller here: a voice above the configured level interrupts.)
+    """
+    audio = {"echo_cancellation": False}
+    async with live_daemon(pulse, tmp_path, audio=audio, vad={"barge_in_level_dbfs": -30}) as live:
+        recorder = pulse.record_speaker()
+        await asyncio.to_thread(pulse.play_into_mic(UTTERANCE).wait)
+        await live.wait(lambda: live.when(State.SPEAKING) is not None, 10)
+        await asyncio.sleep(1.0)
+        loud = louder(UTTERANCE, tmp_path / "loud.wav", 3.0)  # above -30 dBFS
+        player = pulse.play_into_mic(loud)
+        await live.wait(lambda: live.sent("conversation.chat.cancel") == 1, 8)
+        await live.wait(lambda: live.sent("input_audio_buffer.complete") == 2, 10)
+        recorded = await stop_recording(recorder)
+        assert await asyncio.to_thread(player.wait) == 0
+
+    heard = loud_seconds(recorded)
+    print(f"{heard:.2f} s of the {REPLY_S} s reply heard before the barge-in")
+    assert 0.8 <= heard <= 3.5
+
+
+async def test_the_sound_server_restarting_is_survived(pulse: PulseEnv, tmp_path: Path) -> None:
+    """PulseAudio dies and returns: the state says error, then the device listens again."""
+    async with live_daemon(pulse, tmp_path) as live:
+        await asyncio.to_thread(pulse.play_into_mic(UTTERANCE).wait)
+        await live.wait(lambda: live.when(State.SPEAKING) is not None, 10)
+        speaking = live.when(State.SPEAKING)
+        assert speaking is not None
+        await live.wait(lambda: live.when(State.IDLE, after=speaking) is not None, REPLY_S + 8)
+        await asyncio.to_thread(pulse.restart)
+        await live.wait(lambda: live.when(State.ERROR) is not None, 8)
+        failed = live.when(State.ERROR)
+        assert failed is not None
+        detail = next(d for t, s, d in live.states if s is State.ERROR)
+        assert detail is not None
+        assert "audio" in detail
+        await live.wait(lambda: live.when(State.IDLE, after=failed) is not None, 10)
+        back = live.when(State.IDLE, after=failed)
+        assert back is not None
+        print(f"audio back {back - failed:.2f} s after the loss was reported")
+        await asyncio.to_thread(pulse.play_into_mic(UTTERANCE).wait)
+        await live.wait(lambda: live.sent("input_audio_buffer.complete") == 2, 10)
+
+
+async def test_without_echo_cancellation_the_device_is_half_duplex(
+    echoing_pulse: PulseEnv, tmp_path: Path
+) -> None:
+    """The echo-safe fallback: with no canceller, the reply's echo never interrupts it."""
+    pulse = echoing_pulse
+    async with live_daemon(pulse, tmp_path, audio={"echo_cancellation": False}) as live:
+        recorder = pulse.record_speaker()
+        await asyncio.to_thread(pulse.play_into_mic(UTTERANCE).wait)
+        await live.wait(lambda: live.when(State.SPEAKING) is not None, 10)
+        speaking = live.when(State.SPEAKING)
+        assert speaking is not None
+        await live.wait(lambda: live.when(State.IDLE, after=speaking) is not None, REPLY_S + 8)
+        whole = await stop_recording(recorder)
+    assert live.sent("conversation.chat.cancel") == 0
+    assert live.sent("input_audio_buffer.complete") == 1
+    assert loud_seconds(whole) >= REPLY_LOUD_S - 0.3
