@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, assert_never
+from typing import Any, Final, assert_never
 
 from coze_edge.adapters.audio_io import Microphone, Speaker
 from coze_edge.adapters.coze_ws import CozeSocket, SocketSettings
@@ -32,7 +33,7 @@ from coze_edge.core.commands import (
     split_for_speech,
 )
 from coze_edge.core.earcons import earcon
-from coze_edge.core.events import ServerEvent
+from coze_edge.core.events import AudioAppend, AudioComplete, ServerEvent
 from coze_edge.core.session import (
     Announce,
     Effect,
@@ -60,11 +61,15 @@ HEALTHY_AFTER_S = 60.0
 @dataclass(frozen=True, slots=True)
 class Captured:
     pcm: bytes = field(repr=False)
+    at: float = 0.0
+    """When the microphone captured it (the loop's clock)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Received:
     event: ServerEvent
+    at: float = 0.0
+    """When it was read from the socket (the loop's clock)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +102,17 @@ def reconnect_delays() -> Iterator[float]:
     return backoff(first=1.0, cap=60.0, first_immediate=True)
 
 
+LATENCIES: Final = (
+    "capture_to_append",
+    "capture_to_complete",
+    "capture_to_flush",
+    "delta_to_device",
+)
+"""The daemon's own delays, in seconds, each from a block or event to what it caused:
+a captured block to its ``append`` (or the ``complete`` or the playback flush it caused)
+on its way out, and a reply's first delta to its first sample handed to the device."""
+
+
 class ConversationMetrics:
     """Counters a benchmark or ``status`` reads; never reset while running."""
 
@@ -104,6 +120,7 @@ class ConversationMetrics:
         self.frames_captured = 0
         self.last_frame_at: float | None = None
         self.connections = 0
+        self.latency: dict[str, deque[float]] = {name: deque(maxlen=2000) for name in LATENCIES}
 
 
 class Conversation:
@@ -138,6 +155,7 @@ class Conversation:
         self._socket: CozeSocket | None = None
         self._token: str | None = None
         self._first_idle = asyncio.Event()
+        self._reply_received_at: float | None = None  # a reply's first delta, until it plays
         self._drain_watched = False
         self._refreshing = False
         self._tasks: asyncio.TaskGroup | None = None
@@ -167,6 +185,10 @@ class Conversation:
             coze_connected=state is not State.CONNECTING,
         )
 
+    @property
+    def devices(self) -> tuple[Microphone, Speaker]:
+        return self._microphone, self._speaker
+
     def audio_healthy(self, *, within_s: float = 5.0) -> bool:
         """Microphone frames arrived recently (the watchdog's question)."""
         last = self.metrics.last_frame_at
@@ -189,9 +211,10 @@ class Conversation:
         await self._first_idle.wait()
         loop = asyncio.get_running_loop()
         async for block in self._microphone.frames():
+            now = loop.time()
             self.metrics.frames_captured += 1
-            self.metrics.last_frame_at = loop.time()
-            await self._inbox.put(Captured(block))
+            self.metrics.last_frame_at = now
+            await self._inbox.put(Captured(block, self._microphone.captured_at or now))
 
     async def _keep_connected(self) -> None:
         loop = asyncio.get_running_loop()
@@ -210,6 +233,7 @@ class Conversation:
 
     async def _connect_once(self) -> str:
         """Open one session and read it until it ends; returns why it ended."""
+        loop = asyncio.get_running_loop()
         token = await self._tokens.token()
         self._token = token
         try:
@@ -218,7 +242,7 @@ class Conversation:
                 await self._inbox.put(Connected(sock))
                 self.first_attempt.set()
                 async for event in sock.events():
-                    await self._inbox.put(Received(event))
+                    await self._inbox.put(Received(event, loop.time()))
         except AuthenticationError as exc:
             log.warning("! Coze refused the token: %s", exc.describe())
             await self._tokens.rejected(token)
@@ -235,6 +259,7 @@ class Conversation:
         loop = asyncio.get_running_loop()
         while True:
             deadline = self._session.next_deadline()
+            item: Input | None = None
             try:
                 async with asyncio.timeout_at(deadline):
                     item = await self._inbox.get()
@@ -242,9 +267,42 @@ class Conversation:
                 effects = self._session.handle_timer(loop.time())
             else:
                 effects = self._feed(item, loop.time())
+            was_playing = self._speaker.playing
             await self._carry_out(effects)
+            if effects or self._reply_received_at is not None:
+                self._measure(item, effects, was_playing, loop.time())
             if isinstance(item, Commanded) and item.done is not None and not item.done.done():
                 item.done.set_result(None)
+
+    def _measure(
+        self, item: Input | None, effects: list[Effect], was_playing: bool, now: float
+    ) -> None:
+        """Latency samples for ``metrics.latency`` (a few comparisons per input)."""
+        latency = self.metrics.latency
+        if isinstance(item, Captured):
+            for effect in effects:
+                if isinstance(effect, Send) and isinstance(effect.event, AudioAppend):
+                    latency["capture_to_append"].append(now - item.at)
+                    break
+            for effect in effects:
+                if isinstance(effect, Send) and isinstance(effect.event, AudioComplete):
+                    latency["capture_to_complete"].append(now - item.at)
+                elif isinstance(effect, FlushPlayback):
+                    latency["capture_to_flush"].append(now - item.at)
+        if any(isinstance(effect, FlushPlayback) for effect in effects):
+            self._reply_received_at = None
+        elif (
+            isinstance(item, Received)
+            and not was_playing
+            and self._reply_received_at is None
+            and any(isinstance(effect, Play) for effect in effects)
+        ):
+            self._reply_received_at = item.at
+        started = self._speaker.burst_started_at
+        received = self._reply_received_at
+        if received is not None and started is not None and started >= received:
+            latency["delta_to_device"].append(started - received)
+            self._reply_received_at = None
 
     def _feed(self, item: Input, now: float) -> list[Effect]:
         session = self._session

@@ -264,6 +264,11 @@ class Daemon:
         if self._extra_event is not None:
             self._extra_event(event)
 
+    @property
+    def conversation(self) -> Conversation | None:
+        """The running conversation (its ``metrics``), None while audio is being reopened."""
+        return self._conversation
+
     def submit(self, command: Command) -> asyncio.Future[None] | None:
         """A command from MQTT or the ctl socket; resolves once carried out."""
         if self._conversation is None:

@@ -105,6 +105,10 @@ class DeviceLogin:
             log.info("the login code expired; asking for a new one")
 
 
+SAVE_RETRY_S = 30.0
+"""How often a token the disk refused (full, read-only) is offered to it again."""
+
+
 class OAuthTokens:
     """The daemon's TokenSource for ``auth.method: device_code``."""
 
@@ -128,6 +132,8 @@ class OAuthTokens:
         self._token = store.load()
         if self._token is not None:
             register_secret(self._token.access_token)
+        self.unsaved = False
+        """The token in memory is newer than the one on disk (the disk refused it)."""
 
     async def token(self) -> str:
         async with self._lock:  # one refresh or login in flight; the others share it
@@ -150,7 +156,13 @@ class OAuthTokens:
             if current is None:
                 await self.token()
                 continue
-            await self._clock.sleep_until(current.refresh_at())
+            wake = current.refresh_at()
+            if self.unsaved:
+                wake = min(wake, self._clock.now() + SAVE_RETRY_S)
+            await self._clock.sleep_until(wake)
+            if self.unsaved:
+                async with self._lock:
+                    self._persist()
             await self.token()
 
     async def _login(self) -> None:
@@ -173,6 +185,7 @@ class OAuthTokens:
         if (
             stored is not None
             and current is not None
+            and not self.unsaved  # else the one on disk is the stale one
             and stored.access_token != current.access_token
         ):
             self._token = stored
@@ -203,11 +216,30 @@ class OAuthTokens:
             return
 
     def _save(self, token: Token) -> None:
-        # The old refresh token is dead once a new one is issued: persist first.
+        # The old refresh token is dead once a new one is issued: keep the new pair in
+        # memory whatever happens, and on disk as soon as the disk takes it.
         register_secret(token.access_token)
         register_secret(token.refresh_token)
-        self._store.save(token)
         self._token = token
+        self._persist()
+
+    def _persist(self) -> None:
+        assert self._token is not None
+        try:
+            self._store.save(self._token)
+        except OSError as exc:
+            if not self.unsaved:
+                log.error(
+                    "! cannot save the new token to %s (%s): kept in memory, retrying every %.0f s",
+                    self._store.path,
+                    exc.strerror or exc,
+                    SAVE_RETRY_S,
+                )
+            self.unsaved = True
+            return
+        if self.unsaved:
+            log.info("token saved to %s", self._store.path)
+        self.unsaved = False
 
 
 def token_source_for(

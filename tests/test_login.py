@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
+import os
 import stat
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -394,3 +397,67 @@ async def test_error_4100_mid_session_refreshes_and_reconnects(tmp_path: Path) -
     saved = store.load()
     assert saved is not None
     assert saved.access_token == sim.connections[1].token
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 kB tmpfs: a real file system that can fill up (scripts/test runs as root)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def fill(directory: Path) -> Path:
+    """Write a file until the file system says it is full."""
+    filler = directory / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(fd, bytes(512))
+    finally:
+        os.close(fd)
+    return filler
+
+
+async def test_a_full_disk_keeps_the_refreshed_token_in_memory_until_it_fits(
+    tiny_disk: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Disk full at a refresh: the old file stays whole, the daemon keeps working with the
+    new pair (the old refresh token is dead), and it is saved once there is room."""
+    async with Simulator(poll_interval_s=1) as sim, CozeHttp(sim.api_base) as http:
+        store = TokenStore(tiny_disk)
+        clock = ScaledClock(factor=30.0)  # the 30 s save retry takes 1 s
+        tokens = OAuthTokens(http, store, CLIENT, clock=clock, on_prompt=approver(sim, []))
+        first = await asyncio.wait_for(tokens.token(), 20)
+        filler = fill(tiny_disk)
+
+        await tokens.rejected(first)  # a refresh, whose new pair the disk refuses
+
+        fresh = await tokens.token()
+        assert fresh != first
+        assert tokens.unsaved
+        on_disk = store.load()
+        assert on_disk is not None
+        assert on_disk.access_token == first  # the old file, whole
+        assert not (tiny_disk / ".token.json.tmp").exists()
+        assert "No space left on device" in caplog.text
+        assert fresh not in caplog.text
+
+        keeper = asyncio.create_task(tokens.run())
+        try:
+            filler.unlink()
+            async with asyncio.timeout(5):
+                while tokens.unsaved:  # noqa: ASYNC110 - the keeper retries on its clock
+                    await asyncio.sleep(0.05)
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+        saved = store.load()
+        assert saved is not None
+        assert saved.access_token == fresh

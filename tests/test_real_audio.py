@@ -156,6 +156,17 @@ async def test_an_utterance_into_the_microphone_gives_a_spoken_reply(
         await live.wait(lambda: live.when(State.IDLE, after=speaking) is not None, REPLY_S + 8)
         recorded = await stop_recording(recorder)
         appended = live.sim.connections[-1].appended_audio()
+        conversation = live.daemon.conversation
+        assert conversation is not None
+        latency = conversation.metrics.latency
+
+    # The daemon's own delays: a captured block to its append on the socket, the end of the
+    # user's turn to the complete, the reply's first delta to its first sample at the device.
+    assert len(latency["capture_to_append"]) >= 30
+    assert len(latency["capture_to_complete"]) == 1
+    assert len(latency["delta_to_device"]) == 1
+    assert all(0 <= value < 0.5 for values in latency.values() for value in values)
+    print({name: f"{max(values) * 1000:.1f} ms" for name, values in latency.items() if values})
 
     heard = loud_seconds(recorded)
     print(f"appended {len(appended) / 32000:.2f} s of speech; {heard:.2f} s of reply heard")
@@ -183,6 +194,10 @@ async def test_talking_over_the_reply_cancels_it_and_starts_a_new_turn(
         await live.wait(lambda: live.sent("input_audio_buffer.complete") == 2, 10)
         recorded = await stop_recording(recorder)
         assert await asyncio.to_thread(player.wait) == 0
+        conversation = live.daemon.conversation
+        assert conversation is not None
+        [flush] = conversation.metrics.latency["capture_to_flush"]
+        assert 0 <= flush < 0.5
 
     heard = loud_seconds(recorded)
     print(f"{heard:.2f} s of the {REPLY_S} s reply heard before the barge-in")

@@ -19,6 +19,10 @@ class Microphone(Protocol):
     overruns: int
     """Blocks dropped because the reader fell behind."""
 
+    captured_at: float | None
+    """When the block ``frames()`` last yielded was captured (``time.monotonic()``, the
+    event loop's clock); for latency figures."""
+
     on_capture: Callable[[bytes], bytes] | None
     """Applied to every block, in capture order, as soon as it is captured (before any
     queue, so the echo canceller sees all of it even when the reader falls behind); returns
@@ -44,6 +48,10 @@ class Speaker(Protocol):
     rate: int
     underruns: int
     """Times the device wanted audio mid-stream and the queue was empty."""
+
+    burst_started_at: float | None
+    """When the first sample after a silence was handed to the device (``time.monotonic()``);
+    for latency figures."""
 
     on_render: Callable[[bytes, int], None] | None
     """Called on the event loop with each chunk (and its rate) as it is handed to the

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import struct
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import TracebackType
@@ -52,6 +53,7 @@ class FileMicrophone:
         self.realtime = realtime
         self.overruns = 0
         self.on_capture: Callable[[bytes], bytes] | None = None
+        self.captured_at: float | None = None
         self.block_bytes = fmt.frame_bytes(block_ms)
         if self.block_bytes <= 0:
             raise ValueError(f"block_ms must be positive, got {block_ms}")
@@ -109,6 +111,7 @@ class FileMicrophone:
             yield self._captured(block)
 
     def _captured(self, block: bytes) -> bytes:
+        self.captured_at = time.monotonic()
         return block if self.on_capture is None else self.on_capture(block)
 
 
@@ -140,6 +143,7 @@ class FileSpeaker:
             raise ValueError(f"block_ms must be positive, got {block_ms}")
         self._volume = 100
         self.on_render: Callable[[bytes, int], None] | None = None
+        self.burst_started_at: float | None = None
         self._queue = bytearray()
         self._queued = asyncio.Event()  # the queue holds audio: wakes the player
         self._drained = asyncio.Event()  # nothing queued or playing
@@ -180,6 +184,7 @@ class FileSpeaker:
         if not pcm:
             return
         if not self.realtime:
+            self.burst_started_at = time.monotonic()
             self._write(apply_gain(pcm, self._volume))
             self._fix_header()
             return
@@ -215,6 +220,7 @@ class FileSpeaker:
         while True:
             await self._queued.wait()
             clock = loop.time()  # when the block being played ends
+            self.burst_started_at = clock
             while self._queue:
                 block = bytes(self._queue[: self._block_bytes])
                 del self._queue[: self._block_bytes]

@@ -148,14 +148,16 @@ class SoundDeviceMicrophone:
         self._channel = channel
         self._queue_blocks = queue_blocks
         self._stream: Any = None
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue(queue_blocks)
+        self._queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(queue_blocks)
         self._resampler: StreamResampler | None = None
         self._channels = 1
         self._loop: asyncio.AbstractEventLoop | None = None
         self.device: DeviceInfo | None = None
         self.overruns = 0
+        self.xruns = 0  # PortAudio's input overflows (the device's buffer, not our queue)
         self.blocks = 0
         self.on_capture: Callable[[bytes], bytes] | None = None
+        self.captured_at: float | None = None
 
     async def __aenter__(self) -> Self:
         sd = _sd()
@@ -200,11 +202,11 @@ class SoundDeviceMicrophone:
     def _on_audio(self, indata: Any, frames: int, when: Any, status: Any) -> None:
         # PortAudio's thread: copy (indata is only valid during this call) and hand off.
         if status and status.input_overflow:
-            self.overruns += 1
+            self.xruns += 1
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._put, bytes(indata))
+        self._loop.call_soon_threadsafe(self._put, bytes(indata), time.monotonic())
 
-    def _put(self, block: bytes) -> None:
+    def _put(self, block: bytes, captured_at: float) -> None:
         # The loop's thread, in capture order: convert and clean before anything is dropped.
         if self._channels > 1:
             block = to_mono(block, self._channels, pick=self._channel)
@@ -219,13 +221,13 @@ class SoundDeviceMicrophone:
             self.overruns += 1
             if self.overruns in (1, 10, 100) or self.overruns % 1000 == 0:
                 log.warning("! microphone overruns: %d blocks dropped", self.overruns)
-        self._queue.put_nowait(block)
+        self._queue.put_nowait((captured_at, block))
 
     async def frames(self) -> AsyncIterator[bytes]:
         while True:
             try:
                 async with asyncio.timeout(NO_AUDIO_TIMEOUT_S):
-                    block = await self._queue.get()
+                    self.captured_at, block = await self._queue.get()
             except TimeoutError:
                 name = self.device.name if self.device else self._spec
                 raise AudioDeviceLost(
@@ -265,7 +267,8 @@ class SoundDeviceSpeaker:
         self._lost: str | None = None
         self.underruns = 0
         self.device: DeviceInfo | None = None
-        self.last_burst_started_at: float | None = None
+        self.burst_started_at: float | None = None
+        self.xruns = 0  # PortAudio's output underflows
         self.on_render: Callable[[bytes, int], None] | None = None
 
     async def __aenter__(self) -> Self:
@@ -316,6 +319,8 @@ class SoundDeviceSpeaker:
         # PortAudio's thread: take what is buffered, fill the rest with silence.
         need = frames * 2
         now = time.monotonic()
+        if status and status.output_underflow:
+            self.xruns += 1
         with self._lock:
             available = len(self._buffer)
             if available and not self._started:
@@ -323,8 +328,7 @@ class SoundDeviceSpeaker:
                 enough = available >= self._device_rate * 2 * self._prebuffer_ms // 1000
                 if enough or waited * 1000 >= self._prebuffer_ms:
                     self._started = True
-                    assert self._loop is not None
-                    self._loop.call_soon_threadsafe(self._burst_started)
+                    self.burst_started_at = now
                 elif not self._first_byte_at:
                     self._first_byte_at = now
             if self._started and available:
@@ -348,10 +352,6 @@ class SoundDeviceSpeaker:
             self._loop.call_soon_threadsafe(self.on_render, bytes(outdata), self._device_rate)
         if emptied and self._loop is not None:
             self._loop.call_soon_threadsafe(self._drained.set)
-
-    def _burst_started(self) -> None:
-        assert self._loop is not None
-        self.last_burst_started_at = self._loop.time()
 
     def _check(self) -> None:
         if self._lost is not None:
