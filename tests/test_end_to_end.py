@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import yaml
 
 from coze_edge.adapters.resample import read_wav_as
 from coze_edge.core.audio import CAPTURE
-from coze_edge.simulator import Simulator
+from coze_edge.simulator import Faults, Simulator
 from tests.traces import DATA, trace_audio
 
 TURN_TIMEOUT_S = 60
@@ -131,23 +132,53 @@ async def test_a_full_turn_through_the_real_cli(tmp_path: Path) -> None:
     assert played == trace_audio("websocket_chat_success")
 
 
-async def test_sigterm_while_idle_stops_within_three_seconds(tmp_path: Path) -> None:
-    """SIGTERM ends a waiting daemon cleanly, exit 0, within 3 s."""
-    async with Simulator(pats=("e2e-pat",)) as sim:
-        config = write_config(tmp_path, sim, file_input=str(DATA / "silence-2s.wav"))
+@pytest.mark.parametrize(
+    "state", ["unauthorized", "connecting", "idle", "listening", "thinking", "speaking"]
+)
+async def test_sigterm_in_every_state_stops_cleanly_within_three_seconds(
+    tmp_path: Path, state: str
+) -> None:
+    """SIGTERM in any state: exit 0 within 3 s, and the saved state (the conversation id,
+    the token file when there is one) is still there and whole afterwards."""
+    async with Simulator(pats=("e2e-pat",), reply_speed=0.5) as sim:
+        quiet = state in ("unauthorized", "connecting", "idle")
+        config = write_config(
+            tmp_path,
+            sim,
+            file_input=str(DATA / ("silence-2s.wav" if quiet else "utterance-weather.wav")),
+        )
+        if state == "unauthorized":
+            text = config.read_text().replace(
+                "method: pat", "method: device_code\n  client_id: 1234.app.coze"
+            )
+            config.write_text(text)
+        if state == "connecting":
+            sim.faults = Faults(reject_handshake=503)
+        if state == "thinking":
+            sim.faults = Faults(silent=True)
         proc = await start_daemon(config)
         log: list[str] = []
-        async with asyncio.timeout(30):
-            await read_until(proc, "state: idle", log)
+        try:
+            async with asyncio.timeout(30):
+                await read_until(proc, f"state: {state}", log)
+        except BaseException:
+            proc.kill()
+            await proc.wait()
+            raise
         loop = asyncio.get_running_loop()
         sent_at = loop.time()
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(STOP_WITHIN_S):
-            await proc.wait()
+            rest, _ = await proc.communicate()
         took = loop.time() - sent_at
 
-    assert proc.returncode == 0
+    text = "".join(log) + rest.decode()
+    assert proc.returncode == 0, text
     assert took < STOP_WITHIN_S
+    assert "Traceback" not in text
+    for saved in (tmp_path / "state").glob("*.json"):
+        json.loads(saved.read_text())  # whole, not torn
+    assert not list((tmp_path / "state").glob(".*.tmp"))
 
 
 async def test_headless_login_then_a_turn_and_no_login_on_restart(tmp_path: Path) -> None:

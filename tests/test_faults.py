@@ -155,3 +155,42 @@ async def test_a_refused_handshake_is_retried_until_it_works(faulty: Run) -> Non
     down = faulty.when(State.CONNECTING, after=0.1)
     assert down is not None
     await faulty.wait(lambda: faulty.when(State.IDLE, after=down) is not None, 10)
+
+
+async def test_a_name_that_does_not_resolve_is_retried_and_said_plainly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """DNS failure: the daemon stays up in 'connecting', says so, and keeps retrying."""
+    caplog.set_level("INFO")
+    async with Simulator() as sim:
+        config = config_from_mapping(
+            {
+                "coze": {
+                    "api_base": sim.api_base,
+                    "ws_base": "ws://coze-edge.invalid",
+                    "bot_id": "7",
+                },
+                "auth": {"method": "pat"},
+                "device": {"id": "42"},
+                "state_dir": str(tmp_path),
+                "audio": {"backend": "file", "file_input": str(DATA / "silence-2s.wav")},
+            },
+            env={},
+        )
+        states: list[State] = []
+        daemon = Daemon(
+            config,
+            tokens=StaticToken("sim-pat"),
+            on_status=lambda status: states.append(status.state),
+            env={},
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(supervise(daemon.services(), stop=stop, signals=()))
+        await asyncio.sleep(3.5)
+        assert not task.done()  # still running
+        stop.set()
+        await task
+    failures = [r.getMessage() for r in caplog.records if "cannot resolve" in r.getMessage()]
+    assert len(failures) >= 2, failures  # at once, then after about a second
+    assert "coze-edge.invalid (DNS:" in failures[0]
+    assert set(states) <= {State.STARTING, State.CONNECTING}

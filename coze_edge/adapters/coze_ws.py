@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import socket
+import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -104,6 +106,11 @@ class CozeSocket:
             raise _refusal(exc) from exc
         except websockets.InvalidURI as exc:
             raise CozeUnavailable(f"bad websocket URL {settings.ws_base!r}: {exc}") from exc
+        except socket.gaierror as exc:
+            host = urllib.parse.urlsplit(settings.ws_base).hostname
+            raise CozeUnavailable(
+                f"cannot resolve {host} (DNS: {exc.strerror}): check the network and coze.ws_base"
+            ) from exc
         except (OSError, TimeoutError, websockets.InvalidHandshake) as exc:
             raise CozeUnavailable(
                 f"cannot reach {settings.ws_base}: {exc or type(exc).__name__}"
