@@ -61,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     simulator = sub.add_parser("simulator", help="serve the bundled Coze simulator")
     simulator.add_argument("--host", default="127.0.0.1")
     simulator.add_argument("--port", type=int, default=8790)
+    simulator.add_argument(
+        "--reply-speed",
+        type=float,
+        default=6.0,
+        help="replies stream this much faster than real time",
+    )
     with_config("voices", "list the voices the account can use (ids for coze.voice_id)")
     ctl = with_config("ctl", "control a running daemon over its unix socket")
     ctl.add_argument("action", choices=CTL_COMMANDS)
@@ -109,7 +115,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             _setup_logging("info")
             from coze_edge.simulator import serve
 
-            asyncio.run(serve(args.host, args.port))
+            asyncio.run(serve(args.host, args.port, reply_speed=args.reply_speed))
             return 0
         case "login":
             config = _load(args)

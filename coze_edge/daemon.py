@@ -200,8 +200,12 @@ class Daemon:
         on_status: Callable[[DeviceStatus], None] | None = None,
         on_event: Callable[[dict[str, Any]], None] | None = None,
         env: dict[str, str] | None = None,
+        audio: Callable[[], tuple[Microphone, Speaker]] | None = None,
     ) -> None:
         self.config = config
+        self._open_audio = audio or (lambda: open_audio(config))
+        """Makes the microphone and speaker, each time the conversation (re)starts; tests and
+        the soak pass their own."""
         self._tokens = tokens
         self._env = dict(os.environ if env is None else env)
         self._extra_status = on_status
@@ -286,7 +290,7 @@ class Daemon:
         config = self.config
         from coze_edge.adapters.vad_webrtc import WebrtcVad
 
-        microphone, speaker = open_audio(config)
+        microphone, speaker = self._open_audio()
         cleaned(microphone, speaker, config)
         endpointer = Endpointer(
             WebrtcVad(config.vad.aggressiveness, config.audio.capture_rate),

@@ -782,9 +782,9 @@ class _ChatSession:
         await self.send("conversation.audio.completed", done)
 
 
-async def serve(host: str, port: int) -> None:
+async def serve(host: str, port: int, *, reply_speed: float = 6.0) -> None:
     """``coze-edge simulator``: serve until cancelled."""
-    sim = Simulator(host=host, port=port)
+    sim = Simulator(host=host, port=port, reply_speed=reply_speed)
     async with sim:
         log.info("Coze simulator: REST %s, WebSocket %s/v1/chat", sim.api_base, sim.ws_base)
         log.info(
