@@ -24,8 +24,9 @@ from coze_edge.credentials import StaticToken  # noqa: E402
 from coze_edge.daemon import Daemon  # noqa: E402
 from coze_edge.simulator import Simulator  # noqa: E402
 from coze_edge.supervisor import supervise  # noqa: E402
-from tests.pulse import pulse_server  # noqa: E402
-from tests.test_real_audio import UTTERANCE, louder  # noqa: E402
+from tests.pulse import louder, pulse_server  # noqa: E402
+
+UTTERANCE = ROOT / "tests" / "data" / "utterance-weather.wav"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -33,7 +34,8 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def run(minutes: float, tmp: Path) -> None:
+async def run(minutes: float, tmp: Path) -> dict[str, str]:
+    """The figures of a run of ``minutes``, by name, formatted."""
     with pulse_server(tmp / "pulse") as pulse:
         async with Simulator(reply_speed=4.0) as sim:
             config = config_from_mapping(
@@ -91,25 +93,26 @@ async def run(minutes: float, tmp: Path) -> None:
             latency: dict[str, Any] = conversation.metrics.latency
             stop.set()
             await task
-    print(f"{minutes:g} min on PulseAudio: {turns} turns, {barge_ins} barge-ins")
-    print(f"{'measure':<22} {'n':>5} {'p50 ms':>8} {'p99 ms':>8}")
+    figures = {"PulseAudio run": f"{minutes:g} min, {turns} turns, {barge_ins} barge-ins"}
     for name, samples in latency.items():
         values = [v * 1000 for v in samples]
         if values:
-            print(
-                f"{name:<22} {len(values):>5} {statistics.median(values):>8.1f}"
-                f" {percentile(values, 0.99):>8.1f}"
+            figures[f"{name.replace('_', ' ')} p50 / p99 (n={len(values)})"] = (
+                f"{statistics.median(values):.1f} / {percentile(values, 0.99):.1f} ms"
             )
-    print(
-        f"xruns: microphone {getattr(microphone, 'xruns', 0)}, speaker"
-        f" {getattr(speaker, 'xruns', 0)}; microphone queue overruns {microphone.overruns}"
+    figures["xruns (microphone, speaker); queue overruns"] = (
+        f"{getattr(microphone, 'xruns', 0)}, {getattr(speaker, 'xruns', 0)}; {microphone.overruns}"
     )
+    return figures
 
 
 def main() -> None:
     minutes = float(sys.argv[1]) if len(sys.argv) > 1 else 10.0
     with tempfile.TemporaryDirectory() as tmp:
-        asyncio.run(run(minutes, Path(tmp)))
+        figures = asyncio.run(run(minutes, Path(tmp)))
+    width = max(map(len, figures))
+    for name, value in figures.items():
+        print(f"  {name:<{width}}  {value}")
 
 
 if __name__ == "__main__":

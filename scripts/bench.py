@@ -7,6 +7,11 @@ one table. Run through `scripts/bench`. Each figure is measured in this run:
   RSS steady/peak    resident memory after a turn / its high-water mark (subprocess)
   first audio        end of the user's turn (complete sent) to the first reply delta
   uplink             bytes sent upstream per second of audio appended
+  PulseAudio run     the daemon on PortAudio streams through PulseAudio null sinks, asked
+                     and interrupted like a kitchen device (scripts/audio_run.py): its own
+                     delays from a captured block to the append / complete / playback flush
+                     it causes, and from a reply's first delta to its first sample at the
+                     device; PortAudio xruns
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -31,6 +37,8 @@ from coze_edge.simulator import Simulator  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
 IDLE_SECONDS = 10.0
+PULSE_MINUTES = float(os.environ.get("BENCH_PULSE_MINUTES", "1"))
+"""How long the PulseAudio part runs (latencies on real PortAudio streams); 0 = skip."""
 TURNS = 5
 
 
@@ -136,11 +144,74 @@ async def turn_figures(sim: Simulator, tmp: Path) -> dict[str, str]:
     }
 
 
+async def cpu_between(
+    proc: asyncio.subprocess.Process, first: str, second: str, *, skip: int = 0
+) -> tuple[float, float]:
+    """CPU seconds and wall seconds of ``proc`` from the line containing ``first`` to the
+    line containing ``second`` (after ``skip`` earlier ones), read from its merged output."""
+    assert proc.stdout is not None
+    cpu0 = wall0 = 0.0
+    seen = 0
+    while True:
+        line = (await proc.stdout.readline()).decode()
+        if not line:
+            raise RuntimeError(f"process {proc.pid} ended before {second!r}")
+        if not wall0 and first in line:
+            cpu0, _, _ = proc_stat(proc.pid)
+            wall0 = time.monotonic()
+        elif wall0 and second in line:
+            seen += 1
+            if seen > skip:
+                cpu1, _, _ = proc_stat(proc.pid)
+                return cpu1 - cpu0, time.monotonic() - wall0
+
+
+async def reference_figures(sim: Simulator, tmp: Path) -> dict[str, str]:
+    """The same turn, in real time, by the daemon and by a minimal cozepy client."""
+    wav = DATA / "utterance-weather.wav"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COZE_EDGE_")}
+    config = config_file(tmp, sim, wav).read_text().replace("level: warning", "level: info")
+    (tmp / "turn.yaml").write_text(config)
+    daemon = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "coze_edge", "run", "-c", str(tmp / "turn.yaml"),
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        async with asyncio.timeout(90):
+            ours, ours_wall = await cpu_between(daemon, "state: idle", "state: idle")
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        await daemon.communicate()
+    reference = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "scripts" / "reference_client.py"), sim.ws_base, str(wav),
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        async with asyncio.timeout(90):
+            theirs, theirs_wall = await cpu_between(reference, "ready", "done")
+    finally:
+        await reference.communicate()
+    return {
+        "CPU for one turn, real time: coze-edge": f"{ours * 1000:.0f} ms over {ours_wall:.1f} s",
+        "CPU for the same turn: cozepy 0.20.0 client": (
+            f"{theirs * 1000:.0f} ms over {theirs_wall:.1f} s"
+        ),
+        "CPU ratio coze-edge / cozepy (budget <= 0.5)": f"{ours / theirs:.2f}",
+    }
+
+
 async def main() -> None:
     with tempfile.TemporaryDirectory(prefix="coze-edge-bench-") as tmp:
         async with Simulator(reply_speed=50.0) as sim:
             figures = await daemon_figures(sim, Path(tmp))
             figures |= await turn_figures(sim, Path(tmp))
+            figures |= await reference_figures(sim, Path(tmp))
+        if PULSE_MINUTES and shutil.which("pulseaudio") and shutil.which("paplay"):
+            from scripts.audio_run import run as pulse_run
+
+            figures |= await pulse_run(PULSE_MINUTES, Path(tmp))
+        elif PULSE_MINUTES:
+            figures["PulseAudio run"] = "skipped: needs pulseaudio and pulseaudio-utils (apt)"
     width = max(map(len, figures))
     machine = f"{os.uname().machine}, {os.cpu_count()} cores, Python {sys.version.split()[0]}"
     print(f"coze-edge bench ({machine})")

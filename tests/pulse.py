@@ -8,9 +8,12 @@ import shutil
 import subprocess
 import tempfile
 import time
+import wave
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 
 @dataclass
@@ -159,3 +162,14 @@ def pulse_server(root: Path, *, echo_path: bool = False) -> Iterator[PulseEnv]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def louder(source: Path, target: Path, gain: float) -> Path:
+    """A copy of a WAV with its samples scaled (the user standing closer to the device)."""
+    with wave.open(str(source)) as w:
+        params = w.getparams()
+        samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64)
+    with wave.open(str(target), "wb") as w:
+        w.setparams(params)
+        w.writeframes(np.clip(samples * gain, -32768, 32767).astype("<i2").tobytes())
+    return target

@@ -7,7 +7,6 @@ speaker's monitor, and Coze is the bundled simulator.
 from __future__ import annotations
 
 import asyncio
-import wave
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from coze_edge.credentials import StaticToken
 from coze_edge.daemon import Daemon
 from coze_edge.simulator import Simulator
 from coze_edge.supervisor import supervise
-from tests.pulse import PulseEnv, Recording, pulse_server
+from tests.pulse import PulseEnv, Recording, louder, pulse_server
 from tests.traces import DATA
 
 UTTERANCE = DATA / "utterance-weather.wav"
@@ -127,17 +126,6 @@ def loud_seconds(raw: bytes, rate: int = 24000, threshold: float = 300.0) -> flo
     step = rate // 100
     windows = samples[: len(samples) // step * step].reshape(-1, step)
     return float(np.sum(np.sqrt(np.mean(windows**2, axis=1)) > threshold)) / 100
-
-
-def louder(source: Path, target: Path, gain: float) -> Path:
-    """A copy of a WAV with its samples scaled (the user standing closer to the device)."""
-    with wave.open(str(source)) as w:
-        params = w.getparams()
-        samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64)
-    with wave.open(str(target), "wb") as w:
-        w.setparams(params)
-        w.writeframes(np.clip(samples * gain, -32768, 32767).astype("<i2").tobytes())
-    return target
 
 
 async def test_an_utterance_into_the_microphone_gives_a_spoken_reply(
