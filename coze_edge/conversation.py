@@ -244,7 +244,7 @@ class Conversation:
                 async for event in sock.events():
                     await self._inbox.put(Received(event, loop.time()))
         except AuthenticationError as exc:
-            log.warning("! Coze refused the token: %s", exc.describe())
+            log.warning("! Coze refused the token (%s)", exc.describe())
             await self._tokens.rejected(token)
             return "token refused"
         except CozeAPIError as exc:

@@ -280,3 +280,18 @@ async def test_the_daemon_speaks_sd_notify(tmp_path: Path) -> None:
     assert messages.index("STATUS=connecting") < messages.index("READY=1")
     assert "STATUS=idle" in messages
     assert messages[-1] == "STOPPING=1"
+
+
+async def test_a_refused_personal_access_token_stops_with_what_to_do(tmp_path: Path) -> None:
+    """HTTP 401 for a PAT (nothing can renew it): exit 77, the logid, and the fix."""
+    async with Simulator(pats=("e2e-pat",)) as sim:
+        sim.faults = Faults(reject_handshake=401)
+        proc = await start_daemon(write_config(tmp_path, sim))
+        async with asyncio.timeout(15):
+            out, _ = await proc.communicate()
+    text = out.decode()
+    assert proc.returncode == 77, text
+    assert "websocket handshake refused: HTTP 401" in text
+    assert "logid=" in text
+    assert "put a new one in auth.pat_file" in text
+    assert "e2e-pat" not in text
