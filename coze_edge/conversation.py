@@ -279,23 +279,22 @@ class Conversation:
     ) -> None:
         """Latency samples for ``metrics.latency`` (a few comparisons per input)."""
         latency = self.metrics.latency
+        kinds = {type(e.event) if isinstance(e, Send) else type(e) for e in effects}
         if isinstance(item, Captured):
-            for effect in effects:
-                if isinstance(effect, Send) and isinstance(effect.event, AudioAppend):
-                    latency["capture_to_append"].append(now - item.at)
-                    break
-            for effect in effects:
-                if isinstance(effect, Send) and isinstance(effect.event, AudioComplete):
-                    latency["capture_to_complete"].append(now - item.at)
-                elif isinstance(effect, FlushPlayback):
-                    latency["capture_to_flush"].append(now - item.at)
-        if any(isinstance(effect, FlushPlayback) for effect in effects):
+            for name, kind in (
+                ("capture_to_append", AudioAppend),
+                ("capture_to_complete", AudioComplete),
+                ("capture_to_flush", FlushPlayback),
+            ):
+                if kind in kinds:
+                    latency[name].append(now - item.at)
+        if FlushPlayback in kinds:
             self._reply_received_at = None
         elif (
             isinstance(item, Received)
             and not was_playing
             and self._reply_received_at is None
-            and any(isinstance(effect, Play) for effect in effects)
+            and Play in kinds
         ):
             self._reply_received_at = item.at
         started = self._speaker.burst_started_at

@@ -11,7 +11,7 @@ one table. Run through `scripts/bench`. Each figure is measured in this run:
                      and interrupted like a kitchen device (scripts/audio_run.py): its own
                      delays from a captured block to the append / complete / playback flush
                      it causes, and from a reply's first delta to its first sample at the
-                     device; PortAudio xruns
+                     device; microphone overruns and speaker underruns
 """
 
 from __future__ import annotations

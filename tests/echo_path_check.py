@@ -14,7 +14,6 @@ from coze_edge.core.status import State
 from tests.pulse import PulseEnv
 from tests.test_real_audio import (
     REPLY_LOUD_S,
-    REPLY_S,
     UTTERANCE,
     echoing_pulse,
     live_daemon,
@@ -36,10 +35,7 @@ async def test_with_echo_cancellation_the_reply_does_not_interrupt_itself(
     async with live_daemon(pulse, tmp_path, audio={"echo_cancellation": True}) as live:
         recorder = pulse.record_speaker()
         await asyncio.to_thread(pulse.play_into_mic(UTTERANCE).wait)
-        await live.wait(lambda: live.when(State.SPEAKING) is not None, 10)
-        speaking = live.when(State.SPEAKING)
-        assert speaking is not None
-        await live.wait(lambda: live.when(State.IDLE, after=speaking) is not None, REPLY_S + 8)
+        speaking = await live.reply_played()
         assert live.sent("conversation.chat.cancel") == 0
         assert live.sent("input_audio_buffer.complete") == 1
         whole = await stop_recording(recorder)

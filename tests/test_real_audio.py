@@ -45,6 +45,14 @@ class Live:
         """How many events of this type the simulator received, over all connections."""
         return sum(c.event_types().count(event_type) for c in self.sim.connections)
 
+    async def reply_played(self, after: float = 0.0) -> float:
+        """Wait for a reply that starts after ``after`` to play to its end; when it started."""
+        await self.wait(lambda: self.when(State.SPEAKING, after) is not None, 10)
+        speaking = self.when(State.SPEAKING, after)
+        assert speaking is not None
+        await self.wait(lambda: self.when(State.IDLE, after=speaking) is not None, REPLY_S + 8)
+        return speaking
+
     async def wait(self, predicate: Callable[[], bool], within_s: float) -> None:
         async with asyncio.timeout(within_s):
             while not predicate():  # noqa: ASYNC110 - polling the recorded history
@@ -138,10 +146,7 @@ async def test_an_utterance_into_the_microphone_gives_a_spoken_reply(
         await live.wait(lambda: live.sent("input_audio_buffer.complete") == 1, 15)
         spoke = await asyncio.to_thread(player.wait)
         assert spoke == 0
-        await live.wait(lambda: live.when(State.SPEAKING) is not None, 10)
-        speaking = live.when(State.SPEAKING)
-        assert speaking is not None
-        await live.wait(lambda: live.when(State.IDLE, after=speaking) is not None, REPLY_S + 8)
+        await live.reply_played()
         recorded = await stop_recording(recorder)
         appended = live.sim.connections[-1].appended_audio()
         conversation = live.daemon.conversation
@@ -196,10 +201,7 @@ async def test_the_sound_server_restarting_is_survived(pulse: PulseEnv, tmp_path
     """PulseAudio dies and returns: the state says error, then the device listens again."""
     async with live_daemon(pulse, tmp_path) as live:
         await asyncio.to_thread(pulse.play_into_mic(UTTERANCE).wait)
-        await live.wait(lambda: live.when(State.SPEAKING) is not None, 10)
-        speaking = live.when(State.SPEAKING)
-        assert speaking is not None
-        await live.wait(lambda: live.when(State.IDLE, after=speaking) is not None, REPLY_S + 8)
+        await live.reply_played()
         await asyncio.to_thread(pulse.restart)
         await live.wait(lambda: live.when(State.ERROR) is not None, 8)
         failed = live.when(State.ERROR)
@@ -223,10 +225,7 @@ async def test_without_echo_cancellation_the_device_is_half_duplex(
     async with live_daemon(pulse, tmp_path, audio={"echo_cancellation": False}) as live:
         recorder = pulse.record_speaker()
         await asyncio.to_thread(pulse.play_into_mic(UTTERANCE).wait)
-        await live.wait(lambda: live.when(State.SPEAKING) is not None, 10)
-        speaking = live.when(State.SPEAKING)
-        assert speaking is not None
-        await live.wait(lambda: live.when(State.IDLE, after=speaking) is not None, REPLY_S + 8)
+        await live.reply_played()
         whole = await stop_recording(recorder)
     assert live.sent("conversation.chat.cancel") == 0
     assert live.sent("input_audio_buffer.complete") == 1

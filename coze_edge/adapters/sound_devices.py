@@ -154,7 +154,6 @@ class SoundDeviceMicrophone:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.device: DeviceInfo | None = None
         self.overruns = 0
-        self.xruns = 0  # PortAudio's input overflows (the device's buffer, not our queue)
         self.blocks = 0
         self.on_capture: Callable[[bytes], bytes] | None = None
         self.captured_at: float | None = None
@@ -202,7 +201,7 @@ class SoundDeviceMicrophone:
     def _on_audio(self, indata: Any, frames: int, when: Any, status: Any) -> None:
         # PortAudio's thread: copy (indata is only valid during this call) and hand off.
         if status and status.input_overflow:
-            self.xruns += 1
+            self.overruns += 1
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._put, bytes(indata), time.monotonic())
 
@@ -268,7 +267,6 @@ class SoundDeviceSpeaker:
         self.underruns = 0
         self.device: DeviceInfo | None = None
         self.burst_started_at: float | None = None
-        self.xruns = 0  # PortAudio's output underflows
         self.on_render: Callable[[bytes, int], None] | None = None
 
     async def __aenter__(self) -> Self:
@@ -320,7 +318,7 @@ class SoundDeviceSpeaker:
         need = frames * 2
         now = time.monotonic()
         if status and status.output_underflow:
-            self.xruns += 1
+            self.underruns += 1
         with self._lock:
             available = len(self._buffer)
             if available and not self._started:
