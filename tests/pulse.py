@@ -124,8 +124,17 @@ set-default-sink speaker
 set-default-source micfeed.monitor
 """
 
-ECHO_PATH = "load-module module-loopback source=speaker.monitor sink=micfeed latency_msec=40\n"
-"""An acoustic echo path: everything played on ``speaker`` also reaches the microphone."""
+ECHO_PATH = "load-module module-loopback source=speaker.monitor sink=micfeed latency_msec=40{}\n"
+"""
+An acoustic echo path: everything played on ``speaker`` also reaches the microphone.
+
+TESTING.md's recipe leaves the loopback's rate control on: it re-adjusts its resampler
+every 10 s to hold 40 ms, so the echo's delay wanders (measured: 109 samples at 16 kHz,
+then 90, then 60 over 40 s, up to 150 ppm). A loudspeaker and a microphone a few
+centimetres apart have a fixed delay, and so does any pair of streams on one sound card.
+``adjust_time=0`` keeps the delay fixed (measured: 109 samples for the whole run); the
+wandering variant (``drift=True``) models a microphone and a speaker on separate clocks.
+"""
 
 
 _RUNTIME = Path(tempfile.gettempdir()) / f"coze-edge-test-pulse-{os.getpid()}"
@@ -136,7 +145,7 @@ _running: list[PulseEnv] = []
 
 
 @contextlib.contextmanager
-def pulse_server(root: Path, *, echo_path: bool = False) -> Iterator[PulseEnv]:
+def pulse_server(root: Path, *, echo_path: bool = False, drift: bool = False) -> Iterator[PulseEnv]:
     """Start pulseaudio in ``root``; point this process's PortAudio at it; stop it after."""
     for tool in ("pulseaudio", "pactl", "paplay", "parec"):
         if shutil.which(tool) is None:
@@ -144,7 +153,9 @@ def pulse_server(root: Path, *, echo_path: bool = False) -> Iterator[PulseEnv]:
     if _running:
         raise RuntimeError("a test PulseAudio server is already running: one at a time")
     (_RUNTIME / "xdg").mkdir(mode=0o700, parents=True, exist_ok=True)
-    script = _SCRIPT.format(runtime=_RUNTIME) + (ECHO_PATH if echo_path else "")
+    script = _SCRIPT.format(runtime=_RUNTIME) + (
+        ECHO_PATH.format("" if drift else " adjust_time=0") if echo_path else ""
+    )
     root.mkdir(parents=True, exist_ok=True)
     (root / "ci.pa").write_text(script)
     pulse = PulseEnv(root, f"unix:{_RUNTIME}/native")

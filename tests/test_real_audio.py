@@ -230,3 +230,45 @@ async def test_without_echo_cancellation_the_device_is_half_duplex(
     assert live.sent("conversation.chat.cancel") == 0
     assert live.sent("input_audio_buffer.complete") == 1
     assert loud_seconds(whole) >= REPLY_LOUD_S - 0.3
+
+
+@pytest.mark.parametrize("drift", [False, True], ids=["fixed-delay", "drifting-delay"])
+async def test_with_echo_cancellation_the_reply_does_not_interrupt_itself(
+    drift: bool, tmp_path: Path
+) -> None:
+    """
+    The reply reaches the microphone through the echo path and still plays to its end;
+    the user talking over it (at the same loudness as the echo) still barges in. The echo
+    path has a fixed delay (one sound card), or TESTING.md's loopback as it is, whose
+    delay wanders by a few samples (separate clocks).
+    """
+    with pulse_server(tmp_path / "pulse", echo_path=True, drift=drift) as pulse:
+        await reply_echo_is_cancelled(pulse, tmp_path)
+
+
+async def reply_echo_is_cancelled(pulse: PulseEnv, tmp_path: Path) -> None:
+    """Two replies through the echo path: the first is heard whole, the user cuts the second."""
+    async with live_daemon(pulse, tmp_path, audio={"echo_cancellation": True}) as live:
+        recorder = pulse.record_speaker()
+        await asyncio.to_thread(pulse.play_into_mic(UTTERANCE).wait)
+        speaking = await live.reply_played()
+        assert live.sent("conversation.chat.cancel") == 0
+        assert live.sent("input_audio_buffer.complete") == 1
+        whole = await stop_recording(recorder)
+
+        # The same reply again, and this time the user talks over it.
+        await asyncio.sleep(1.0)
+        recorder = pulse.record_speaker()
+        await asyncio.to_thread(pulse.play_into_mic(UTTERANCE).wait)
+        await live.wait(lambda: live.when(State.SPEAKING, after=speaking + 1) is not None, 10)
+        await asyncio.sleep(1.5)
+        assert live.sent("conversation.chat.cancel") == 0  # 1.5 s of echo did not interrupt
+        player = pulse.play_into_mic(UTTERANCE)
+        await live.wait(lambda: live.sent("conversation.chat.cancel") == 1, 8)
+        await asyncio.sleep(0.5)
+        cut = await stop_recording(recorder)
+        assert await asyncio.to_thread(player.wait) == 0
+
+    print(f"heard {loud_seconds(whole):.2f} s uninterrupted, {loud_seconds(cut):.2f} s cut")
+    assert loud_seconds(whole) >= REPLY_LOUD_S - 0.3
+    assert 1.0 <= loud_seconds(cut) <= 3.5

@@ -119,7 +119,6 @@ def test_echo_of_the_speaker_is_cancelled(render_chunks: list[int] | None) -> No
     """Once converged, the echo of the 24 kHz speaker stream is over 30 dB quieter."""
     scene = echo_scene()
     processor = AudioProcessor()
-    processor.set_stream_delay_ms(60)
 
     cleaned, cpu_per_frame = run(processor, scene.far_24k, scene.echo, render_chunks=render_chunks)
 
@@ -210,6 +209,46 @@ def test_odd_chunks_only_delay_the_capture(chunks: list[int]) -> None:
         assert processor.delay_samples == RATE // 100
         expected = reference[:gap_at] + bytes(frame) + reference[gap_at:]
         assert bytes(out) == expected[: len(pcm)]
+
+
+def two_replies(pause_s: float, shift: int) -> tuple[bytes, Signal, int]:
+    """
+    The weather question, a pause, the question again; the second echo arrives ``shift``
+    samples later than the first (what clocks drifting apart in the pause do). Returns the
+    speaker's audio, the echo, and where the second reply starts (samples at 16 kHz).
+    """
+    path = DATA / "utterance-weather.wav"
+    reply_16k = samples(read_wav_as(path, CAPTURE))
+    start, end = loud_span(reply_16k)  # without the silence around the words
+    reply_16k = reply_16k[start:end]
+    reply_24k = read_wav_as(path, SPEAKER)[start * 3 : end * 3]
+    gap = int(pause_s * RATE)
+    second = len(reply_16k) + gap
+    far_24k = reply_24k + bytes(SPEAKER.frame_bytes(int(pause_s * 1000))) + reply_24k
+    echo = np.zeros(second + len(reply_16k) + RATE)
+    echo[ECHO_DELAY : ECHO_DELAY + len(reply_16k)] = ECHO_GAIN * reply_16k
+    late = second + ECHO_DELAY + shift
+    echo[late : late + len(reply_16k)] = ECHO_GAIN * reply_16k
+    return far_24k, echo, second
+
+
+@pytest.mark.parametrize(("pause_s", "fresh"), [(0.5, 0), (2.0, 1)])
+def test_a_reply_after_a_pause_starts_a_fresh_canceller(pause_s: float, fresh: int) -> None:
+    """
+    A pause of a second or more starts a fresh canceller with the next reply, and the
+    start of that reply is cancelled although the echo's delay moved in the pause.
+    """
+    far_24k, echo, second = two_replies(pause_s, shift=3)
+    processor = AudioProcessor()
+
+    cleaned, _ = run(processor, far_24k, echo)
+
+    assert processor.fresh_starts == fresh
+    start, _ = loud_span(echo[second:])
+    onset = slice(second + start, second + start + RATE)  # the first second of the echo
+    reduction_db = 20 * math.log10(level(echo[onset]) / max(level(cleaned[onset]), 1.0))
+    print(f"pause {pause_s} s: the second reply's first second {reduction_db:.1f} dB quieter")
+    assert reduction_db > 20
 
 
 def test_processing_cost_per_frame() -> None:
