@@ -327,8 +327,16 @@ class AudioConfig:
     block_ms: int = 60
     """Microphone block size: how much audio one wake-up of the capture path handles."""
 
-    chunk_ms: int = 60
-    """How much audio each upstream ``input_audio_buffer.append`` carries."""
+    chunk_ms: int | None = None
+    """How much audio each upstream ``input_audio_buffer.append`` carries; with Opus, the
+    length of each packet (20, 40 or 60 ms). null = 60 ms of PCM, or 20 ms Opus packets."""
+
+    codec: str = "pcm"
+    """Uplink audio: ``pcm`` (16-bit, 256 kbit/s at 16 kHz) or ``opus`` (libopus from the
+    OS, ``opus_bitrate``); replies are PCM either way."""
+
+    opus_bitrate: int = 24000
+    """Opus target bit rate, bit/s (speech: 16000-32000 is plenty)."""
 
     prebuffer_ms: int = 100
     """Reply audio buffered before the speaker starts, against underruns."""
@@ -354,6 +362,13 @@ class AudioConfig:
     device does not hear itself and the user can talk over the reply: ``auto`` (on with the
     sounddevice backend when the extra is installed), true (required) or false."""
 
+    @property
+    def append_ms(self) -> int:
+        """``chunk_ms`` resolved."""
+        if self.chunk_ms is not None:
+            return self.chunk_ms
+        return 20 if self.codec == "opus" else 60
+
     def problems(self) -> Iterator[Problem]:
         """What is wrong with these values; keys are relative to the section."""
         yield from _one_of("backend", self.backend, ("sounddevice", "file"))
@@ -372,7 +387,17 @@ class AudioConfig:
         if self.capture_rate not in VAD_RATES:
             yield "capture_rate", f"must be {_rates(VAD_RATES)} Hz, got {self.capture_rate}"
         yield from _ms("block_ms", self.block_ms, 20, 200, step=10)
-        yield from _ms("chunk_ms", self.chunk_ms, 20, 100, step=20)
+        yield from _one_of("codec", self.codec, ("pcm", "opus"))
+        if self.chunk_ms is not None:
+            yield from _ms(
+                "chunk_ms", self.chunk_ms, 20, 60 if self.codec == "opus" else 100, step=20
+            )
+        yield from _between("opus_bitrate", self.opus_bitrate, 6000, 128000, " bit/s")
+        if self.codec == "opus" and self.capture_rate not in (8000, 16000, 48000):
+            yield (
+                "capture_rate",
+                f"Opus runs at 8000, 16000 or 48000 Hz here, got {self.capture_rate}",
+            )
         yield from _ms("prebuffer_ms", self.prebuffer_ms, 0, 2000)
         yield from _between("volume", self.volume, 0, 100)
         echo = self.echo_cancellation

@@ -24,6 +24,7 @@ from coze_edge.adapters import systemd
 from coze_edge.adapters.atomic import atomic_write
 from coze_edge.adapters.audio_io import Microphone, Speaker
 from coze_edge.adapters.coze_ws import SocketSettings
+from coze_edge.adapters.opus import OpusSettings
 from coze_edge.config import Config
 from coze_edge.conversation import Conversation
 from coze_edge.core.commands import Command
@@ -129,6 +130,28 @@ def cleaned(microphone: Microphone, speaker: Speaker, config: Config) -> AudioPr
     return processor
 
 
+def uplink_opus(config: Config) -> OpusSettings | None:
+    """The Opus settings when ``audio.codec`` is opus; libopus is loaded now, so a missing
+    library is a configuration error at start, not a failure at the first connection."""
+    audio = config.audio
+    if audio.codec != "opus":
+        return None
+    from coze_edge.adapters.opus import OpusUnavailable, version
+
+    settings = OpusSettings(audio.capture_rate, audio.opus_bitrate, audio.append_ms)
+    try:
+        settings.encoder()
+    except OpusUnavailable as exc:
+        raise ConfigError([("audio.codec", str(exc))]) from exc
+    log.info(
+        "uplink: Opus %d bit/s in %d ms packets (%s)",
+        audio.opus_bitrate,
+        audio.append_ms,
+        version(),
+    )
+    return settings
+
+
 def session_settings(
     config: Config, conversation_id: str | None, *, echo_cancelled: bool = False
 ) -> SessionSettings:
@@ -150,7 +173,8 @@ def session_settings(
         barge_in_min_rms=min_rms,
         capture_rate=config.audio.capture_rate,
         output_rate=config.audio.output_rate,
-        chunk_ms=config.audio.chunk_ms,
+        chunk_ms=config.audio.append_ms,
+        input_codec=config.audio.codec,
         reply_timeout_s=config.coze.reply_timeout_ms / 1000,
         max_utterance_s=config.vad.max_utterance_ms / 1000,
         barge_in=config.vad.barge_in,
@@ -207,6 +231,7 @@ class Daemon:
         """Makes the microphone and speaker, each time the conversation (re)starts; tests and
         the soak pass their own."""
         self._tokens = tokens
+        self._opus = uplink_opus(config)
         self._env = dict(os.environ if env is None else env)
         self._extra_status = on_status
         self._extra_event = on_event
@@ -326,6 +351,7 @@ class Daemon:
                 open_timeout_s=config.coze.connect_timeout_s,
                 ping_interval_s=config.coze.ping_interval_s,
                 ping_timeout_s=config.coze.ping_interval_s,
+                opus=self._opus,
             ),
             tokens=self._tokens,
             microphone=microphone,

@@ -206,13 +206,25 @@ def _check_state_dir(path: Path) -> Finding:
 
 async def _check_audio(config: Config) -> list[Finding]:
     audio = config.audio
+    codec = [_check_opus()] if audio.codec == "opus" else []
     if audio.backend == "file":
-        return [_check_file_input(audio.file_input), _check_file_output(audio.file_output)]
+        return [_check_file_input(audio.file_input), _check_file_output(audio.file_output), *codec]
     # PortAudio scans every host API when it starts: slow on some systems, so off the loop.
-    return [
+    devices = [
         await asyncio.to_thread(_check_sound_device, audio.input_device, "input"),
         await asyncio.to_thread(_check_sound_device, audio.output_device, "output"),
     ]
+    return devices + codec
+
+
+def _check_opus() -> Finding:
+    from coze_edge.adapters import opus
+
+    try:
+        found = opus.version()
+    except opus.OpusUnavailable as exc:
+        return _fail("opus", str(exc), "apt install libopus0, or set audio.codec: pcm")
+    return _ok("opus", f"{found} for the uplink")
 
 
 def _check_file_input(path: Path | None) -> Finding:

@@ -6,7 +6,7 @@ one table. Run through `scripts/bench`. Each figure is measured in this run:
   idle CPU           CPU seconds per second while idle-listening to silence (subprocess)
   RSS steady/peak    resident memory after a turn / its high-water mark (subprocess)
   first audio        end of the user's turn (complete sent) to the first reply delta
-  uplink             bytes sent upstream per second of audio appended
+  uplink             bytes sent upstream per second of audio appended, PCM and Opus
   PulseAudio run     the daemon on PortAudio streams through PulseAudio null sinks, asked
                      and interrupted like a kitchen device (scripts/audio_run.py): its own
                      delays from a captured block to the append / complete / playback flush
@@ -26,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+import wave
 from pathlib import Path
 
 import yaml
@@ -40,9 +41,12 @@ IDLE_SECONDS = 10.0
 PULSE_MINUTES = float(os.environ.get("BENCH_PULSE_MINUTES", "1"))
 """How long the PulseAudio part runs (latencies on real PortAudio streams); 0 = skip."""
 TURNS = 5
+PULSE_TURNS = 3
 
 
-def config_file(tmp: Path, sim: Simulator, wav: Path, *, realtime: bool = True) -> Path:
+def config_file(
+    tmp: Path, sim: Simulator, wav: Path, *, realtime: bool = True, codec: str = "pcm"
+) -> Path:
     (tmp / "pat").write_text("sim-pat")
     (tmp / "state").mkdir(exist_ok=True)
     config = {
@@ -50,7 +54,12 @@ def config_file(tmp: Path, sim: Simulator, wav: Path, *, realtime: bool = True) 
         "auth": {"method": "pat", "pat_file": str(tmp / "pat")},
         "device": {"id": "42"},
         "state_dir": str(tmp / "state"),
-        "audio": {"backend": "file", "file_input": str(wav), "file_realtime": realtime},
+        "audio": {
+            "backend": "file",
+            "file_input": str(wav),
+            "file_realtime": realtime,
+            "codec": codec,
+        },
         "log": {"level": "warning"},
     }
     path = tmp / "config.yaml"
@@ -114,33 +123,42 @@ async def turn_figures(sim: Simulator, tmp: Path) -> dict[str, str]:
     from coze_edge.supervisor import supervise
 
     first_audio: list[float] = []
-    uplink: list[float] = []
-    for _ in range(TURNS):
+    uplink: dict[str, list[float]] = {"pcm": [], "opus": []}
+    for turn in range(TURNS * 2):
+        codec = "opus" if turn % 2 else "pcm"
         config = load_config(
-            config_file(tmp, sim, DATA / "utterance-weather.wav", realtime=False), env={}
+            config_file(tmp, sim, DATA / "utterance-weather.wav", realtime=False, codec=codec),
+            env={},
         )
         stop = asyncio.Event()
 
-        def on_event(event: dict[str, object], stop: asyncio.Event = stop) -> None:
+        def on_event(
+            event: dict[str, object], stop: asyncio.Event = stop, codec: str = codec
+        ) -> None:
             if event["type"] == "turn":
-                first_audio.append(float(str(event["first_audio_ms"])))
+                if codec == "pcm":
+                    first_audio.append(float(str(event["first_audio_ms"])))
                 stop.set()
 
         daemon = Daemon(config, tokens=StaticToken("sim-pat"), on_event=on_event, env={})
         async with asyncio.timeout(60):
             await supervise(daemon.services(), stop=stop, signals=())
         conn = sim.connections[-1]
-        audio = len(conn.appended_audio())
+        audio_s = len(conn.heard) / 32000  # what Coze decoded: PCM, 16 kHz, 16-bit
         sent = sum(
             len(json.dumps(f, separators=(",", ":")))
             for f in conn.received
             if f["event_type"] == "input_audio_buffer.append"
         )
-        uplink.append(sent / (audio / 32000))
+        uplink[codec].append(sent / audio_s)
     latency = statistics.median(first_audio)
+    pcm, opus = (statistics.median(uplink[codec]) for codec in ("pcm", "opus"))
     return {
         f"complete->first reply audio (p50 of {TURNS}, simulator)": f"{latency:.0f} ms",
-        "uplink, PCM 16 kHz as JSON+base64": f"{statistics.median(uplink) / 1000:.1f} kB/audio s",
+        "uplink, PCM 16 kHz as JSON+base64": f"{pcm / 1000:.1f} kB/audio s",
+        "uplink, Opus 24 kbit/s, 20 ms packets": (
+            f"{opus / 1000:.1f} kB/audio s ({opus / pcm:.2f}x PCM)"
+        ),
     }
 
 
@@ -170,18 +188,20 @@ async def reference_figures(sim: Simulator, tmp: Path) -> dict[str, str]:
     """The same turn, in real time, by the daemon and by a minimal cozepy client."""
     wav = DATA / "utterance-weather.wav"
     env = {k: v for k, v in os.environ.items() if not k.startswith("COZE_EDGE_")}
-    config = config_file(tmp, sim, wav).read_text().replace("level: warning", "level: info")
-    (tmp / "turn.yaml").write_text(config)
-    daemon = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "coze_edge", "run", "-c", str(tmp / "turn.yaml"),
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        async with asyncio.timeout(90):
-            ours, ours_wall = await cpu_between(daemon, "state: idle", "state: idle")
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        await daemon.communicate()
+    ours: dict[str, tuple[float, float]] = {}
+    for codec in ("pcm", "opus"):
+        config = config_file(tmp, sim, wav, codec=codec).read_text()
+        (tmp / "turn.yaml").write_text(config.replace("level: warning", "level: info"))
+        daemon = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "coze_edge", "run", "-c", str(tmp / "turn.yaml"),
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            async with asyncio.timeout(90):
+                ours[codec] = await cpu_between(daemon, "state: idle", "state: idle")
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            await daemon.communicate()
     reference = await asyncio.create_subprocess_exec(
         sys.executable, str(ROOT / "scripts" / "reference_client.py"), sim.ws_base, str(wav),
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
@@ -191,12 +211,107 @@ async def reference_figures(sim: Simulator, tmp: Path) -> dict[str, str]:
             theirs, theirs_wall = await cpu_between(reference, "ready", "done")
     finally:
         await reference.communicate()
+    (pcm, pcm_wall), (opus, opus_wall) = ours["pcm"], ours["opus"]
     return {
-        "CPU for one turn, real time: coze-edge": f"{ours * 1000:.0f} ms over {ours_wall:.1f} s",
+        "CPU for one turn, real time: coze-edge": f"{pcm * 1000:.0f} ms over {pcm_wall:.1f} s",
+        "CPU for the same turn, Opus uplink": (
+            f"{opus * 1000:.0f} ms over {opus_wall:.1f} s ({opus / pcm:.2f}x PCM)"
+        ),
         "CPU for the same turn: cozepy 0.20.0 client": (
             f"{theirs * 1000:.0f} ms over {theirs_wall:.1f} s"
         ),
-        "CPU ratio coze-edge / cozepy (budget <= 0.5)": f"{ours / theirs:.2f}",
+        "CPU ratio coze-edge / cozepy (budget <= 0.5)": f"{pcm / theirs:.2f}",
+    }
+
+
+async def read_to(proc: asyncio.subprocess.Process, marker: str) -> None:
+    assert proc.stdout is not None
+    while marker not in (line := (await proc.stdout.readline()).decode()):
+        if not line:
+            raise RuntimeError(f"process {proc.pid} ended before {marker!r}")
+
+
+async def pulse_reference_figures(tmp: Path) -> dict[str, str]:
+    """
+    Like for like: the daemon (sounddevice backend, no echo canceller, no earcons) and the
+    cozepy client with sounddevice, each on PortAudio streams through the same PulseAudio
+    null sinks; the question is played into the virtual microphone, CPU is counted from
+    then until the reply has played.
+    """
+    from tests.pulse import pulse_server
+
+    wav = DATA / "utterance-weather.wav"
+    with pulse_server(tmp / "pulse-cpu") as pulse, tempfile.TemporaryDirectory() as state:
+        async with Simulator(reply_speed=50.0) as sim:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("COZE_EDGE_")}
+            config = yaml.safe_load(config_file(tmp, sim, wav).read_text())
+            config["audio"] = {
+                "backend": "sounddevice",
+                "input_device": "pulse",
+                "output_device": "pulse",
+                "echo_cancellation": False,
+                "earcons": False,
+            }
+            config["state_dir"] = state
+            config["log"]["level"] = "info"
+            (tmp / "pulse.yaml").write_text(yaml.safe_dump(config))
+            daemon = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "coze_edge", "run", "-c", str(tmp / "pulse.yaml"),
+                env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            )  # fmt: skip
+            ours: list[tuple[float, float]] = []
+            try:
+                async with asyncio.timeout(60 * PULSE_TURNS):
+                    await read_to(daemon, "state: idle")
+                    for _ in range(PULSE_TURNS):
+                        await asyncio.sleep(1.0)
+                        cpu0, _, _ = proc_stat(daemon.pid)
+                        wall0 = time.monotonic()
+                        player = pulse.play_into_mic(wav)
+                        await read_to(daemon, "state: speaking")
+                        await read_to(daemon, "state: idle")
+                        ours.append((proc_stat(daemon.pid)[0] - cpu0, time.monotonic() - wall0))
+                        await asyncio.to_thread(player.wait)
+            finally:
+                daemon.send_signal(signal.SIGTERM)
+                await daemon.communicate()
+            with wave.open(str(wav)) as w:
+                seconds = w.getnframes() / w.getframerate()
+            theirs: list[tuple[float, float]] = []
+            for _ in range(PULSE_TURNS):
+                reference = await asyncio.create_subprocess_exec(
+                    sys.executable, str(ROOT / "scripts" / "reference_client.py"), sim.ws_base,
+                    "--device", "pulse", "--seconds", f"{seconds + 1.7:.2f}",
+                    env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                )  # fmt: skip
+                try:
+                    async with asyncio.timeout(60):
+                        await read_to(reference, "ready")
+                        await asyncio.sleep(1.0)  # streams settle, as for the daemon (+1 s recorded)
+                        cpu0, _, _ = proc_stat(reference.pid)
+                        wall0 = time.monotonic()
+                        player = pulse.play_into_mic(wav)
+                        await read_to(reference, "done")
+                        cpu = proc_stat(reference.pid)[0] - cpu0
+                        theirs.append((cpu, time.monotonic() - wall0))
+                        await asyncio.to_thread(player.wait)
+                finally:
+                    await reference.communicate()
+    ours_cpu, ours_wall = sorted(ours)[len(ours) // 2]
+    theirs_cpu, theirs_wall = sorted(theirs)[len(theirs) // 2]
+    turns = f"median of {PULSE_TURNS}"
+    return {
+        f"PulseAudio turn CPU ({turns}): coze-edge": (
+            f"{ours_cpu * 1000:.0f} ms over {ours_wall:.1f} s (all: "
+            + ", ".join(f"{cpu * 1000:.0f}" for cpu, _ in ours)
+            + ")"
+        ),
+        f"PulseAudio turn CPU ({turns}): cozepy + sounddevice": (
+            f"{theirs_cpu * 1000:.0f} ms over {theirs_wall:.1f} s (all: "
+            + ", ".join(f"{cpu * 1000:.0f}" for cpu, _ in theirs)
+            + ")"
+        ),
+        "PulseAudio CPU ratio coze-edge / cozepy (budget <= 0.5)": f"{ours_cpu / theirs_cpu:.2f}",
     }
 
 
@@ -209,6 +324,7 @@ async def main() -> None:
         if PULSE_MINUTES and shutil.which("pulseaudio") and shutil.which("paplay"):
             from scripts.audio_run import run as pulse_run
 
+            figures |= await pulse_reference_figures(Path(tmp))
             figures |= await pulse_run(PULSE_MINUTES, Path(tmp))
         elif PULSE_MINUTES:
             figures["PulseAudio run"] = "skipped: needs pulseaudio and pulseaudio-utils (apt)"

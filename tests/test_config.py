@@ -102,11 +102,12 @@ def test_a_minimal_config_gets_every_default(machine_id: Path) -> None:
     assert config.state_dir == Path("/var/lib/coze-edge")
     assert config.audio == AudioConfig()
     assert (config.audio.output_rate, config.audio.capture_rate) == (24000, 16000)
-    assert (config.audio.block_ms, config.audio.chunk_ms, config.audio.prebuffer_ms) == (
+    assert (config.audio.block_ms, config.audio.append_ms, config.audio.prebuffer_ms) == (
         60,
         60,
         100,
     )
+    assert (config.audio.codec, config.audio.chunk_ms) == ("pcm", None)
     assert config.vad == VadConfig(aggressiveness=2, end_silence_ms=700, pre_roll_ms=300)
     assert (config.vad.start_ms, config.vad.max_utterance_ms) == (60, 15000)
     assert config.mqtt == MqttConfig(topic_prefix=f"coze-edge/{MACHINE_DEVICE_ID}")
@@ -412,6 +413,13 @@ def test_a_value_of_the_wrong_type_is_a_problem(
         ("audio", "volume", 101, "must be between 0 and 100, got 101"),
         ("audio", "chunk_ms", 120, "must be between 20 ms and 100 ms, got 120 ms"),
         ("audio", "chunk_ms", 50, "must be a multiple of 20 ms, got 50 ms"),
+        ("audio", "codec", "mp3", "must be pcm or opus, got 'mp3'"),
+        (
+            "audio",
+            "opus_bitrate",
+            500,
+            "must be between 6000 bit/s and 128000 bit/s, got 500 bit/s",
+        ),
         ("audio", "block_ms", 10, "must be between 20 ms and 200 ms, got 10 ms"),
         ("audio", "block_ms", 25, "must be a multiple of 10 ms, got 25 ms"),
         ("audio", "prebuffer_ms", -1, "must be between 0 ms and 2000 ms, got -1 ms"),
@@ -1020,3 +1028,15 @@ def test_barge_in_level_is_a_level_below_full_scale(machine_id: Path) -> None:
     )
     message = problem(with_valid(vad={"barge_in_level_dbfs": 6}), machine_id)
     assert message.startswith("vad.barge_in_level_dbfs: must be between -90 dBFS and 0 dBFS")
+
+
+def test_opus_packets_default_to_20_ms_and_last_at_most_60(machine_id: Path) -> None:
+    audio = build(with_valid(audio={"codec": "opus"}), machine_id).audio
+    assert (audio.codec, audio.append_ms, audio.opus_bitrate) == ("opus", 20, 24000)
+    assert (
+        build(with_valid(audio={"codec": "opus", "chunk_ms": 60}), machine_id).audio.append_ms == 60
+    )
+    message = problem(with_valid(audio={"codec": "opus", "chunk_ms": 80}), machine_id)
+    assert message == "audio.chunk_ms: must be between 20 ms and 60 ms, got 80 ms"
+    message = problem(with_valid(audio={"codec": "opus", "capture_rate": 32000}), machine_id)
+    assert message == "audio.capture_rate: Opus runs at 8000, 16000 or 48000 Hz here, got 32000"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import io
 import os
 import sys
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from coze_edge.adapters import opus
 from coze_edge.adapters.coze_http import CozeHttp
 from coze_edge.adapters.token_store import TokenStore
 from coze_edge.config import Config, config_from_mapping
@@ -283,6 +285,31 @@ async def test_a_missing_sound_device_fails_the_audio_check(tmp_path: Path, sim:
     for check in ("audio in", "audio out"):
         assert status(lines[check]) == "FAIL", text
         assert "coze-edge devices" in lines[check]
+
+
+async def test_the_opus_uplink_checks_for_libopus(
+    tmp_path: Path, sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``audio.codec: opus`` adds a line for libopus: its version, or how to install it."""
+    config = make_config(tmp_path, sim, audio={"codec": "opus"})
+    code, lines, text = await doctor(config)
+    assert code == 0, text
+    assert status(lines["opus"]) == "ok"
+    assert "libopus 1." in lines["opus"]
+
+    def no_library(name: str) -> ctypes.CDLL:
+        raise OSError(f"{name}: cannot open shared object file")
+
+    opus._lib.cache_clear()
+    monkeypatch.setattr(ctypes, "CDLL", no_library)
+    try:
+        code, lines, text = await doctor(config)
+    finally:
+        monkeypatch.undo()
+        opus._lib.cache_clear()
+    assert code == 1
+    assert status(lines["opus"]) == "FAIL", text
+    assert "apt install libopus0" in lines["opus"]
 
 
 async def test_a_state_dir_that_is_a_file_fails(tmp_path: Path, sim: Simulator) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
+from coze_edge.adapters.opus import OpusDecoder
 from coze_edge.adapters.resample import read_wav_as
 from coze_edge.core.audio import CAPTURE
 from coze_edge.simulator import Faults, Simulator
@@ -130,6 +132,60 @@ async def test_a_full_turn_through_the_real_cli(tmp_path: Path) -> None:
         played = wav.readframes(wav.getnframes())
         assert wav.getframerate() == 24000
     assert played == trace_audio("websocket_chat_success")
+
+
+async def test_an_opus_uplink_turn(tmp_path: Path) -> None:
+    """With ``audio.codec: opus`` each append is one 20 ms Opus packet; Coze (the simulator,
+    decoding with libopus) hears the question, and the reply is the same."""
+    async with Simulator(pats=("e2e-pat",), reply_speed=20.0) as sim:
+        config = write_config(tmp_path, sim, codec="opus", opus_bitrate=24000)
+        proc = await start_daemon(config)
+        log: list[str] = []
+        try:
+            async with asyncio.timeout(TURN_TIMEOUT_S):
+                await read_until(proc, "turn:", log)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(STOP_WITHIN_S + 2):
+                rest, _ = await proc.communicate()
+        text = "".join(log) + rest.decode()
+        assert proc.returncode == 0, text
+        assert "uplink: Opus 24000 bit/s in 20 ms packets (libopus" in text
+        [conn] = sim.connections
+        types = conn.event_types()
+        update = conn.received[types.index("chat.update")]
+        assert update["data"]["input_audio"] == {
+            "format": "pcm",
+            "codec": "opus",
+            "sample_rate": 16000,
+            "channel": 1,
+            "bit_depth": 16,
+        }
+        assert types.count("input_audio_buffer.complete") == 1
+        assert "error" not in types
+        packets = [
+            base64.b64decode(frame["data"]["delta"])
+            for frame in conn.received
+            if frame["event_type"] == "input_audio_buffer.append"
+        ]
+
+    decoder = OpusDecoder(16000)
+    assert {len(decoder.decode(packet)) for packet in packets} == {CAPTURE.frame_bytes(20)}
+    # What Coze heard is the spoken question: find it in the input by correlation.
+    spoken = np.frombuffer(read_wav_as(DATA / "utterance-weather.wav", CAPTURE), dtype="<i2")
+    heard = np.frombuffer(bytes(conn.heard), dtype="<i2").astype(np.float64)
+    start, end = (i // 2 for i in speech_span(spoken.tobytes(), 16000))
+    speech = spoken[start:end].astype(np.float64)
+    scores = np.correlate(heard, speech, mode="valid")
+    at = int(np.argmax(scores))
+    match = heard[at : at + len(speech)]
+    assert (
+        float(np.dot(match, speech) / np.sqrt(np.dot(match, match) * np.dot(speech, speech))) > 0.9
+    )
+    pcm_bytes = len(packets) * CAPTURE.frame_bytes(20)
+    assert sum(map(len, packets)) < pcm_bytes / 8  # 256 kbit/s of PCM against about 24
+    with wave.open(str(tmp_path / "out.wav"), "rb") as wav:
+        assert wav.readframes(wav.getnframes()) == trace_audio("websocket_chat_success")
 
 
 @pytest.mark.parametrize(

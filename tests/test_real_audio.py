@@ -41,6 +41,20 @@ class Live:
     def when(self, state: State, after: float = 0.0) -> float | None:
         return next((t for t, s, _ in self.states if s is state and t >= after), None)
 
+    def story(self) -> str:
+        """The states with their times, and what Coze received (appends counted): for
+        failure messages."""
+        start = self.states[0][0] if self.states else 0.0
+        states = " ".join(f"{t - start:.2f}:{s.value}" for t, s, _ in self.states)
+        received: list[str] = []
+        for conn in self.sim.connections:
+            for kind in conn.event_types():
+                if kind == "input_audio_buffer.append" and received and received[-1][0] == "+":
+                    received[-1] = f"+{int(received[-1][1:]) + 1}"
+                else:
+                    received.append("+1" if kind == "input_audio_buffer.append" else kind)
+        return f"states {states}; received {' '.join(received)}"
+
     def sent(self, event_type: str) -> int:
         """How many events of this type the simulator received, over all connections."""
         return sum(c.event_types().count(event_type) for c in self.sim.connections)
@@ -252,8 +266,8 @@ async def reply_echo_is_cancelled(pulse: PulseEnv, tmp_path: Path) -> None:
         recorder = pulse.record_speaker()
         await asyncio.to_thread(pulse.play_into_mic(UTTERANCE).wait)
         speaking = await live.reply_played()
-        assert live.sent("conversation.chat.cancel") == 0
-        assert live.sent("input_audio_buffer.complete") == 1
+        assert live.sent("conversation.chat.cancel") == 0, live.story()
+        assert live.sent("input_audio_buffer.complete") == 1, live.story()
         whole = await stop_recording(recorder)
 
         # The same reply again, and this time the user talks over it.
@@ -262,7 +276,7 @@ async def reply_echo_is_cancelled(pulse: PulseEnv, tmp_path: Path) -> None:
         await asyncio.to_thread(pulse.play_into_mic(UTTERANCE).wait)
         await live.wait(lambda: live.when(State.SPEAKING, after=speaking + 1) is not None, 10)
         await asyncio.sleep(1.5)
-        assert live.sent("conversation.chat.cancel") == 0  # 1.5 s of echo did not interrupt
+        assert live.sent("conversation.chat.cancel") == 0, live.story()  # 1.5 s of echo
         player = pulse.play_into_mic(UTTERANCE)
         await live.wait(lambda: live.sent("conversation.chat.cancel") == 1, 8)
         await asyncio.sleep(0.5)

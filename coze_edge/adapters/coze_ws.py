@@ -22,9 +22,12 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from coze_edge import __version__
+from coze_edge.adapters.opus import OpusSettings, OpusStream
 from coze_edge.core.events import (
     MAX_FRAME_BYTES,
     AudioAppend,
+    AudioClear,
+    AudioComplete,
     ClientEvent,
     ServerEvent,
     decode,
@@ -46,6 +49,8 @@ class SocketSettings:
     open_timeout_s: float = 10.0
     ping_interval_s: float | None = 20.0
     ping_timeout_s: float | None = 20.0
+    opus: OpusSettings | None = None
+    """Encode the appended PCM as Opus, one packet per append; None = send PCM."""
 
     def url(self) -> str:
         query = {"bot_id": self.bot_id}
@@ -77,8 +82,9 @@ def _refusal(exc: websockets.InvalidStatus) -> Exception:
 class CozeSocket:
     """One open voice-chat session. Use ``async with CozeSocket.open(...) as sock``."""
 
-    def __init__(self, ws: ClientConnection) -> None:
+    def __init__(self, ws: ClientConnection, opus: OpusSettings | None = None) -> None:
         self._ws = ws
+        self._opus = OpusStream(opus.encoder()) if opus is not None else None
         self.logid: str | None = None
         if ws.response is not None:
             self.logid = ws.response.headers.get("X-Tt-Logid")
@@ -115,7 +121,7 @@ class CozeSocket:
             raise CozeUnavailable(
                 f"cannot reach {settings.ws_base}: {exc or type(exc).__name__}"
             ) from exc
-        sock = cls(ws)
+        sock = cls(ws, settings.opus)
         log.info("connected to Coze %s (logid=%s)", settings.ws_base, sock.logid or "-")
         return sock
 
@@ -131,6 +137,19 @@ class CozeSocket:
         await self.close()
 
     async def send(self, event: ClientEvent) -> None:
+        if self._opus is not None:
+            if isinstance(event, AudioAppend):
+                for packet in self._opus.packets(event.audio):
+                    await self._send(AudioAppend(packet))
+                return
+            if isinstance(event, AudioComplete):
+                for packet in self._opus.end():
+                    await self._send(AudioAppend(packet))
+            elif isinstance(event, AudioClear):
+                self._opus.clear()
+        await self._send(event)
+
+    async def _send(self, event: ClientEvent) -> None:
         message = encode(event)
         if not isinstance(event, AudioAppend):
             log.debug("> %s", message if len(message) < 600 else event)

@@ -210,6 +210,9 @@ class SessionSettings:
     """Rate of the reply PCM asked of Coze."""
     chunk_ms: int = 60
     """Audio per ``input_audio_buffer.append``."""
+    input_codec: str = "pcm"
+    """What Coze is told the appends carry: ``pcm``, or ``opus`` (the socket encodes the
+    PCM the session hands it, one packet per append)."""
     reply_timeout_s: float = 15.0
     """From the end of the user's turn (or the last reply event) to giving up on the reply."""
     max_utterance_s: float = 15.0
@@ -252,7 +255,7 @@ class SessionSettings:
                 "chat_config": chat_config,
                 "input_audio": {
                     "format": "pcm",
-                    "codec": "pcm",
+                    "codec": self.input_codec,
                     "sample_rate": self.capture_rate,
                     "channel": 1,
                     "bit_depth": 16,

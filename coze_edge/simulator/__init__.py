@@ -28,6 +28,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from coze_edge.adapters.opus import OpusDecoder, OpusError
+
 log = logging.getLogger(__name__)
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -78,6 +80,8 @@ class ChatConnection:
     token: str
     received: list[dict[str, Any]] = field(default_factory=list)
     closed: bool = False
+    heard: bytearray = field(default_factory=bytearray)
+    """Every appended audio as PCM (Opus packets decoded), whatever turn it was in."""
 
     def event_types(self) -> list[str]:
         return [str(frame.get("event_type")) for frame in self.received]
@@ -498,6 +502,7 @@ class _ChatSession:
         self.audio = bytearray()
         self.reply: asyncio.Task[None] | None = None
         self.chat_id: str | None = None
+        self.opus: OpusDecoder | None = None
 
     async def send(self, event_type: str, data: Any = None) -> None:
         frame: dict[str, Any] = {"event_type": event_type, "id": str(uuid.uuid4())}
@@ -559,6 +564,13 @@ class _ChatSession:
                     **(self.config.get("input_audio") or {}),
                 }
                 output_audio = {"codec": "pcm", **(self.config.get("output_audio") or {})}
+                self.opus = None
+                if input_audio["codec"] == "opus":
+                    try:
+                        self.opus = OpusDecoder(int(input_audio["sample_rate"]))
+                    except (ValueError, TypeError) as exc:
+                        await self.error(4000, f"input_audio: {exc}")
+                        return
                 await self.send(
                     "chat.updated",
                     {**self.config, "input_audio": input_audio, "output_audio": output_audio},
@@ -572,9 +584,18 @@ class _ChatSession:
                     )
                     return
                 try:
-                    self.audio += base64.b64decode(str(data.get("delta", "")), validate=True)
+                    audio = base64.b64decode(str(data.get("delta", "")), validate=True)
                 except ValueError:
                     await self.error(4000, "delta is not base64")
+                    return
+                if self.opus is not None:
+                    try:
+                        audio = self.opus.decode(audio)
+                    except OpusError as exc:
+                        await self.error(4000, f"delta is not an Opus packet: {exc}")
+                        return
+                self.audio += audio
+                self.conn.heard += audio
             case "input_audio_buffer.complete":
                 if self._server_vad():
                     return  # ignored in server_vad mode

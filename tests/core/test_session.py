@@ -104,6 +104,18 @@ def test_connecting_configures_pcm_at_the_capture_rate() -> None:
     assert update.data["chat_config"]["user_id"] == "dev"
 
 
+def test_an_opus_uplink_is_announced_as_raw_opus_packets() -> None:
+    """With Opus the input is ``format: pcm, codec: opus`` (raw packets, as coze-js sends)."""
+    session = new_session(input_codec="opus", chunk_ms=20)
+
+    [update] = sent(session.connected(0.0))
+
+    assert isinstance(update, ev.ChatUpdate)
+    assert update.data["input_audio"]["format"] == "pcm"
+    assert update.data["input_audio"]["codec"] == "opus"
+    assert update.data["output_audio"]["codec"] == "pcm"
+
+
 def test_nothing_is_appended_before_chat_updated() -> None:
     """Speech before Coze confirmed the configuration goes nowhere."""
     session = new_session()
