@@ -287,7 +287,7 @@ async def pulse_reference_figures(tmp: Path) -> dict[str, str]:
                 try:
                     async with asyncio.timeout(60):
                         await read_to(reference, "ready")
-                        await asyncio.sleep(1.0)  # streams settle, as for the daemon (+1 s recorded)
+                        await asyncio.sleep(1.0)  # streams settle, as for the daemon
                         cpu0, _, _ = proc_stat(reference.pid)
                         wall0 = time.monotonic()
                         player = pulse.play_into_mic(wav)
