@@ -96,14 +96,21 @@ class PulseEnv:
     def record_speaker(self) -> Recording:
         """Record what the speaker plays: 24 kHz mono s16le, into a file (a pipe nobody reads
         while the test runs would fill after 1.3 s and stall parec)."""
+        return self.record("speaker.monitor")
+
+    def record_microphone(self) -> Recording:
+        """Record what the microphone hears (the user and any echo), as ``record_speaker``."""
+        return self.record("micfeed.monitor")
+
+    def record(self, source: str) -> Recording:
         self._recordings += 1
-        path = self.root / f"speaker-{self._recordings}.raw"
+        path = self.root / f"{source}-{self._recordings}.raw"
         with path.open("wb") as out:
             process = subprocess.Popen(
                 [
                     "parec",
                     "-d",
-                    "speaker.monitor",
+                    source,
                     "--rate=24000",
                     "--channels=1",
                     "--format=s16le",
