@@ -1,0 +1,40 @@
+"""How the daemon turns the configuration into the session's barge-in rules."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from coze_edge.config import config_from_mapping
+from coze_edge.daemon import session_settings
+
+
+def config(**vad: Any) -> Any:
+    return config_from_mapping(
+        {
+            "coze": {"bot_id": "7"},
+            "auth": {"method": "pat"},
+            "device": {"id": "42"},
+            "state_dir": "/tmp",
+            "vad": vad,
+        },
+        env={},
+    )
+
+
+def test_with_echo_cancellation_barge_in_is_cautious_then_quick() -> None:
+    settings = session_settings(config(), None, echo_cancelled=True)
+    assert (settings.barge_in_start_ms, settings.barge_in_settled_ms) == (240, 80)
+    assert settings.barge_in_settle_s == 1.5
+    assert settings.barge_in_min_rms == 32768 * 10 ** (-45 / 20)
+
+
+def test_without_it_the_device_is_half_duplex() -> None:
+    settings = session_settings(config(), None, echo_cancelled=False)
+    assert (settings.barge_in_start_ms, settings.barge_in_settled_ms) == (300, None)
+    assert settings.barge_in_min_rms == math.inf
+
+
+def test_a_configured_speech_length_holds_for_the_whole_reply() -> None:
+    settings = session_settings(config(barge_in_start_ms=150), None, echo_cancelled=True)
+    assert (settings.barge_in_start_ms, settings.barge_in_settled_ms) == (150, None)
