@@ -432,9 +432,8 @@ class VadConfig:
     """The longest turn: after this the turn ends even without silence."""
 
     barge_in_start_ms: int | None = None
-    """Speech needed to interrupt the reply; null = with echo cancellation 240 ms in the
-    reply's first 1.5 s (while the canceller converges) and 80 ms after, else 300 ms, so
-    the device's own voice leaking into the microphone does not cut it off."""
+    """Speech needed to interrupt the reply; null = 80 ms with echo cancellation, else
+    300 ms, so the device's own voice leaking into the microphone does not cut it off."""
 
     barge_in_level_dbfs: float | None = None
     """While the reply plays, microphone audio quieter than this (dB below full scale)

@@ -46,14 +46,10 @@ INSTALL_AEC = "pip install coze-edge[aec]"
 
 BARGE_IN_START_MS = 300
 """Speech that interrupts a reply when no echo canceller runs (echo must not do it)."""
-BARGE_IN_START_MS_AEC = 240
-"""... and with echo cancellation, for the first BARGE_IN_SETTLE_S of a reply: the fresh
-canceller may let the reply's first syllables through (once in about 30 runs of
-scripts/aec-check with 80 ms here the device then cut itself off, reply after reply)."""
-BARGE_IN_SETTLED_MS_AEC = 80
-"""... and after that, when what reaches the VAD is the user: as short as the VAD allows
-without counting a click (barge-in onset to silence 240-265 ms p50 in audio-run)."""
-BARGE_IN_SETTLE_S = 1.5
+BARGE_IN_START_MS_AEC = 80
+"""... and with echo cancellation, where what reaches the VAD is the user: as short as the
+VAD allows without counting a click (scripts/aec-check: 10 of 10 runs on each echo path
+without a false barge-in at 80 ms; barge-in onset to silence 240 ms p50 in audio-run)."""
 
 BARGE_IN_LEVEL_DBFS_AEC = -45.0
 """With it, this only keeps the canceller's faint residue (which webrtcvad, deaf to level,
@@ -163,10 +159,9 @@ def session_settings(
 ) -> SessionSettings:
     """The session's settings; barge-in is more cautious when no echo canceller runs."""
     vad = config.vad
-    start, settled = vad.barge_in_start_ms, None
+    start = vad.barge_in_start_ms
     if start is None:
         start = BARGE_IN_START_MS_AEC if echo_cancelled else BARGE_IN_START_MS
-        settled = BARGE_IN_SETTLED_MS_AEC if echo_cancelled else None
     level = vad.barge_in_level_dbfs
     if level is None and echo_cancelled:
         level = BARGE_IN_LEVEL_DBFS_AEC
@@ -193,8 +188,6 @@ def session_settings(
         follow_up_s=config.wake.follow_up_s,
         start_ms=config.vad.start_ms,
         barge_in_start_ms=start,
-        barge_in_settled_ms=settled,
-        barge_in_settle_s=BARGE_IN_SETTLE_S,
     )
 
 

@@ -1,7 +1,7 @@
 """
 The daemon on real PortAudio streams through a private PulseAudio server for a while
 (default 10 minutes), talked to like a kitchen device: a question, its reply, and every
-other time a barge-in 2 s into the reply, with echo cancellation on and everything the
+other time a barge-in 1 s into the reply, with echo cancellation on and everything the
 speaker plays reaching the microphone (a fixed-delay echo path). Prints the daemon's
 own latencies (p50/p99), the barge-in onset to silence (recorded from the microphone and
 the speaker), and the overruns and underruns. Run through `scripts/audio-run [MINUTES]`.
@@ -125,7 +125,7 @@ async def run(minutes: float, tmp: Path) -> dict[str, str]:
                     continue
                 turns += 1
                 if turns % 2 == 0:
-                    await asyncio.sleep(1.5)  # the user starts talking 2 s into the reply
+                    await asyncio.sleep(1.0)
                     heard, played = pulse.record_microphone(), pulse.record_speaker()
                     await asyncio.to_thread(pulse.play_into_mic(loud).wait)
                     barge_ins += 1

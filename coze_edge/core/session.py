@@ -234,10 +234,6 @@ class SessionSettings:
     """Speech that opens a turn while the device is quiet."""
     barge_in_start_ms: int = 300
     """Speech that interrupts the reply: longer, so the device's own echo does not."""
-    barge_in_settled_ms: int | None = None
-    """Speech that interrupts the reply once it has played ``barge_in_settle_s`` (an echo
-    canceller has converged by then); None = ``barge_in_start_ms`` all along."""
-    barge_in_settle_s: float = 1.5
     barge_in_min_rms: float = 0.0
     """While the reply plays, microphone blocks quieter than this RMS count as silence:
     the echo-safe fallback where no echo canceller runs; 0 = off."""
@@ -308,8 +304,6 @@ class Session:
         self._play_end = 0.0  # when the audio queued so far will have played, at the latest
         self._chat_id: str | None = None  # the bot chat currently producing output
         self._configured = False
-        self._speaking_since: float | None = None  # the first block heard while speaking
-        self._settled = False
         self.dropped_deltas = 0
 
     # ------------------------------------------------------------------ helpers
@@ -325,7 +319,6 @@ class Session:
         if new not in _TRANSITIONS[self.state]:
             raise LocalProtocolError(f"{self.state.name} -> {new.name}")
         log.debug("= %s -> %s", self.state.name, new.name)
-        self._speaking_since, self._settled = None, False
         if new is State.SPEAKING:
             self._endpointer.set_start_ms(self._settings.barge_in_start_ms)
         elif self.state is State.SPEAKING:
@@ -449,21 +442,10 @@ class Session:
             and rms(block) < self._settings.barge_in_min_rms
         ):
             block = bytes(len(block))  # likely our own voice: not loud enough to interrupt
-        if self.state is State.SPEAKING and self._settings.barge_in_settled_ms is not None:
-            self._settle(now)
         effects: list[Effect] = []
         for event in self._endpointer.feed(block):
             effects += self._on_endpoint(event, now)
         return effects
-
-    def _settle(self, now: float) -> None:
-        """The reply has played long enough: switch to the shorter barge-in speech."""
-        if self._speaking_since is None:
-            self._speaking_since = now
-        elif not self._settled and now - self._speaking_since >= self._settings.barge_in_settle_s:
-            assert self._settings.barge_in_settled_ms is not None
-            self._endpointer.set_start_ms(self._settings.barge_in_settled_ms)
-            self._settled = True
 
     def _woke(self, block: bytes, now: float) -> list[Effect]:
         """The wake word ended in ``block``: a turn opens with only the audio after it."""

@@ -562,31 +562,6 @@ def test_while_speaking_a_short_sound_does_not_interrupt() -> None:
     assert Announce(State.LISTENING) in talk(session, speech_ms=100, silence_ms=0, now=4.0)
 
 
-def test_once_the_reply_has_played_a_while_less_speech_interrupts() -> None:
-    """With barge_in_settled_ms: the long requirement in the reply's first barge_in_settle_s
-    (a fresh echo canceller may still leak), the short one after."""
-    session = new_session(
-        start_ms=60, barge_in_start_ms=300, barge_in_settled_ms=100, barge_in_settle_s=1.5
-    )
-    session.connected(0.0)
-    session.received(ev.ChatUpdated({}), 0.0)
-    talk(session, speech_ms=400, silence_ms=300, now=1.0)
-    session.received(ev.AudioDelta(CHAT, b"ab" * 48000), 2.0)
-    assert session.state is State.SPEAKING
-
-    assert talk(session, speech_ms=180, silence_ms=240, now=2.1) == []  # early: not enough
-    talk(session, speech_ms=0, silence_ms=60, now=3.7)  # 1.6 s into the reply
-    effects = talk(session, speech_ms=180, silence_ms=0, now=3.8)
-    assert Send(ev.ChatCancel()) in effects
-
-    # The next reply starts cautious again.
-    talk(session, speech_ms=0, silence_ms=300, now=4.0)
-    session.received(ev.ChatStarted("2", CONV), 4.1)
-    session.received(ev.AudioDelta("2", b"ab" * 48000), 4.1)
-    assert session.state is State.SPEAKING
-    assert talk(session, speech_ms=180, silence_ms=240, now=4.2) == []
-
-
 def gated_speaking_session(**settings: object) -> Session:
     session = new_session(start_ms=60, barge_in_start_ms=100, **settings)
     session.connected(0.0)
