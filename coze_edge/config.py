@@ -432,7 +432,7 @@ class VadConfig:
     """The longest turn: after this the turn ends even without silence."""
 
     barge_in_start_ms: int | None = None
-    """Speech needed to interrupt the reply; null = 80 ms with echo cancellation, else
+    """Speech needed to interrupt the reply; null = 240 ms with echo cancellation, else
     300 ms, so the device's own voice leaking into the microphone does not cut it off."""
 
     barge_in_level_dbfs: float | None = None
