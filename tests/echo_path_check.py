@@ -1,6 +1,6 @@
 """
 Echo cancellation on a real echo path, run by ``scripts/aec-check`` (not collected by
-``scripts/test``: in about one run in twenty the device still cancels a reply it should
+``scripts/test``: in about one run in thirty the device still cancels a reply it should
 not have, and a test that fails that often would make the suite's verdict a coin toss).
 """
 
