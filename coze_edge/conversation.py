@@ -267,7 +267,8 @@ class Conversation:
                 effects = self._session.handle_timer(loop.time())
             else:
                 effects = self._feed(item, loop.time())
-            was_playing = self._speaker.playing
+            # Only a reply's first delta needs it (_measure); not worth a lock per mic block.
+            was_playing = isinstance(item, Received) and self._speaker.playing
             await self._carry_out(effects)
             if effects or self._reply_received_at is not None:
                 self._measure(item, effects, was_playing, loop.time())

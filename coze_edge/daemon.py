@@ -318,7 +318,7 @@ class Daemon:
         from coze_edge.adapters.vad_webrtc import WebrtcVad
 
         microphone, speaker = self._open_audio()
-        cleaned(microphone, speaker, config)
+        processor = cleaned(microphone, speaker, config)
         endpointer = Endpointer(
             WebrtcVad(config.vad.aggressiveness, config.audio.capture_rate),
             pre_roll_ms=config.vad.pre_roll_ms,
@@ -338,7 +338,7 @@ class Daemon:
             session_settings(
                 config,
                 self._conversations.load(),
-                echo_cancelled=speaker.on_render is not None,
+                echo_cancelled=processor is not None and processor.echo_cancellation,
             ),
             endpointer,
             wake=wake,

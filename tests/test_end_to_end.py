@@ -91,23 +91,27 @@ def speech_span(pcm: bytes, rate: int) -> tuple[int, int]:
     return loud[0] * frame * 2, (loud[-1] + 1) * frame * 2
 
 
+async def one_turn(config: Path) -> tuple[int | None, str]:
+    """`coze-edge run` until its first turn is done, then SIGTERM: exit code and output."""
+    proc = await start_daemon(config)
+    log: list[str] = []
+    try:
+        async with asyncio.timeout(TURN_TIMEOUT_S):
+            await read_until(proc, "turn:", log)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(STOP_WITHIN_S + 2):
+            rest, _ = await proc.communicate()
+    return proc.returncode, "".join(log) + rest.decode()
+
+
 async def test_a_full_turn_through_the_real_cli(tmp_path: Path) -> None:
     """A spoken question gives one committed turn upstream and the reply in the output WAV."""
     async with Simulator(pats=("e2e-pat",), reply_speed=20.0) as sim:
         config = write_config(tmp_path, sim)
-        proc = await start_daemon(config)
-        log: list[str] = []
-        try:
-            async with asyncio.timeout(TURN_TIMEOUT_S):
-                await read_until(proc, "turn:", log)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            async with asyncio.timeout(STOP_WITHIN_S + 2):
-                rest, _ = await proc.communicate()
-        log.append(rest.decode())
-        text = "".join(log)
+        returncode, text = await one_turn(config)
 
-        assert proc.returncode == 0, text
+        assert returncode == 0, text
         assert "e2e-pat" not in text
         [conn] = sim.connections
         types = conn.event_types()
@@ -139,17 +143,8 @@ async def test_an_opus_uplink_turn(tmp_path: Path) -> None:
     decoding with libopus) hears the question, and the reply is the same."""
     async with Simulator(pats=("e2e-pat",), reply_speed=20.0) as sim:
         config = write_config(tmp_path, sim, codec="opus", opus_bitrate=24000)
-        proc = await start_daemon(config)
-        log: list[str] = []
-        try:
-            async with asyncio.timeout(TURN_TIMEOUT_S):
-                await read_until(proc, "turn:", log)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            async with asyncio.timeout(STOP_WITHIN_S + 2):
-                rest, _ = await proc.communicate()
-        text = "".join(log) + rest.decode()
-        assert proc.returncode == 0, text
+        returncode, text = await one_turn(config)
+        assert returncode == 0, text
         assert "uplink: Opus 24000 bit/s in 20 ms packets (libopus" in text
         [conn] = sim.connections
         types = conn.event_types()

@@ -98,13 +98,12 @@ class OpusEncoder:
         error = ctypes.c_int()
         self._state = lib.opus_encoder_create(rate, 1, APPLICATION_VOIP, ctypes.byref(error))
         _check(error.value, "opus_encoder_create")
+        state = ctypes.c_void_p(self._state)  # variadic, so no argtypes: exact C types
         for request, value, what in (
             (SET_BITRATE, bitrate, "bitrate"),
             (SET_COMPLEXITY, complexity, "complexity"),
             (SET_SIGNAL, SIGNAL_VOICE, "signal"),
         ):
-            # Variadic, so no argtypes: every argument is passed as its exact C type.
-            state = ctypes.c_void_p(self._state)
             _check(lib.opus_encoder_ctl(state, ctypes.c_int(request), ctypes.c_int32(value)), what)
         self.rate = rate
         self.frame_samples = rate * frame_ms // 1000
