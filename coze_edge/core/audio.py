@@ -1,5 +1,6 @@
 """
-PCM arithmetic: formats, gain, level, framing and the pre-roll ring. Pure computation.
+PCM arithmetic: formats, gain, level, echo likeness, framing and the pre-roll ring. Pure
+computation.
 
 All audio inside coze_edge is signed little-endian integer PCM ("s16le" unless a format
 says otherwise); a *sample frame* is one sample for every channel.
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
+import numpy.typing as npt
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,35 @@ def rms(pcm: bytes) -> float:
         return 0.0
     samples = np.frombuffer(pcm, dtype="<i2", count=count).astype(np.float64)
     return math.sqrt(float(np.mean(samples * samples)))
+
+
+def alignment_scores(
+    block: bytes, history: bytes, *, floor_rms: float = 100.0
+) -> npt.NDArray[np.float64]:
+    """
+    How closely ``block`` follows each stretch of ``history`` (s16le both, same rate): the
+    normalized cross-correlation, 0.0 to 1.0, of the block with the window of the history
+    that starts at each sample (index 0: the oldest). An echo of what the speaker played
+    scores high at its delay whatever its level. Stretches of the history quieter than
+    ``floor_rms`` count as that loud, so silence in it matches nothing. Empty when the
+    block is empty or longer than the history; zeros when the block is silent.
+    """
+    y = np.frombuffer(block[: len(block) // 2 * 2], dtype="<i2").astype(np.float64)
+    x = np.frombuffer(history[: len(history) // 2 * 2], dtype="<i2").astype(np.float64)
+    n = len(y)
+    if n == 0 or len(x) < n:
+        return np.zeros(0)
+    y_energy = float(np.dot(y, y))
+    if y_energy == 0.0:
+        return np.zeros(len(x) - n + 1)
+    size = 1 << (len(x) + n - 1).bit_length()
+    # The dot product of the block with every window of the history, by FFT.
+    dots = np.fft.irfft(np.fft.rfft(x, size) * np.conj(np.fft.rfft(y, size)), size)
+    dots = dots[: len(x) - n + 1]
+    cumulative = np.concatenate(([0.0], np.cumsum(x * x)))
+    window_energy = np.maximum(cumulative[n:] - cumulative[:-n], n * floor_rms * floor_rms)
+    scores: npt.NDArray[np.float64] = np.abs(dots) / np.sqrt(window_energy * y_energy)
+    return np.minimum(scores, 1.0)
 
 
 class FrameSplitter:

@@ -1,4 +1,4 @@
-"""PCM arithmetic: formats, gain, level, framing, pre-roll."""
+"""PCM arithmetic: formats, gain, level, echo likeness, framing, pre-roll."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from coze_edge.core.audio import (
     AudioFormat,
     FrameSplitter,
     PreRoll,
+    alignment_scores,
     apply_gain,
     gain_factor,
     rms,
@@ -97,6 +98,51 @@ def test_gain_never_grows_flips_or_resizes_a_sample(audio: bytes, percent: int) 
     for before, after in zip(samples(audio[:whole]), samples(out[:whole]), strict=True):
         assert abs(after) <= abs(before)
         assert after == 0 or (after > 0) == (before > 0)
+
+
+def noise(seed: int, count: int, scale: float = 3000.0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0.0, scale, count)
+
+
+def s16(signal: np.ndarray) -> bytes:
+    return bytes(np.clip(np.rint(signal), -32768, 32767).astype("<i2").tobytes())
+
+
+def test_an_echo_scores_one_where_it_sits_in_the_history() -> None:
+    """A quiet copy of part of the history scores (nearly) 1.0 there, little elsewhere."""
+    history = noise(1, 8000)
+    block = 0.05 * history[5000:5960] + noise(2, 960, 10.0)
+
+    scores = alignment_scores(s16(block), s16(history))
+
+    assert len(scores) == 8000 - 960 + 1
+    assert int(np.argmax(scores)) == 5000
+    assert scores[5000] > 0.95
+    assert np.delete(scores, range(4990, 5011)).max() < 0.2
+
+
+def test_a_voice_not_in_the_history_scores_low() -> None:
+    scores = alignment_scores(s16(noise(3, 960)), s16(noise(4, 8000)))
+    assert scores.max() < 0.2
+
+
+def test_silence_in_the_history_matches_nothing() -> None:
+    """A faint block against silent stretches does not score high by normalizing."""
+    history = np.concatenate([np.zeros(4000), noise(5, 4000)])
+    block = noise(6, 960, 5.0)
+    scores = alignment_scores(s16(block), s16(history))
+    assert scores[:3000].max() < 0.05
+
+
+@pytest.mark.parametrize(
+    ("block", "history", "size"),
+    [(b"", pcm(1, 2, 3), 0), (pcm(1, 2, 3), pcm(1, 2), 0), (bytes(4), pcm(1, 2, 3), 2)],
+    ids=["empty-block", "block-longer", "silent-block"],
+)
+def test_alignment_scores_edge_cases(block: bytes, history: bytes, size: int) -> None:
+    scores = alignment_scores(block, history)
+    assert len(scores) == size
+    assert not scores.any()
 
 
 def test_rms_of_a_sine_is_its_amplitude_over_root_two() -> None:
