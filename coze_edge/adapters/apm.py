@@ -251,24 +251,29 @@ class AudioProcessor:
             or self._silent_frames * self._frame_bytes >= self._history_bytes  # nothing played
         ):
             return False
+        self._heard_blocks += 1
+        relock = self._echo_lag is None or self._heard_blocks % LAG_EVERY == 0
+        relock = relock and rms(heard) >= JUDGED_MIN_RMS
+        judge = rms(cleaned) >= JUDGED_MIN_RMS
+        if not (relock or judge):
+            return False
         history = bytes(self._history)
         oldest = self._rendered - len(history) // 2  # render stream position of history[0]
-        self._heard_blocks += 1
-        if (self._echo_lag is None or self._heard_blocks % LAG_EVERY == 0) and rms(
-            heard
-        ) >= JUDGED_MIN_RMS:
+        if relock:
             # Where the speaker's audio is in the microphone's: the render stream position
             # that the capture stream position hears, as a difference of the two.
             scores = alignment_scores(heard, history)
             if scores.size and scores.max() >= ECHO_LOCK:
                 self._echo_lag = heard_at - (oldest + int(np.argmax(scores)))
-        if self._echo_lag is None or rms(cleaned) < JUDGED_MIN_RMS:
+        if self._echo_lag is None or not judge:
             return False
         # The cleaned block is the heard audio of a little earlier: the module's own delay
-        # (a few ms) and any frame inserted for partial frames.
+        # (a few ms) and any frame inserted for partial frames. Only the stretch of history
+        # around the echo's delay is compared.
         at = heard_at - self.delay_samples - self._echo_lag - oldest
         low, high = max(0, at - MODULE_DELAY_MAX - DELAY_SLACK), at + DELAY_SLACK + 1
-        scores = alignment_scores(cleaned, history)[low:high]
+        near = history[2 * low : 2 * high + len(cleaned) - 2]
+        scores = alignment_scores(cleaned, near)
         return bool(scores.size and scores.max() > ECHO_LIKENESS_MAX)
 
     def _frame(self, pcm: bytes) -> AudioFrame:

@@ -15,6 +15,8 @@ import functools
 from dataclasses import dataclass
 from typing import Final
 
+from coze_edge.core.audio import FrameSplitter
+
 APPLICATION_VOIP: Final = 2048
 SET_BITRATE: Final = 4002
 SET_COMPLEXITY: Final = 4010
@@ -128,25 +130,18 @@ class OpusStream:
 
     def __init__(self, encoder: OpusEncoder) -> None:
         self._encoder = encoder
-        self._pending = b""
+        self._frames = FrameSplitter(encoder.frame_bytes)
 
     def packets(self, pcm: bytes) -> list[bytes]:
-        data = self._pending + pcm if self._pending else pcm
-        size = self._encoder.frame_bytes
-        whole = len(data) - len(data) % size
-        self._pending = data[whole:]
-        return [self._encoder.encode(data[i : i + size]) for i in range(0, whole, size)]
+        return [self._encoder.encode(frame) for frame in self._frames.push(pcm)]
 
     def end(self) -> list[bytes]:
         """The remainder, padded with silence to a whole frame (at most one frame late)."""
-        if not self._pending:
-            return []
-        frame = self._pending + bytes(self._encoder.frame_bytes - len(self._pending))
-        self._pending = b""
-        return [self._encoder.encode(frame)]
+        waiting = self._frames.pending
+        return self.packets(bytes(self._encoder.frame_bytes - waiting)) if waiting else []
 
     def clear(self) -> None:
-        self._pending = b""
+        self._frames.clear()
 
 
 @dataclass(frozen=True, slots=True)
