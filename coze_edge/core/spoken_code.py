@@ -5,7 +5,7 @@ Pure.
 
 For the code ``BCDF-GHJK`` it says (``|`` a short pause, ``||`` a longer one)::
 
-    To set me up, open the Coze login page on your phone, and enter this code.
+    To set me up, open the Coze login page on your phone and enter this code.
     B | C | D | F || G | H | J | K
     I repeat.
     B | C | D | F || G | H | J | K
@@ -46,10 +46,10 @@ LETTERS: Final = tuple("abcdefghijklmnopqrstuvwxyz")
 DIGITS: Final = tuple("0123456789")
 
 SENTENCES: Final[dict[str, str]] = {
-    "intro": "To set me up, open the Coze login page on your phone, and enter this code.",
+    "intro": "To set me up, open the Coze login page on your phone and enter this code.",
     "repeat": "I repeat.",
     "expires-soon": "This code expires soon.",
-    "new-code": "The last code has expired. Here is a new one.",
+    "new-code": "Here is a new code.",
 }
 """Clip name -> what the clip says (in English; another language says the same)."""
 
