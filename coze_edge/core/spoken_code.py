@@ -85,6 +85,10 @@ class Pause:
 
     ms: int
 
+    def __post_init__(self) -> None:
+        if self.ms < 0:
+            raise ValueError(f"a pause lasts 0 ms or more, not {self.ms}")
+
 
 Speech = list[Clip | Pause]
 

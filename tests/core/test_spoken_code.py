@@ -104,3 +104,10 @@ def test_every_clip_spoken_is_one_a_voice_must_have() -> None:
     speech = spoken_code("abcdefghijklmnopqrstuvwxyz-0123456789", minutes_left=1, renewed=True)
     used = {part.name for part in speech if isinstance(part, Clip)}
     assert used == set(CLIP_NAMES)
+
+
+def test_a_pause_cannot_be_negative() -> None:
+    """A pause of less than 0 ms is a ValueError; 0 ms is allowed."""
+    assert Pause(0).ms == 0
+    with pytest.raises(ValueError, match="0 ms or more"):
+        Pause(-1)
