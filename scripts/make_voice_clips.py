@@ -46,7 +46,7 @@ ACTIVE_DB: Final = -25.0
 LEAD_MS: Final = 10
 TAIL_MS: Final = 25
 """Kept before the first and after the last frame of speech (a final "s" fades slowly)."""
-FADE_MS: Final = 5
+FADE_MS: Final = 10
 LEVEL_DBFS: Final = -20.0
 """The speech level (RMS over the active frames) of every clip."""
 PEAK_DBFS: Final = -2.0
