@@ -2,9 +2,18 @@
 The conversation driver: owns the Session, feeds it microphone audio, Coze events,
 commands and deadlines, and carries out the effects it returns.
 
-One task (``_drive``) calls into the session; the microphone pump, the Coze reader and the
-command sources only post typed items to its inbox. The WebSocket session stays open
-while the daemon runs and is re-established after a drop: at once, then with backoff.
+One task (``_drive``) calls into the session; every other task only posts typed items to
+its inbox. The tasks, each started once in :meth:`Conversation.run`'s TaskGroup:
+
+* ``coze-connection``: one WebSocket session per run, under the supervisor's policy
+  (:func:`~coze_edge.supervisor.keep_running`): at once after a drop, then with backoff;
+  a deliberate reconnect (new conversation, refreshed token) is free; a refusal of the bot
+  or account waits minutes;
+* ``microphone``: opens the microphone once Coze first answered (nothing waits unread on
+  an open microphone while the device logs in) and pumps its blocks;
+* ``drain-watch``: reports when the speaker has played out a reply the session watches;
+* ``token-refresh``: asks the token source for a new token when Coze refused the one in
+  use, then reconnects with it.
 """
 
 from __future__ import annotations
@@ -12,9 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, assert_never
 
 from coze_edge.adapters.audio_io import Microphone, Speaker
@@ -33,8 +41,9 @@ from coze_edge.core.commands import (
     split_for_speech,
 )
 from coze_edge.core.earcons import earcon
-from coze_edge.core.events import AudioAppend, AudioComplete, ServerEvent
+from coze_edge.core.events import ServerEvent
 from coze_edge.core.session import (
+    REFUSALS,
     Announce,
     Effect,
     Emit,
@@ -42,20 +51,32 @@ from coze_edge.core.session import (
     Play,
     PlayEarcon,
     Reconnect,
+    ReconnectAfter,
     RememberConversation,
     Send,
     Session,
     TokenRejected,
     WatchDrain,
+    refusal,
 )
-from coze_edge.core.status import DeviceStatus, State
+from coze_edge.core.status import State
 from coze_edge.credentials import TokenSource
-from coze_edge.errors import AuthenticationError, CozeAPIError, CozeUnavailable
+from coze_edge.errors import (
+    AuthenticationError,
+    CozeAPIError,
+    CozeRefused,
+    CozeUnavailable,
+    Restart,
+    TransientError,
+)
+from coze_edge.metrics import LatencyObserver
+from coze_edge.status_board import StatusBoard
+from coze_edge.supervisor import Service, keep_running
 
 log = logging.getLogger(__name__)
 
-HEALTHY_AFTER_S = 60.0
-"""A connection that lasted this long resets the reconnect backoff."""
+REFUSED_RETRY_S: Final = 300.0
+"""After Coze refused the bot or account (REFUSALS): the next try, at the earliest."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,33 +115,19 @@ class Commanded:
     """Resolved once the command's effects were carried out (ctl answers after that)."""
 
 
-Input = Captured | Received | Connected | Disconnected | Drained | Commanded
+@dataclass(frozen=True, slots=True)
+class Announcement:
+    """Local audio to play while no turn runs (the spoken login code)."""
+
+    pcm: bytes = field(repr=False)
+
+
+Input = Captured | Received | Connected | Disconnected | Drained | Commanded | Announcement
 
 
 def reconnect_delays() -> Iterator[float]:
     """0 s (retry at once after a drop), then 1, 2, 4 ... 60 s, each with jitter."""
     return backoff(first=1.0, cap=60.0, first_immediate=True)
-
-
-LATENCIES: Final = (
-    "capture_to_append",
-    "capture_to_complete",
-    "capture_to_flush",
-    "delta_to_device",
-)
-"""The daemon's own delays, in seconds, each from a block or event to what it caused:
-a captured block to its ``append`` (or the ``complete`` or the playback flush it caused)
-on its way out, and a reply's first delta to its first sample handed to the device."""
-
-
-class ConversationMetrics:
-    """Counters a benchmark or ``status`` reads; never reset while running."""
-
-    def __init__(self) -> None:
-        self.frames_captured = 0
-        self.last_frame_at: float | None = None
-        self.connections = 0
-        self.latency: dict[str, deque[float]] = {name: deque(maxlen=2000) for name in LATENCIES}
 
 
 class Conversation:
@@ -134,32 +141,33 @@ class Conversation:
         tokens: TokenSource,
         microphone: Microphone,
         speaker: Speaker,
-        on_status: Callable[[DeviceStatus], None],
+        board: StatusBoard,
         on_event: Callable[[dict[str, Any]], None],
         remember_conversation: Callable[[str | None], None] = lambda _: None,
-        volume: int = 100,
         earcons: bool = True,
         inbox_size: int = 256,
+        refused_retry_s: float = REFUSED_RETRY_S,
     ) -> None:
         self._session = session
         self._socket_settings = socket_settings
         self._tokens = tokens
         self._microphone = microphone
         self._speaker = speaker
-        self._on_status = on_status
+        self._board = board
         self._on_event = on_event
         self._remember_conversation = remember_conversation
-        self._volume = volume
         self._earcons = earcons
+        self._refused_retry_s = refused_retry_s
         self._inbox: asyncio.Queue[Input] = asyncio.Queue(inbox_size)
         self._socket: CozeSocket | None = None
         self._token: str | None = None
+        self._closing: Reconnect | None = None  # why we are closing the socket ourselves
         self._first_idle = asyncio.Event()
-        self._reply_received_at: float | None = None  # a reply's first delta, until it plays
-        self._drain_watched = False
-        self._refreshing = False
-        self._tasks: asyncio.TaskGroup | None = None
-        self.metrics = ConversationMetrics()
+        self._drain_wanted = asyncio.Event()
+        self._refresh_wanted = asyncio.Event()
+        self._last_frame_at: float | None = None
+        self.metrics = LatencyObserver(speaker)
+        """The daemon's own latencies (benchmarks, tests)."""
         self.first_attempt = asyncio.Event()
         """Set once the first connection attempt finished (READY=1 waits for it)."""
 
@@ -176,14 +184,10 @@ class Conversation:
             done.set_result(None)
         return done
 
-    def status(self) -> DeviceStatus:
-        state = self._session.state
-        return DeviceStatus(
-            state=state,
-            muted=self._session.muted,
-            volume=self._volume,
-            coze_connected=state is not State.CONNECTING,
-        )
+    def announce(self, pcm: bytes) -> None:
+        """Play ``pcm`` if the device is not busy with a turn (dropped otherwise)."""
+        with contextlib.suppress(asyncio.QueueFull):
+            self._inbox.put_nowait(Announcement(pcm))
 
     @property
     def devices(self) -> tuple[Microphone, Speaker]:
@@ -191,7 +195,7 @@ class Conversation:
 
     def audio_healthy(self, *, within_s: float = 5.0) -> bool:
         """Microphone frames arrived recently (the watchdog's question)."""
-        last = self.metrics.last_frame_at
+        last = self._last_frame_at
         if last is None:
             return not self._first_idle.is_set()  # not listening yet: nothing to miss
         return asyncio.get_running_loop().time() - last < within_s
@@ -199,61 +203,125 @@ class Conversation:
     # ------------------------------------------------------------------ run
 
     async def run(self) -> None:
-        self._speaker.set_volume(self._volume)
-        self._on_status(self.status())
+        self._speaker.set_volume(self._board.controls.volume)
+        self._session.muted = self._board.controls.muted
+        self._report_state()
+        connection = Service(
+            "coze-connection",
+            self._connection,
+            delays=reconnect_delays,
+            on_failure=self._connection_failed,
+        )
         async with asyncio.TaskGroup() as tasks:
-            self._tasks = tasks
-            tasks.create_task(self._keep_connected(), name="coze-connection")
+            tasks.create_task(keep_running(connection), name="coze-connection")
             tasks.create_task(self._pump_microphone(), name="microphone")
+            tasks.create_task(self._watch_drains(), name="drain-watch")
+            tasks.create_task(self._refresh_when_refused(), name="token-refresh")
             tasks.create_task(self._drive(), name="conversation")
 
     async def _pump_microphone(self) -> None:
         await self._first_idle.wait()
         loop = asyncio.get_running_loop()
-        async for block in self._microphone.frames():
-            now = loop.time()
-            self.metrics.frames_captured += 1
-            self.metrics.last_frame_at = now
-            await self._inbox.put(Captured(block, self._microphone.captured_at or now))
+        async with self._microphone:
+            async for block in self._microphone.frames():
+                now = loop.time()
+                self._last_frame_at = now
+                await self._inbox.put(Captured(block, self._microphone.captured_at or now))
 
-    async def _keep_connected(self) -> None:
-        loop = asyncio.get_running_loop()
-        delays = reconnect_delays()
+    async def _watch_drains(self) -> None:
         while True:
-            started = loop.time()
-            reason = await self._connect_once()
-            self.first_attempt.set()
-            await self._inbox.put(Disconnected(reason))
-            if loop.time() - started > HEALTHY_AFTER_S:
-                delays = reconnect_delays()
-            delay = next(delays)
-            if delay:
-                log.info("reconnecting to Coze in %.1f s", delay)
-            await asyncio.sleep(delay)
+            await self._drain_wanted.wait()
+            await self._speaker.wait_drained()
+            self._drain_wanted.clear()
+            await self._inbox.put(Drained())
 
-    async def _connect_once(self) -> str:
-        """Open one session and read it until it ends; returns why it ended."""
-        loop = asyncio.get_running_loop()
+    async def _refresh_when_refused(self) -> None:
+        while True:
+            await self._refresh_wanted.wait()
+            token = self._token
+            if token is not None:
+                await self._tokens.rejected(token)
+            self._refresh_wanted.clear()
+            await self._reconnect(Reconnect("token refreshed", ReconnectAfter.NOW))
+
+    # ------------------------------------------------------------------ Coze
+
+    async def _connection(self) -> None:
+        """One session: open it, read it until it ends, then raise what ended it (the
+        supervisor's policy decides how soon the next one opens)."""
         token = await self._tokens.token()
         self._token = token
+        self._closing = None
         try:
-            async with await CozeSocket.open(self._socket_settings, token) as sock:
-                self.metrics.connections += 1
-                await self._inbox.put(Connected(sock))
-                self.first_attempt.set()
-                async for event in sock.events():
-                    await self._inbox.put(Received(event, loop.time()))
+            sock = await CozeSocket.open(self._socket_settings, token)
         except AuthenticationError as exc:
             log.warning("! Coze refused the token (%s)", exc.describe())
             await self._tokens.rejected(token)
-            return "token refused"
+            raise Restart("with a refreshed token") from exc
         except CozeAPIError as exc:
-            log.error("! Coze refused the session: %s", exc.describe())
-            return str(exc)
+            raise self._refused(exc.code, exc.describe(), exc.logid) from exc
+        finally:
+            self.first_attempt.set()
+        self._board.connect_problem(None)
+        reason = "closed"
+        try:
+            async with sock:
+                await self._inbox.put(Connected(sock))
+                loop = asyncio.get_running_loop()
+                async for event in sock.events():
+                    await self._inbox.put(Received(event, loop.time()))
         except CozeUnavailable as exc:
-            log.warning("! Coze connection: %s", exc)
-            return str(exc)
-        return "closed"  # pragma: no cover - events() ends only by raising
+            reason = str(exc)
+            closing = self._closing
+            if closing is None:
+                raise
+            if closing.after is ReconnectAfter.NOW:
+                raise Restart(closing.reason) from None
+            if closing.after is ReconnectAfter.LATER:
+                raise CozeRefused(
+                    closing.reason,
+                    detail=self._session.fault or closing.reason,
+                    retry_after=self._refused_retry_s,
+                ) from None
+            raise CozeUnavailable(closing.reason) from None
+        finally:
+            self._post_nowait(Disconnected(reason))
+
+    def _refused(self, code: int | str | None, described: str, logid: str | None) -> Exception:
+        """The error for a handshake Coze refused with a business error."""
+        if code in REFUSALS:
+            return CozeRefused(
+                f"Coze refused the session: {described}",
+                detail=refusal(code, described, logid),
+                retry_after=self._refused_retry_s,
+                logid=logid,
+            )
+        return CozeUnavailable(f"Coze refused the session: {described}", logid=logid)
+
+    def _connection_failed(self, exc: TransientError) -> None:
+        if isinstance(exc, CozeRefused):
+            self._session.fault = exc.detail
+            self._report_state()
+        else:
+            self._board.connect_problem(str(exc))
+
+    def _post_nowait(self, item: Input) -> None:
+        try:
+            self._inbox.put_nowait(item)
+        except asyncio.QueueFull:
+            # The driver is behind; it must still hear of the drop: make room for it.
+            self._inbox.get_nowait()
+            self._inbox.put_nowait(item)
+
+    async def _reconnect(self, why: Reconnect) -> None:
+        log.info("reconnecting: %s", why.reason)
+        self._closing = why
+        sock, self._socket = self._socket, None
+        if sock is not None:
+            with contextlib.suppress(CozeUnavailable):
+                await sock.close()
+
+    # ------------------------------------------------------------------ the driver
 
     async def _drive(self) -> None:
         loop = asyncio.get_running_loop()
@@ -267,42 +335,19 @@ class Conversation:
                 effects = self._session.handle_timer(loop.time())
             else:
                 effects = self._feed(item, loop.time())
-            # Only a reply's first delta needs it (_measure); not worth a lock per mic block.
+            # Only a reply's first delta needs it; not worth a lock per microphone block.
             was_playing = isinstance(item, Received) and self._speaker.playing
             await self._carry_out(effects)
-            if effects or self._reply_received_at is not None:
-                self._measure(item, effects, was_playing, loop.time())
+            if effects or self.metrics.waiting_for_playback:
+                self.metrics.after(
+                    effects,
+                    loop.time(),
+                    captured_at=item.at if isinstance(item, Captured) else None,
+                    received_at=item.at if isinstance(item, Received) else None,
+                    was_playing=was_playing,
+                )
             if isinstance(item, Commanded) and item.done is not None and not item.done.done():
                 item.done.set_result(None)
-
-    def _measure(
-        self, item: Input | None, effects: list[Effect], was_playing: bool, now: float
-    ) -> None:
-        """Latency samples for ``metrics.latency`` (a few comparisons per input)."""
-        latency = self.metrics.latency
-        kinds = {type(e.event) if isinstance(e, Send) else type(e) for e in effects}
-        if isinstance(item, Captured):
-            for name, kind in (
-                ("capture_to_append", AudioAppend),
-                ("capture_to_complete", AudioComplete),
-                ("capture_to_flush", FlushPlayback),
-            ):
-                if kind in kinds:
-                    latency[name].append(now - item.at)
-        if FlushPlayback in kinds:
-            self._reply_received_at = None
-        elif (
-            isinstance(item, Received)
-            and not was_playing
-            and self._reply_received_at is None
-            and Play in kinds
-        ):
-            self._reply_received_at = item.at
-        started = self._speaker.burst_started_at
-        received = self._reply_received_at
-        if received is not None and started is not None and started >= received:
-            latency["delta_to_device"].append(started - received)
-            self._reply_received_at = None
 
     def _feed(self, item: Input, now: float) -> list[Effect]:
         session = self._session
@@ -319,10 +364,13 @@ class Conversation:
                 log.debug("= disconnected: %s", reason)
                 return session.disconnected(now)
             case Drained():
-                self._drain_watched = False
                 return session.playback_drained(now)
             case Commanded(command, _):
                 return self._command(command, now)
+            case Announcement(pcm):
+                if session.state in (State.CONNECTING, State.IDLE):
+                    self._speaker.play_nowait(pcm)
+                return []
             case _:
                 assert_never(item)
 
@@ -334,22 +382,25 @@ class Conversation:
                 return session.listen(now)
             case Cancel():
                 return session.cancel(now)
-            case Mute():
-                return session.set_muted(True, now)
-            case Unmute():
-                return session.set_muted(False, now)
+            case Mute() | Unmute():
+                muted = isinstance(command, Mute)
+                self._board.set_controls(replace(self._board.controls, muted=muted))
+                return session.set_muted(muted, now)
             case SetVolume(percent):
-                self._volume = percent
+                self._board.set_controls(replace(self._board.controls, volume=percent))
                 self._speaker.set_volume(percent)
-                return [Announce(session.state)]
+                return []
             case Say(text):
                 return session.say(split_for_speech(text), now)
             case NewConversation():
                 return session.new_conversation(now)
             case QueryStatus():
-                return [Announce(session.state)]
+                return []
             case _:
                 assert_never(command)
+
+    def _report_state(self) -> None:
+        self._board.conversation_state(self._session.state, self._session.fault)
 
     async def _carry_out(self, effects: list[Effect]) -> None:
         for effect in effects:
@@ -366,15 +417,16 @@ class Conversation:
                 case Announce(state):
                     if state is State.IDLE:
                         self._first_idle.set()
-                    self._on_status(self.status())
+                    self._report_state()
                 case Emit(kind, fields):
                     self._on_event({"type": kind, **fields})
                 case WatchDrain():
-                    self._watch_drain()
-                case Reconnect(reason):
-                    await self._reconnect(reason)
+                    self._drain_wanted.set()
+                case Reconnect():
+                    self._report_state()  # the session may have a fault to show
+                    await self._reconnect(effect)
                 case TokenRejected():
-                    self._refresh_token()
+                    self._refresh_wanted.set()
                 case RememberConversation(conversation_id):
                     self._remember_conversation(conversation_id)
                 case _:
@@ -390,36 +442,3 @@ class Conversation:
         except CozeUnavailable as exc:
             # The reader sees the same close and reports Disconnected; nothing to do here.
             log.debug("! send failed: %s", exc)
-
-    def _watch_drain(self) -> None:
-        if self._drain_watched or self._tasks is None:
-            return
-        self._drain_watched = True
-
-        async def watch() -> None:
-            await self._speaker.wait_drained()
-            await self._inbox.put(Drained())
-
-        self._tasks.create_task(watch(), name="drain-watch")
-
-    async def _reconnect(self, reason: str) -> None:
-        log.info("reconnecting: %s", reason)
-        sock, self._socket = self._socket, None
-        if sock is not None:
-            with contextlib.suppress(CozeUnavailable):
-                await sock.close()
-
-    def _refresh_token(self) -> None:
-        if self._refreshing or self._tasks is None or self._token is None:
-            return
-        self._refreshing = True
-        token = self._token
-
-        async def refresh() -> None:
-            try:
-                await self._tokens.rejected(token)
-            finally:
-                self._refreshing = False
-            await self._reconnect("token refreshed")
-
-        self._tasks.create_task(refresh(), name="token-refresh")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from coze_edge.core.commands import CommandError, QueryStatus, parse_command
-from coze_edge.core.status import DeviceStatus
+from coze_edge.core.status import DeviceStatus, LoginPrompt, login_payload
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,12 @@ class CtlServer:
         *,
         submit: Callable[[Any], Awaitable[None] | None],
         status: Callable[[], DeviceStatus],
+        login: Callable[[], LoginPrompt | None] = lambda: None,
     ) -> None:
         self._path = path
         self._submit = submit
         self._status = status
+        self._login = login
 
     async def run(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,7 +109,12 @@ class CtlServer:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(2):
                         await done
-        return {"ok": True, "status": json.loads(self._status().to_json())}
+        status: dict[str, Any] = json.loads(self._status().to_json())
+        prompt = self._login()
+        if prompt is not None:
+            # The socket is for the service's group only: the code may be shown here.
+            status["login"] = json.loads(login_payload(prompt))
+        return {"ok": True, "status": status}
 
 
 async def request(path: Path, command: str, argument: str = "") -> dict[str, Any]:

@@ -1,40 +1,54 @@
 """
-``coze-edge run``: builds the services from the config and hands them to the supervisor.
+``coze-edge run``: the composition root. Builds the parts from the config and hands their
+services to the supervisor.
 
-Services: the conversation (audio + Coze), the token keeper (OAuth), the MQTT publisher,
-the systemd watchdog, the ctl socket, and a one-shot that binds the device and says READY.
-Status changes fan out from here to the log, systemd's STATUS= and MQTT.
+Services: the conversation (audio + Coze), the token keeper (OAuth), the binding, the MQTT
+publisher, the systemd watchdog, the state hook, the ctl socket, and a one-shot that says
+READY. The published state is made in one place (:class:`~coze_edge.status_board.StatusBoard`)
+and fans out from here to systemd's STATUS=, the state hook and MQTT.
+
+Imports inside functions are only for what may be missing or is heavy: PortAudio
+(``sound_devices``), WebRTC's audio processing (the ``aec`` extra) and the wake-word model.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import os
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from coze_edge import __version__
 from coze_edge.adapters import systemd
-from coze_edge.adapters.atomic import atomic_write
 from coze_edge.adapters.audio_io import Microphone, Speaker
+from coze_edge.adapters.coze_http import CozeHttp
 from coze_edge.adapters.coze_ws import SocketSettings
-from coze_edge.adapters.opus import OpusSettings
-from coze_edge.config import Config
+from coze_edge.adapters.file_audio import FileMicrophone, FileSpeaker
+from coze_edge.adapters.instance_lock import only_instance
+from coze_edge.adapters.opus import OpusSettings, OpusUnavailable
+from coze_edge.adapters.opus import version as opus_version
+from coze_edge.adapters.stores import ControlsStore, ConversationStore, conversation_owner
+from coze_edge.adapters.token_store import TokenStore
+from coze_edge.adapters.vad_webrtc import WebrtcVad
+from coze_edge.binding import ensure_bound
+from coze_edge.config import Config, read_secret
 from coze_edge.conversation import Conversation
 from coze_edge.core.commands import Command
 from coze_edge.core.endpointer import Endpointer
 from coze_edge.core.session import Session, SessionSettings
-from coze_edge.core.status import DeviceStatus, LoginPrompt, State
+from coze_edge.core.status import DeviceStatus
 from coze_edge.credentials import TokenSource, pat_tokens
-from coze_edge.errors import AudioDeviceLost, ConfigError
+from coze_edge.ctl import CtlServer, socket_path
+from coze_edge.errors import AudioDeviceLost, AuthError, ConfigError, TransientError
 from coze_edge.hooks import StateHook
-from coze_edge.latest import EventQueue, Latest
+from coze_edge.latest import EventQueue
+from coze_edge.login import OAuthTokens
+from coze_edge.publisher import Publisher
+from coze_edge.status_board import StatusBoard
 from coze_edge.supervisor import Service, supervise
 
 if TYPE_CHECKING:
@@ -63,8 +77,6 @@ def open_audio(config: Config) -> tuple[Microphone, Speaker]:
     """The microphone and speaker the config names (file backend or PortAudio)."""
     audio = config.audio
     if audio.backend == "file":
-        from coze_edge.adapters.file_audio import FileMicrophone, FileSpeaker
-
         assert audio.file_input is not None  # the config loader requires it
         output = audio.file_output or Path(os.devnull)
         return (
@@ -138,8 +150,6 @@ def uplink_opus(config: Config) -> OpusSettings | None:
     audio = config.audio
     if audio.codec != "opus":
         return None
-    from coze_edge.adapters.opus import OpusUnavailable, version
-
     settings = OpusSettings(audio.capture_rate, audio.opus_bitrate, audio.append_ms)
     try:
         settings.encoder()
@@ -149,7 +159,7 @@ def uplink_opus(config: Config) -> OpusSettings | None:
         "uplink: Opus %d bit/s in %d ms packets (%s)",
         audio.opus_bitrate,
         audio.append_ms,
-        version(),
+        opus_version(),
     )
     return settings
 
@@ -191,38 +201,21 @@ def session_settings(
     )
 
 
-class ConversationStore:
-    """The Coze conversation id in ``state_dir``, so context survives restarts."""
-
-    def __init__(self, state_dir: Path) -> None:
-        self._path = state_dir / "conversation.json"
-
-    def load(self) -> str | None:
-        try:
-            data = json.loads(self._path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as exc:
-            log.warning("! ignoring unreadable %s: %s", self._path, exc)
-            return None
-        value = data.get("conversation_id") if isinstance(data, dict) else None
-        return value if isinstance(value, str) and value else None
-
-    def save(self, conversation_id: str | None) -> None:
-        try:
-            atomic_write(self._path, json.dumps({"conversation_id": conversation_id}).encode())
-        except OSError as exc:
-            log.warning("! could not save the conversation id: %s", exc)
-
-
 class Daemon:
-    """Everything ``coze-edge run`` runs, for one config."""
+    """Everything ``coze-edge run`` runs, for one config.
+
+    ``tokens``: where the Coze token comes from; by default what the config says (a
+    personal access token, or the OAuth device login kept alive by a token keeper, which
+    then needs ``http``). ``audio`` makes the microphone and speaker each time the
+    conversation (re)starts; tests and the soak pass their own.
+    """
 
     def __init__(
         self,
         config: Config,
         *,
-        tokens: TokenSource,
+        tokens: TokenSource | None = None,
+        http: CozeHttp | None = None,
         on_status: Callable[[DeviceStatus], None] | None = None,
         on_event: Callable[[dict[str, Any]], None] | None = None,
         env: dict[str, str] | None = None,
@@ -230,53 +223,52 @@ class Daemon:
     ) -> None:
         self.config = config
         self._open_audio = audio or (lambda: open_audio(config))
-        """Makes the microphone and speaker, each time the conversation (re)starts; tests and
-        the soak pass their own."""
-        self._tokens = tokens
         self._opus = uplink_opus(config)
         self._env = dict(os.environ if env is None else env)
         self._extra_status = on_status
         self._extra_event = on_event
-        self.status = Latest[DeviceStatus]()
-        self.status.set(DeviceStatus(state=State.STARTING, volume=config.audio.volume))
-        self.login = Latest[LoginPrompt | None](None)
-        self.events = EventQueue(maxsize=256)
-        self._conversations = ConversationStore(config.state_dir)
-        self._conversation: Conversation | None = None
-        self._volume = config.audio.volume
-        self._muted = False
-        self._last_state: State | None = None
-        self.started = asyncio.Event()
         self._hook: StateHook | None = None
         if config.hooks.on_state:
             self._hook = StateHook(config.hooks.on_state, timeout_s=config.hooks.timeout_s)
+        self.board = StatusBoard(
+            ControlsStore(config.state_dir),
+            default_volume=config.audio.volume,
+            on_change=self._fan_out,
+        )
+        self.status = self.board.status
+        """The newest published state (MQTT, ``ctl status``)."""
+        self.login = self.board.login
+        """The pending device login, if any."""
+        self.events = EventQueue(maxsize=256)
+        self._http = http
+        self._keeper: OAuthTokens | None = None
+        if tokens is None:
+            tokens = self._credentials(http)
+        self._tokens = tokens
+        self._conversations = ConversationStore(config.state_dir, _conversation_owner(config))
+        self._conversation: Conversation | None = None
+        self.started = asyncio.Event()
+
+    def _credentials(self, http: CozeHttp | None) -> TokenSource:
+        if self.config.auth.method == "pat":
+            return pat_tokens(self.config)
+        if http is None:
+            raise ValueError("the device login needs an HTTP client for Coze")
+        if not self.config.auth.client_id:
+            raise AuthError("auth.client_id is needed for the device login")
+        self._keeper = OAuthTokens(
+            http,
+            TokenStore(self.config.state_dir),
+            self.config.auth.client_id,
+            self.config.auth.workspace_id,
+            on_prompt=self.board.login_prompt,
+            managed=True,
+        )
+        return self._keeper
 
     # ------------------------------------------------------------------ fan-out
 
-    def on_login_prompt(self, prompt: LoginPrompt | None) -> None:
-        """From the device flow: a code to show, or None once authorized."""
-        self.login.set(prompt)
-        if prompt is not None:
-            log.warning(
-                "not logged in: open %s and enter the code shown (expires %s)",
-                prompt.verification_url.split("?")[0],
-                prompt.expires_at.isoformat(timespec="seconds"),
-            )
-            self._publish(replace(self.status.get_nowait(), state=State.UNAUTHORIZED))
-        else:
-            log.info("logged in")
-
-    def _on_conversation_status(self, status: DeviceStatus) -> None:
-        self._volume, self._muted = status.volume, status.muted
-        if status.state is State.CONNECTING and self.login.get_nowait() is not None:
-            status = replace(status, state=State.UNAUTHORIZED)
-        self._publish(status)
-
-    def _publish(self, status: DeviceStatus) -> None:
-        if status.state is not self._last_state:
-            log.info("state: %s%s", status.state.value, " (muted)" if status.muted else "")
-            self._last_state = status.state
-        self.status.set(status)
+    def _fan_out(self, status: DeviceStatus) -> None:
         if self._hook is not None:
             self._hook.changed(status)
         systemd.status(f"{status.state.value}{', muted' if status.muted else ''}", env=self._env)
@@ -315,8 +307,6 @@ class Daemon:
 
     async def _run_conversation(self) -> None:
         config = self.config
-        from coze_edge.adapters.vad_webrtc import WebrtcVad
-
         microphone, speaker = self._open_audio()
         processor = cleaned(microphone, speaker, config)
         endpointer = Endpointer(
@@ -327,7 +317,7 @@ class Daemon:
         )
         wake = None
         if config.wake.word:
-            from coze_edge.adapters.wakeword import WakeWordDetector
+            from coze_edge.adapters.wakeword import WakeWordDetector  # loads a model: ~20 MB
 
             wake = WakeWordDetector(
                 config.wake.word,
@@ -343,7 +333,6 @@ class Daemon:
             endpointer,
             wake=wake,
         )
-        session.muted = self._muted
         conversation = Conversation(
             session,
             socket_settings=SocketSettings(
@@ -358,27 +347,24 @@ class Daemon:
             tokens=self._tokens,
             microphone=microphone,
             speaker=speaker,
-            on_status=self._on_conversation_status,
+            board=self.board,
             on_event=self._on_event,
             remember_conversation=self._conversations.save,
-            volume=self._volume,
             earcons=config.audio.earcons,
         )
-        try:
-            async with microphone, speaker:
-                self._conversation = conversation
-                self.started.set()
-                try:
-                    await conversation.run()
-                finally:
-                    self._conversation = None
-        except* AudioDeviceLost as group:
+        async with speaker:
+            self.board.audio_fault(None)
+            self._conversation = conversation
+            self.started.set()
+            try:
+                await conversation.run()
+            finally:
+                self._conversation = None
+
+    def _conversation_failed(self, exc: TransientError) -> None:
+        if isinstance(exc, AudioDeviceLost):
             # The supervisor reopens the devices after a backoff; until then, say why.
-            lost = group.exceptions[0]
-            self._publish(
-                replace(self.status.get_nowait(), state=State.ERROR, detail=f"audio: {lost}")
-            )
-            raise lost from None
+            self.board.audio_fault(str(exc))
 
     async def _announce_ready(self) -> None:
         """READY=1 once audio is open and the first connection was attempted."""
@@ -397,9 +383,14 @@ class Daemon:
 
     def services(self, extra: list[Service] | None = None) -> list[Service]:
         services = [
-            Service("conversation", self._run_conversation),
+            Service("conversation", self._run_conversation, on_failure=self._conversation_failed),
             Service("ready", self._announce_ready),
         ]
+        if self._keeper is not None:
+            services.append(Service("token-keeper", self._keeper.run, on_failure=self._no_token))
+        if self.config.device.connector_id and self._http is not None:
+            http, tokens, config = self._http, self._tokens, self.config
+            services.append(Service("binding", lambda: ensure_bound(config, http, tokens)))
         interval = systemd.watchdog_interval(self._env)
         if interval is not None:
             watchdog = systemd.Watchdog(interval=interval, healthy=self.audio_healthy)
@@ -407,6 +398,21 @@ class Daemon:
         if self._hook is not None:
             services.append(Service("state-hook", self._hook.run))
         return services + (extra or [])
+
+    def _no_token(self, exc: TransientError) -> None:
+        self.board.connect_problem(str(exc))
+
+
+def _conversation_owner(config: Config) -> str:
+    """Whose a remembered conversation is: the API host, the bot, the account (the OAuth
+    app and workspace, or a fingerprint of the personal access token) and the user."""
+    auth = config.auth
+    account: str | None = f"oauth:{auth.client_id}:{auth.workspace_id or ''}"
+    if auth.method == "pat":
+        account = "pat:" + (read_secret(auth.pat_file, "coze_pat") or "")
+    return conversation_owner(
+        config.coze.api_base, config.coze.bot_id, account, config.coze.user_id or config.device.id
+    )
 
 
 def _describe(event: dict[str, Any]) -> str:
@@ -416,59 +422,33 @@ def _describe(event: dict[str, Any]) -> str:
 async def run_daemon(config: Config) -> int:
     """The body of ``coze-edge run``; returns the exit code of a clean stop."""
     log.info("coze-edge %s starting (device id %s)", __version__, config.device.id)
-    async with contextlib.AsyncExitStack() as stack:
-        extra: list[Service] = []
-        daemon_ref: list[Daemon] = []
-        tokens: TokenSource
-        http: Any = None
-        if config.auth.method == "pat" and not config.device.connector_id:
-            tokens = pat_tokens(config)
-        else:
-            from coze_edge.adapters.coze_http import CozeHttp
-            from coze_edge.login import token_source_for
-
-            http = await stack.enter_async_context(
-                CozeHttp(
-                    config.coze.api_base,
-                    connect_timeout=config.coze.connect_timeout_s,
-                    read_timeout=config.coze.read_timeout_s,
+    with only_instance(config.state_dir):
+        async with CozeHttp(
+            config.coze.api_base,
+            connect_timeout=config.coze.connect_timeout_s,
+            read_timeout=config.coze.read_timeout_s,
+        ) as http:
+            daemon = Daemon(config, http=http)
+            ctl = CtlServer(
+                socket_path(config.state_dir, os.environ),
+                submit=daemon.submit,
+                status=daemon.status.get_nowait,
+                login=daemon.login.get_nowait,
+            )
+            extra = [Service("ctl", ctl.run)]
+            if config.mqtt.host:
+                publisher = Publisher(
+                    config,
+                    status=daemon.status,
+                    events=daemon.events,
+                    on_command=daemon.command,
+                    login=daemon.login,
+                    sw_version=__version__,
                 )
-            )
-            tokens = token_source_for(
-                config, http, on_prompt=lambda p: daemon_ref[0].on_login_prompt(p)
-            )
-            keeper = getattr(tokens, "run", None)
-            if keeper is not None:
-                extra.append(Service("token-keeper", keeper))
-            if config.device.connector_id:
-                from coze_edge.binding import ensure_bound
-
-                extra.append(Service("binding", lambda: ensure_bound(config, http, tokens)))
-        daemon = Daemon(config, tokens=tokens)
-        daemon_ref.append(daemon)
-        from coze_edge.ctl import CtlServer, socket_path
-
-        ctl = CtlServer(
-            socket_path(config.state_dir, os.environ),
-            submit=daemon.submit,
-            status=daemon.status.get_nowait,
-        )
-        extra.append(Service("ctl", ctl.run))
-        if config.mqtt.host:
-            from coze_edge.publisher import Publisher
-
-            publisher = Publisher(
-                config,
-                status=daemon.status,
-                events=daemon.events,
-                on_command=daemon.command,
-                login=daemon.login,
-                sw_version=__version__,
-            )
-            extra.append(Service("mqtt", publisher.run))
-        try:
-            await supervise(daemon.services(extra))
-        finally:
-            systemd.stopping()
+                extra.append(publisher.service())
+            try:
+                await supervise(daemon.services(extra))
+            finally:
+                systemd.stopping()
     log.info("stopped")
     return 0

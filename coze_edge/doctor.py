@@ -32,6 +32,7 @@ from typing import Final, Literal, TextIO
 
 import httpx
 
+from coze_edge.adapters.coze_http import network_advice
 from coze_edge.config import Config, read_secret
 from coze_edge.errors import (
     AuthenticationError,
@@ -441,7 +442,7 @@ async def _check_rest(config: Config, token: str | None, now: Callable[[], float
     except CozeAPIError as exc:
         found = _fail(check, f"{base} answered with an error: {exc.describe()}", _api_hint(exc))
     except CozeUnavailable as exc:
-        found = _fail(check, f"cannot reach {base}: {exc}", _network_hint(base))
+        found = _fail(check, f"cannot reach {base}: {exc}", network_advice(base))
     else:
         found = _ok(check, f"{base} reachable; token accepted ({len(voices)} voice(s) listed)")
     return [found, *dates.skew_findings()]
@@ -473,7 +474,7 @@ async def _check_websocket(config: Config, token: str | None, timeout_s: float) 
         return _fail(check, f"{where}: {exc.describe()}", _api_hint(exc))
     except CozeUnavailable as exc:
         return _fail(
-            check, f"handshake with {where} failed: {exc}", _network_hint(config.coze.ws_base)
+            check, f"handshake with {where} failed: {exc}", network_advice(config.coze.ws_base)
         )
     logid = sock.logid or "-"
     with contextlib.suppress(CozeEdgeError, OSError, TimeoutError):
@@ -492,10 +493,6 @@ def _api_hint(exc: CozeAPIError) -> str:
     if exc.http_status is not None and exc.http_status >= 500:
         return "Coze has trouble: try again later; quote the logid to Coze support"
     return "check coze.bot_id and coze.api_base; quote the logid to Coze support"
-
-
-def _network_hint(url: str) -> str:
-    return f"check the network, the firewall and a proxy for {urllib.parse.urlsplit(url).netloc}"
 
 
 class _DateRecorder:

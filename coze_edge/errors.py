@@ -16,10 +16,14 @@ Errors raised by coze_edge, and what each branch means for the caller.
     * ProtocolError
         * LocalProtocolError      we drove a state machine wrongly: a bug
         * RemoteProtocolError     Coze (or a peer) sent something we cannot accept
-    * TransientError              worth retrying after a backoff
+    * TransientError              worth retrying after a backoff (``retry_after``: at least)
         * CozeUnavailable         websocket refused, closed or timed out; REST unreachable
+            * CozeRefused         Coze refuses this bot or account (4015, 4101, ...):
+                                  a person must change something there; retried slowly
         * BrokerUnavailable       MQTT broker unreachable (never stops the audio path)
         * AudioDeviceLost         microphone or speaker vanished or busy
+    * Restart                     not a failure: restart the service now (a new
+                                  conversation, a refreshed token), logged at INFO
 """
 
 from __future__ import annotations
@@ -166,6 +170,13 @@ class RemoteProtocolError(ProtocolError):
 class TransientError(CozeEdgeError):
     """Worth retrying after a backoff; the supervisor does so."""
 
+    retry_after: float | None = None
+    """Wait at least this long before the next attempt (seconds); None: the backoff alone."""
+
+
+class Restart(CozeEdgeError):
+    """A deliberate restart of the service that raises it: at once, no backoff, no warning."""
+
 
 class CozeUnavailable(TransientError):
     def __init__(self, msg: str, *, logid: str | None = None, http_status: int | None = None):
@@ -173,6 +184,18 @@ class CozeUnavailable(TransientError):
         self.http_status = http_status
         suffix = f" (logid={logid})" if logid else ""
         super().__init__(f"{msg}{suffix}")
+
+
+class CozeRefused(CozeUnavailable):
+    """Coze refuses this bot, account or token's permissions: retried after minutes, since
+    only a person (in Coze's console) can fix it; ``detail`` says what to do."""
+
+    def __init__(
+        self, msg: str, *, detail: str, retry_after: float, logid: str | None = None
+    ) -> None:
+        super().__init__(msg, logid=logid)
+        self.detail = detail
+        self.retry_after = retry_after
 
 
 class BrokerUnavailable(TransientError):

@@ -1,8 +1,26 @@
 """
 Logging in with a code typed on a phone (OAuth device flow, RFC 8628), and keeping the
-token alive for months: refresh ahead of expiry and whenever Coze refuses it; refresh
-tokens rotate, so the new pair is saved before it is used; one refresh at a time; a
-refresh that fails for good falls back to a new device flow.
+token alive for months with nobody around.
+
+The rules, in the order they matter to a device in a kitchen:
+
+* A refresh token is thrown away only when Coze says it is dead (``invalid_grant`` and
+  the like, :func:`refresh_token_dead`). Every other failure of a refresh (no network, a
+  timeout, 408, 429, 5xx, a captive portal's HTML page) keeps the pair, in memory and on
+  disk, and is retried under the supervisor's backoff, through the access token's expiry
+  if need be.
+* Refresh tokens rotate: the new pair is kept in memory whatever happens and saved as soon
+  as the disk takes it. One refresh at a time; a pair another process (``coze-edge
+  voices``) rotated on disk is adopted instead of refreshing a dead one.
+* With no token the daemon starts a device flow as soon as Coze answers, shows the code
+  (MQTT, ``ctl status``, optionally spoken), and keeps polling through network blips (a
+  new code would invalidate the one the person is typing). A ``coze-edge login`` run
+  beside it ends the wait: the daemon adopts the token file the moment it appears.
+
+In the daemon, :meth:`OAuthTokens.run` (the token keeper, a supervised service) is the
+only one that talks to the token endpoint; the conversation just waits for a usable
+token. The commands (``voices``, ``bind``) use :meth:`OAuthTokens.token` directly, which
+then refreshes by itself and fails fast.
 """
 
 from __future__ import annotations
@@ -10,10 +28,13 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
-from typing import Protocol, TextIO
+from pathlib import Path
+from typing import Protocol, TextIO, TypeVar
 
 from coze_edge.adapters.coze_http import (
     AccessDenied,
@@ -22,6 +43,7 @@ from coze_edge.adapters.coze_http import (
     DevicePending,
     ExpiredToken,
     SlowDown,
+    network_advice,
 )
 from coze_edge.adapters.token_store import TokenStore
 from coze_edge.config import Config
@@ -36,6 +58,15 @@ log = logging.getLogger(__name__)
 
 DENIED_WAIT_S = 60.0
 """After the user denied access, wait this long before offering a new code."""
+
+SAVE_RETRY_S = 30.0
+"""How often a token the disk refused (full, read-only) is offered to it again."""
+
+STORE_POLL_S = 2.0
+"""While a login waits: how often the token file is checked for a ``coze-edge login``."""
+
+DEAD_REFRESH_ERRORS = frozenset({"invalid_grant", "invalid_token", "expired_token"})
+"""OAuth errors that say the refresh token itself is dead: only these need a new login."""
 
 
 class Clock(Protocol):
@@ -52,8 +83,25 @@ class SystemClock:
         await asyncio.sleep(max(0.0, t - time.time()))
 
 
+class LoginDenied(AuthError):
+    """The person said no on the phone (only ``coze-edge login`` stops on it)."""
+
+
+def refresh_token_dead(exc: CozeAPIError) -> bool:
+    """Whether a refresh failed because the refresh token is dead (log in again), rather
+    than for a reason that passes (network, overload, a proxy's page: retry)."""
+    return isinstance(exc, DeviceFlowError) and exc.error in DEAD_REFRESH_ERRORS
+
+
+def _transient(what: str, exc: CozeAPIError | CozeUnavailable) -> CozeUnavailable:
+    """A failure worth retrying, as the TransientError the supervisor's policy retries."""
+    if isinstance(exc, CozeUnavailable):
+        return CozeUnavailable(f"{what}: {exc}")
+    return CozeUnavailable(f"{what}: {exc.describe()}", http_status=exc.http_status)
+
+
 class DeviceLogin:
-    """Runs device flows until the user approves one; shows each code through on_prompt."""
+    """One device login: codes until the user approves one; each code through on_prompt."""
 
     def __init__(
         self,
@@ -63,17 +111,25 @@ class DeviceLogin:
         *,
         clock: Clock,
         on_prompt: Callable[[LoginPrompt | None], None],
+        stop_when_denied: bool = False,
     ) -> None:
         self._http = http
         self._client_id = client_id
         self._workspace_id = workspace_id
         self._clock = clock
         self._on_prompt = on_prompt
+        self._stop_when_denied = stop_when_denied
 
     async def run(self) -> Token:
+        """The approved token. CozeUnavailable when no code can be had (the caller retries:
+        the supervisor in the daemon); while a code is shown, network trouble only delays
+        the next poll, so the code the person is typing stays valid."""
         denied_waits = backoff(first=DENIED_WAIT_S, cap=3600.0)
         while True:
-            code = await self._http.device_code(self._client_id, self._workspace_id)
+            try:
+                code = await self._http.device_code(self._client_id, self._workspace_id)
+            except (CozeAPIError, CozeUnavailable) as exc:
+                raise _transient("cannot get a login code", exc) from exc
             now = self._clock.now()
             flow = DeviceFlow(interval=code.interval, expires_in=code.expires_in, now=now)
             self._on_prompt(
@@ -83,34 +139,59 @@ class DeviceLogin:
                     datetime.fromtimestamp(flow.expires_at, UTC),
                 )
             )
-            while not flow.expired(self._clock.now()):
-                await self._clock.sleep_until(flow.next_poll_at())
-                try:
-                    token = await self._http.poll_token(self._client_id, code.device_code)
-                except DevicePending:
-                    flow.on_pending(self._clock.now())
-                    continue
-                except SlowDown:
-                    flow.on_slow_down(self._clock.now())
-                    continue
-                except ExpiredToken:
-                    break
-                except AccessDenied:
-                    wait = next(denied_waits)
-                    log.warning("! the user denied access; a new code in %.0f s", wait)
-                    await self._clock.sleep_until(self._clock.now() + wait)
-                    break
+            token = await self._poll(code.device_code, flow, denied_waits)
+            if token is not None:
                 self._on_prompt(None)
                 return token
-            log.info("the login code expired; asking for a new one")
 
-
-SAVE_RETRY_S = 30.0
-"""How often a token the disk refused (full, read-only) is offered to it again."""
+    async def _poll(
+        self, device_code: str, flow: DeviceFlow, denied_waits: Iterator[float]
+    ) -> Token | None:
+        trouble: str | None = None
+        while not flow.expired(self._clock.now()):
+            await self._clock.sleep_until(flow.next_poll_at())
+            try:
+                token = await self._http.poll_token(self._client_id, device_code)
+            except DevicePending:
+                flow.on_pending(self._clock.now())
+                continue
+            except SlowDown:
+                flow.on_slow_down(self._clock.now())
+                continue
+            except ExpiredToken:
+                break
+            except AccessDenied as exc:
+                if self._stop_when_denied:
+                    raise LoginDenied(
+                        "the login was denied on the phone; run `coze-edge login` again"
+                    ) from exc
+                wait = next(denied_waits)
+                log.warning("! the user denied access; a new code in %.0f s", wait)
+                await self._clock.sleep_until(self._clock.now() + wait)
+                return None
+            except DeviceFlowError as exc:
+                log.warning("! the login code was refused (%s); asking for a new one", exc)
+                return None
+            except (CozeAPIError, CozeUnavailable) as exc:
+                # A blip while the person types: keep the code, poll again later.
+                reason = exc.describe() if isinstance(exc, CozeAPIError) else str(exc)
+                if trouble is None:
+                    log.warning("! polling for the login: %s; still waiting", reason)
+                trouble = reason
+                flow.on_pending(self._clock.now())
+                continue
+            return token
+        log.info("the login code expired; asking for a new one")
+        return None
 
 
 class OAuthTokens:
-    """The daemon's TokenSource for ``auth.method: device_code``."""
+    """The TokenSource for ``auth.method: device_code``.
+
+    ``managed``: the daemon runs :meth:`run` as a supervised service, which does every
+    login and refresh; :meth:`token` then only waits for a usable token. Unmanaged (the
+    commands), :meth:`token` logs in or refreshes by itself and raises on failure.
+    """
 
     def __init__(
         self,
@@ -121,6 +202,7 @@ class OAuthTokens:
         *,
         clock: Clock | None = None,
         on_prompt: Callable[[LoginPrompt | None], None] | None = None,
+        managed: bool = False,
     ) -> None:
         self._http = http
         self._store = store
@@ -128,14 +210,25 @@ class OAuthTokens:
         self._workspace_id = workspace_id
         self._clock = clock or SystemClock()
         self._on_prompt = on_prompt
+        self._managed = managed
         self._lock = asyncio.Lock()
+        self._changed = asyncio.Condition()
+        self._kick = asyncio.Event()
+        self._rejected: str | None = None
         self._token = store.load()
         if self._token is not None:
-            register_secret(self._token.access_token)
+            self._remember(self._token)
         self.unsaved = False
         """The token in memory is newer than the one on disk (the disk refused it)."""
 
+    # ------------------------------------------------------------------ TokenSource
+
     async def token(self) -> str:
+        if self._managed:
+            async with self._changed:
+                await self._changed.wait_for(self._usable)
+                assert self._token is not None
+                return self._token.access_token
         async with self._lock:  # one refresh or login in flight; the others share it
             if self._token is None:
                 await self._login()
@@ -145,25 +238,96 @@ class OAuthTokens:
             return self._token.access_token
 
     async def rejected(self, token: str) -> None:
+        if self._managed:
+            async with self._changed:
+                if self._token is not None and self._token.access_token == token:
+                    self._rejected = token
+                    self._kick.set()
+                await self._changed.wait_for(lambda: self._rejected is None)
+            return
         async with self._lock:
             if self._token is not None and self._token.access_token == token:
                 await self._refresh()
 
+    def _usable(self) -> bool:
+        token = self._token
+        return (
+            token is not None
+            and token.access_token != self._rejected
+            and token.expires_at > self._clock.now()
+        )
+
+    # ------------------------------------------------------------------ the keeper
+
     async def run(self) -> None:
-        """The token keeper: refresh ahead of expiry, forever."""
+        """The token keeper: log in, refresh ahead of expiry and when Coze refuses the
+        token, save what the disk refused; forever. A transient failure raises
+        CozeUnavailable (the supervisor retries this service after its backoff) with the
+        token pair kept."""
         while True:
-            current = self._token
-            if current is None:
-                await self.token()
+            if self._token is None:
+                await self._publish(await self._login_or_adopt())
                 continue
-            wake = current.refresh_at()
-            if self.unsaved:
-                wake = min(wake, self._clock.now() + SAVE_RETRY_S)
-            await self._clock.sleep_until(wake)
-            if self.unsaved:
-                async with self._lock:
+            if self._rejected is None and not self._token.needs_refresh(self._clock.now()):
+                wake = self._token.refresh_at()
+                if self.unsaved:
+                    wake = min(wake, self._clock.now() + SAVE_RETRY_S)
+                await self._sleep_until(wake)
+                if self.unsaved:
                     self._persist()
-            await self.token()
+                continue
+            async with self._lock:
+                await self._refresh()
+            await self._publish(self._token)
+
+    async def _sleep_until(self, t: float) -> None:
+        """Until ``t`` or until :meth:`rejected` asks for a refresh."""
+        self._kick.clear()
+        if self._rejected is None:
+            await _first_of(self._clock.sleep_until(t), self._kick.wait())
+
+    async def _publish(self, token: Token | None) -> None:
+        async with self._changed:
+            if token is not None and token.access_token != self._rejected:
+                self._rejected = None
+            self._changed.notify_all()
+
+    async def _login_or_adopt(self) -> Token:
+        """A device login, or the token a ``coze-edge login`` beside us saves first."""
+        if self._on_prompt is None:
+            raise AuthError("not logged in: run `coze-edge login`")
+        on_prompt = self._on_prompt
+        login = DeviceLogin(
+            self._http,
+            self._client_id,
+            self._workspace_id,
+            clock=self._clock,
+            on_prompt=on_prompt,
+        )
+        outcome = await _first_of(login.run(), self._token_from_another_login())
+        if isinstance(outcome, _Adopted):
+            on_prompt(None)
+            log.info("logged in by another process (%s); using its token", self._store.path)
+            self._remember(outcome.token)
+            self._token = outcome.token
+            self.unsaved = False
+            return outcome.token
+        self._save(outcome)
+        return outcome
+
+    async def _token_from_another_login(self) -> _Adopted:
+        stamp = self._store.stamp()
+        while True:
+            await asyncio.sleep(STORE_POLL_S)
+            now = self._store.stamp()
+            if now is None or now == stamp:
+                continue
+            stamp = now
+            found = self._store.load()
+            if found is not None and found.expires_at > self._clock.now():
+                return _Adopted(found)
+
+    # ------------------------------------------------------------------ one step each
 
     async def _login(self) -> None:
         if self._on_prompt is None:
@@ -178,6 +342,9 @@ class OAuthTokens:
         self._save(await login.run())
 
     async def _refresh(self) -> None:
+        """One refresh. CozeUnavailable when it failed for a passing reason (the pair is
+        kept); a dead refresh token leaves no token (the keeper logs in again; a command
+        raises AuthError)."""
         # Another process (coze-edge voices, bind) may have refreshed and rotated the pair
         # already: the one on disk is then the only refresh token that still works.
         stored = self._store.load()
@@ -189,37 +356,38 @@ class OAuthTokens:
             and stored.access_token != current.access_token
         ):
             self._token = stored
-            register_secret(stored.access_token)
-            if not stored.needs_refresh(self._clock.now()):
+            self._remember(stored)
+            if not stored.needs_refresh(self._clock.now()) and stored.access_token != (
+                self._rejected
+            ):
                 return
         current = self._token
         assert current is not None
-        delays = backoff(first=2.0, cap=60.0)
-        while True:
-            try:
-                fresh = await self._http.refresh(self._client_id, current.refresh_token)
-            except (DeviceFlowError, CozeAPIError) as exc:
-                if isinstance(exc, CozeAPIError) and (exc.http_status or 0) >= 500:
-                    await asyncio.sleep(next(delays))
-                    continue
-                log.warning("! token refresh refused (%s); logging in again", exc.describe())
-                self._token = None
+        try:
+            fresh = await self._http.refresh(self._client_id, current.refresh_token)
+        except CozeAPIError as exc:
+            if not refresh_token_dead(exc):
+                raise _transient("token refresh", exc) from exc
+            log.warning(
+                "! Coze says the refresh token is dead (%s); logging in again", exc.describe()
+            )
+            self._token = None
+            if not self._managed:
                 await self._login()
-                return
-            except CozeUnavailable as exc:
-                if current.expires_at <= self._clock.now():
-                    log.warning("! token expired and Coze unreachable: %s", exc)
-                await asyncio.sleep(next(delays))
-                continue
-            self._save(fresh)
-            log.info("access token refreshed")
             return
+        except CozeUnavailable as exc:
+            raise _transient("token refresh", exc) from exc
+        self._save(fresh)
+        log.info("access token refreshed")
+
+    def _remember(self, token: Token) -> None:
+        register_secret(token.access_token)
+        register_secret(token.refresh_token)
 
     def _save(self, token: Token) -> None:
         # The old refresh token is dead once a new one is issued: keep the new pair in
         # memory whatever happens, and on disk as soon as the disk takes it.
-        register_secret(token.access_token)
-        register_secret(token.refresh_token)
+        self._remember(token)
         self._token = token
         self._persist()
 
@@ -242,11 +410,36 @@ class OAuthTokens:
         self.unsaved = False
 
 
+class _Adopted:
+    def __init__(self, token: Token) -> None:
+        self.token = token
+
+
+A = TypeVar("A")
+B = TypeVar("B")
+
+
+async def _first_of(a: Awaitable[A], b: Awaitable[B]) -> A | B:
+    """The result of whichever finishes first; the other is cancelled."""
+    first = asyncio.ensure_future(a)
+    second = asyncio.ensure_future(b)
+    try:
+        done, _ = await asyncio.wait({first, second}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (first, second):
+            task.cancel()
+        await asyncio.gather(first, second, return_exceptions=True)
+    if first in done:
+        return first.result()
+    return second.result()
+
+
 def token_source_for(
     config: Config,
     http: CozeHttp,
     *,
     on_prompt: Callable[[LoginPrompt | None], None] | None = None,
+    managed: bool = False,
 ) -> TokenSource:
     """PAT or OAuth, as the config says; AuthError when there is nothing to use."""
     if config.auth.method == "pat":
@@ -259,6 +452,7 @@ def token_source_for(
         config.auth.client_id,
         config.auth.workspace_id,
         on_prompt=on_prompt,
+        managed=managed,
     )
 
 
@@ -272,10 +466,32 @@ def _qr(text: str) -> str:
     return out.getvalue()
 
 
+def check_writable(directory: Path) -> str | None:
+    """Why a token could not be saved in ``directory`` (None: it can)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".login-check."):
+            pass
+    except OSError as exc:
+        return f"cannot write to {directory}: {exc.strerror or exc}"
+    if not os.access(directory, os.W_OK):  # pragma: no cover - root passes the try above
+        return f"cannot write to {directory}"
+    return None
+
+
 async def terminal_login(config: Config, *, out: TextIO) -> int:
-    """``coze-edge login``: 0 logged in; 77 not possible (wrong method, no client id)."""
+    """``coze-edge login``: 0 logged in; 77 not possible (wrong method, no client id, an
+    unwritable state_dir, the code denied); 1 Coze unreachable."""
     if config.auth.method != "device_code" or not config.auth.client_id:
         print("coze-edge login: set auth.method: device_code and auth.client_id", file=out)
+        return 77
+    problem = check_writable(config.state_dir)
+    if problem is not None:
+        print(
+            f"coze-edge login: {problem}; run it as the service's user "
+            "(sudo -u coze-edge coze-edge login) or fix state_dir",
+            file=out,
+        )
         return 77
 
     def show(prompt: LoginPrompt | None) -> None:
@@ -302,8 +518,20 @@ async def terminal_login(config: Config, *, out: TextIO) -> int:
             config.auth.workspace_id,
             clock=SystemClock(),
             on_prompt=show,
+            stop_when_denied=True,
         )
-        token = await login.run()
+        try:
+            token = await login.run()
+        except LoginDenied as exc:
+            print(f"coze-edge login: {exc}", file=out)
+            return 77
+        except CozeUnavailable as exc:
+            print(
+                f"coze-edge login: cannot reach Coze ({exc}): "
+                f"{network_advice(config.coze.api_base)}",
+                file=out,
+            )
+            return 1
     store.save(token)
     print(f"Logged in; the token is saved in {store.path}", file=out)
     return 0

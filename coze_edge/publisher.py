@@ -35,13 +35,11 @@ from coze_edge.core.status import (
 )
 from coze_edge.errors import BrokerUnavailable
 from coze_edge.latest import EventQueue, Latest
+from coze_edge.supervisor import Service, keep_running
 
 __all__ = ["Publisher"]
 
 log = logging.getLogger(__name__)
-
-HEALTHY_AFTER_S = 60.0
-"""A connection that lasted this long starts the reconnect backoff over."""
 
 GOODBYE_TIMEOUT_S = 1.0
 """On a clean stop: how long the final state and ``offline`` may take to be acknowledged."""
@@ -92,25 +90,18 @@ class Publisher:
     def topics(self) -> Topics:
         return self._topics
 
+    def service(self) -> Service:
+        """The publisher under the supervisor's policy: one broker session per run."""
+        return Service("mqtt", self._session, delays=self._delays)
+
     async def run(self) -> None:
         """Connect, publish, reconnect after every loss (jittered backoff); until cancelled."""
-        settings = BrokerSettings.from_config(self._config, env=self._env)
-        loop = asyncio.get_running_loop()
-        delays = self._delays()
-        while True:
-            started = loop.time()
-            try:
-                await self._session(settings)
-            except BrokerUnavailable as exc:
-                if loop.time() - started > HEALTHY_AFTER_S:
-                    delays = self._delays()  # it worked for a while: start over
-                delay = next(delays)
-                log.warning("! MQTT: %s; retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
+        await keep_running(self.service())
 
     # ------------------------------------------------------------------ one connection
 
-    async def _session(self, settings: BrokerSettings) -> None:
+    async def _session(self) -> None:
+        settings = BrokerSettings.from_config(self._config, env=self._env)
         will = Will(self._topics.availability, NOT_AVAILABLE)
         async with connect(settings, will=will, on_message=self._receive) as connection:
             log.info("MQTT: connected to %s", connection.where)
@@ -121,17 +112,16 @@ class Publisher:
                 raise
 
     async def _serve(self, connection: MqttConnection) -> None:
-        try:
-            async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(connection.wait_closed(), name="mqtt-link")
-                tasks.create_task(self._subscribe(connection), name="mqtt-subscribe")
-                tasks.create_task(self._keep_state(connection), name="mqtt-state")
-                tasks.create_task(self._keep_login(connection), name="mqtt-login")
-                tasks.create_task(self._forward_events(connection), name="mqtt-events")
-                tasks.create_task(self._handle_messages(), name="mqtt-commands")
-                tasks.create_task(self._announce_on_birth(connection), name="mqtt-rediscover")
-        except* BrokerUnavailable as lost:
-            raise _first(lost) from None
+        # A lost broker ends the group with BrokerUnavailable inside; the supervisor's
+        # policy finds it there.
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(connection.wait_closed(), name="mqtt-link")
+            tasks.create_task(self._subscribe(connection), name="mqtt-subscribe")
+            tasks.create_task(self._keep_state(connection), name="mqtt-state")
+            tasks.create_task(self._keep_login(connection), name="mqtt-login")
+            tasks.create_task(self._forward_events(connection), name="mqtt-events")
+            tasks.create_task(self._handle_messages(), name="mqtt-commands")
+            tasks.create_task(self._announce_on_birth(connection), name="mqtt-rediscover")
 
     async def _subscribe(self, connection: MqttConnection) -> None:
         topics = [self._topics.cmd_wildcard]
@@ -251,10 +241,3 @@ class Publisher:
 
 def _state(status: DeviceStatus) -> bytes:
     return status.to_json().encode()
-
-
-def _first(group: BaseExceptionGroup[BrokerUnavailable]) -> BrokerUnavailable:
-    error: BrokerUnavailable | BaseExceptionGroup[BrokerUnavailable] = group
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error

@@ -111,7 +111,7 @@ async def test_a_silent_server_ends_the_turn_at_the_reply_timeout(faulty: Run) -
     assert any("no reply" in e.get("message", "") for e in faulty.events)
 
 
-@pytest.mark.parametrize("code", [4009, 5000, 4015, 4101, 123456])
+@pytest.mark.parametrize("code", [4009, 5000, 123456])
 async def test_error_events_end_the_turn_and_keep_the_session(faulty: Run, code: int) -> None:
     """An error event mid-turn: an error event with its logid, idle, same connection."""
     arm(faulty, error_on_complete=code)

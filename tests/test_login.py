@@ -168,18 +168,22 @@ async def test_without_a_prompt_no_login_is_started(tmp_path: Path) -> None:
             await tokens.token()
 
 
-def test_a_crash_while_saving_leaves_the_old_token(tmp_path: Path) -> None:
-    """If the new token cannot be written, the old file is intact."""
+def test_a_planted_temporary_file_cannot_capture_the_token(tmp_path: Path) -> None:
+    """The temporary file of an atomic write has a fresh name and is created exclusively:
+    a symlink planted at the old predictable name (by another user) gets nothing."""
     store = TokenStore(tmp_path)
     store.save(Token("czu_old", "r1", 2e9, 1e9))
-    (tmp_path / ".token.json.tmp").mkdir()  # the temporary file cannot be created
+    elsewhere = tmp_path / "stolen"
+    (tmp_path / ".token.json.tmp").symlink_to(elsewhere)
 
-    with pytest.raises(IsADirectoryError):
-        store.save(Token("czu_new", "r2", 2e9, 1e9))
+    store.save(Token("czu_new", "r2", 2e9, 1e9))
 
+    assert not elsewhere.exists()
     loaded = store.load()
     assert loaded is not None
-    assert loaded.access_token == "czu_old"
+    assert loaded.access_token == "czu_new"
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".token.json.tmp", "token.json"]
 
 
 def test_a_corrupt_token_file_is_kept_aside(tmp_path: Path) -> None:
@@ -444,7 +448,7 @@ async def test_a_full_disk_keeps_the_refreshed_token_in_memory_until_it_fits(
         on_disk = store.load()
         assert on_disk is not None
         assert on_disk.access_token == first  # the old file, whole
-        assert not (tiny_disk / ".token.json.tmp").exists()
+        assert not [p for p in os.listdir(tiny_disk) if p.endswith(".tmp")]
         assert "No space left on device" in caplog.text
         assert fresh not in caplog.text
 

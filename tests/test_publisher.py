@@ -549,17 +549,21 @@ async def test_an_unresponsive_broker_never_blocks_and_stopping_is_quick(tmp_pat
 async def test_a_refused_login_is_retried_not_fatal(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A wrong password is logged and retried with backoff; the publisher keeps running."""
+    """A wrong password is logged (once a streak) and retried with backoff; the publisher
+    keeps running."""
     (tmp_path / "password").write_text("wrong\n")
     (tmp_path / "password").chmod(0o600)
     async with running_broker(tmp_path / "broker", user=("speaker", "right")) as broker:
         config = config_for(
             broker, tmp_path, username="speaker", password_file=tmp_path / "password"
         )
-        with caplog.at_level(logging.WARNING, logger="coze_edge.publisher"):
+        with caplog.at_level(logging.DEBUG, logger="coze_edge.supervisor"):
             async with publishing(config) as device:
                 await eventually(lambda: caplog.text.count("refused") >= 2)
                 assert not device.task.done()
+        warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(warnings) == 1
+        assert "Not authorized" in warnings[0].getMessage()
 
     assert "wrong" not in caplog.text
 

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from pathlib import Path
 
 
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     """
-    Replace ``path`` with ``data``: write a temporary file beside it (created with
-    ``mode``), fsync it, rename it over the old one, fsync the directory. An error at any
-    step leaves the old file as it was and removes the temporary one.
+    Replace ``path`` with ``data``: write a private temporary file beside it (a fresh name,
+    created exclusively with ``mode``, so a file somebody planted at a predictable name
+    cannot capture the data), fsync it, rename it over the old one, fsync the directory.
+    An error at any step leaves the old file as it was and removes the temporary one.
     """
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(name)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as file:
             file.write(data)
             file.flush()

@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import time
+import urllib.parse
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 import httpx
 
-from coze_edge.core.tokens import Token
+from coze_edge.core.tokens import Token, expiry
 from coze_edge.errors import CozeAPIError, CozeUnavailable, api_error
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,11 @@ _OAUTH_ERRORS: dict[str, type[DeviceFlowError]] = {
     "expired_token": ExpiredToken,
     "invalid_grant": InvalidGrant,
 }
+
+
+def network_advice(url: str) -> str:
+    """What to check when ``url`` cannot be reached (doctor, login and the log say the same)."""
+    return f"check the network, the firewall and a proxy for {urllib.parse.urlsplit(url).netloc}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,15 +182,18 @@ class CozeHttp:
             raise api_error(f"device code answer lacks {exc}") from None
 
     def _token(self, data: dict[str, Any]) -> Token:
-        try:
-            return Token(
-                str(data["access_token"]),
-                str(data.get("refresh_token") or ""),
-                float(data["expires_in"]),  # absolute epoch seconds
-                time.time(),
+        access = data.get("access_token")
+        if not isinstance(access, str) or not access:
+            raise api_error("token answer lacks access_token")
+        now = time.time()
+        # Coze's expires_in is an absolute Unix time (coze-protocol.md 2.3); a bad one
+        # must not cost the refresh token that came with it.
+        expires_at, complaint = expiry(data.get("expires_in"), now)
+        if complaint:
+            log.warning(
+                "! token answer: %s; assuming it expires in %.0f s", complaint, expires_at - now
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise api_error(f"token answer lacks {exc}") from None
+        return Token(access, str(data.get("refresh_token") or ""), expires_at, now)
 
     async def poll_token(self, client_id: str, device_code: str) -> Token:
         body = {"client_id": client_id, "grant_type": DEVICE_GRANT, "device_code": device_code}

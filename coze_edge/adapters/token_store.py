@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from pathlib import Path
+from typing import Any
 
-from coze_edge.adapters.atomic import atomic_write
+from coze_edge.adapters.state_files import read_state, write_state
 from coze_edge.core.tokens import Token
 
 log = logging.getLogger(__name__)
@@ -20,23 +19,28 @@ class TokenStore:
         self.path = state_dir / "token.json"
 
     def load(self) -> Token | None:
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
-        try:
-            return Token.from_json(text)
-        except ValueError as exc:
-            aside = self.path.with_name(f"token.json.corrupt-{int(time.time())}")
-            self.path.rename(aside)
-            log.error(
-                "! %s is unreadable (%s); kept as %s, logging in again", self.path, exc, aside
-            )
-            return None
+        """The saved token; None when there is none or the file is unusable (set aside)."""
+        return read_state(self.path, Token.from_document, what="the Coze login")
 
     def save(self, token: Token) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path, token.to_json().encode())
+        write_state(self.path, token.to_document())
+
+    def stamp(self) -> tuple[int, int] | None:
+        """Changes whenever the file is replaced (to notice a login by another process)."""
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns
+
+
+def _pairs(data: Any) -> set[tuple[str, str]]:
+    if not isinstance(data, list):
+        raise ValueError("not a list of [connector, device id] pairs")
+    return {
+        (str(item[0]), str(item[1])) for item in data if isinstance(item, list) and len(item) == 2
+    }
 
 
 class BindingStore:
@@ -46,23 +50,11 @@ class BindingStore:
         self.path = state_dir / "bindings.json"
 
     def load(self) -> set[tuple[str, str]]:
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return set()
-        except (OSError, ValueError) as exc:
-            log.warning("! ignoring unreadable %s: %s", self.path, exc)
-            return set()
-        return {
-            (str(item[0]), str(item[1]))
-            for item in data
-            if isinstance(item, list) and len(item) == 2
-        }
+        return read_state(self.path, _pairs, what="the channel bindings") or set()
 
     def is_bound(self, connector_id: str, device_id: str) -> bool:
         return (connector_id, device_id) in self.load()
 
     def add(self, connector_id: str, device_id: str) -> None:
         pairs = self.load() | {(connector_id, device_id)}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path, json.dumps(sorted(list(p) for p in pairs)).encode())
+        write_state(self.path, sorted(list(p) for p in pairs))

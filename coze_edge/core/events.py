@@ -16,7 +16,7 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from coze_edge.errors import RemoteProtocolError
@@ -106,6 +106,10 @@ ClientEvent = (
 )
 
 
+CHAT_CANCEL: Final = "conversation.chat.cancel"
+"""The event type of :class:`ChatCancel` (an error's ``origin`` may name it)."""
+
+
 def _dump(event_type: str, data: Mapping[str, Any] | None = None) -> str:
     frame: dict[str, Any] = {"event_type": event_type}
     if data is not None:
@@ -134,7 +138,7 @@ def encode(event: ClientEvent) -> str:
         case ConversationClear():
             return _dump("conversation.clear")
         case ChatCancel():
-            return _dump("conversation.chat.cancel")
+            return _dump(CHAT_CANCEL)
         case SubmitToolOutputs(chat_id, outputs):
             return _dump(
                 "conversation.chat.submit_tool_outputs",
@@ -316,6 +320,9 @@ class ServerError:
     code: int | None
     msg: str
     logid: str | None = None
+    origin: str | None = None
+    """The ``event_type`` of the upstream frame that caused it (``detail.origin_message``),
+    when Coze says: tells an error about our own cancel from one about the user's turn."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -497,7 +504,21 @@ def decode(frame: str | bytes) -> ServerEvent:
         raise RemoteProtocolError("frame has no event_type")
     detail = message.get("detail")
     logid = detail.get("logid") if isinstance(detail, dict) else None
-    return _decode_data(event_type, message.get("data"), logid if isinstance(logid, str) else None)
+    event = _decode_data(event_type, message.get("data"), logid if isinstance(logid, str) else None)
+    if isinstance(event, ServerError) and isinstance(detail, dict):
+        return replace(event, origin=_origin_type(detail.get("origin_message")))
+    return event
+
+
+def _origin_type(origin: Any) -> str | None:
+    """The event type of ``detail.origin_message``: the frame as a JSON string or object."""
+    if isinstance(origin, str):
+        try:
+            origin = json.loads(origin)
+        except ValueError:
+            return None
+    kind = origin.get("event_type") if isinstance(origin, dict) else None
+    return kind if isinstance(kind, str) else None
 
 
 def frame_logid(frame: str | bytes) -> str | None:

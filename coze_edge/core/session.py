@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Final, Literal, Protocol
 
 from coze_edge.core.audio import rms
@@ -23,6 +24,7 @@ from coze_edge.core.endpointer import (
     SpeechStarted,
 )
 from coze_edge.core.events import (
+    CHAT_CANCEL,
     AudioAppend,
     AudioClear,
     AudioComplete,
@@ -58,21 +60,49 @@ EarconKind = Literal["listening", "wake", "error", "unauthorized", "done"]
 # Error codes that mean the token is bad: refresh it and reconnect (coze-protocol.md 1.7).
 TOKEN_INVALID_CODES: Final = frozenset({4100, 700012006})
 
+CONVERSATION_UNKNOWN: Final = 4002
+"""Coze does not know (or no longer lets us use) the conversation id we named."""
+
+CANCEL_REFUSED: Final = 4104
+"""Nothing to cancel: the chat ended before our cancel arrived. Never the user's problem."""
+
+REFUSALS: Final = frozenset({4006, 4008, 4011, 4015, 4019, 4022, 4101, 4102, 4200})
+"""Coze refuses this bot or account until a person changes something in Coze's console
+(or, for 4008, until tomorrow): state ``error`` with the hint, retried after minutes."""
+
 # What a user can do about the codes a voice session is likely to meet.
 ERROR_HINTS: Final[dict[int, str]] = {
     4000: "request rejected as malformed",
+    4002: "Coze no longer knows the remembered conversation; starting a new one",
     4006: "coze.bot_id is wrong or not accessible with this token",
     4008: "daily usage limit of this bot reached",
     4009: "Coze is busy; retrying",
     4011: "the Coze account's token balance is insufficient",
     4015: "the bot is not published to the API channel: publish it as API in Coze",
     4016: "another chat is running in this conversation",
+    4019: "the Coze account is in arrears",
     4020: "request quota (RPM) exceeded",
+    4022: "the Coze account is in arrears for model usage",
     4100: "the access token is invalid or expired",
     4101: "the token lacks the 'chat' permission or the bot's workspace",
     4102: "blocked by Coze risk control",
+    4200: "a resource the bot uses was not found (an unpublished workflow?)",
     5000: "Coze internal error; retrying",
 }
+
+CANCELED_BY_CLIENT: Final = 2
+"""``conversation.chat.canceled`` code for a cancel we sent (1: user speech, 3: new input)."""
+
+TTS_CHAT_ID: Final = "0"
+"""The chat id of ``input_text.generate_audio`` output (no chat events come with it)."""
+
+
+def refusal(code: int | str | None, msg: str, logid: str | None) -> str:
+    """What the device shows while Coze refuses it (state ``error``): what to do, the code
+    and the logid to quote to Coze support."""
+    hint = ERROR_HINTS.get(code, msg) if isinstance(code, int) else msg
+    return f"{hint} (Coze error {code}, logid {logid or '-'})"
+
 
 _TRANSITIONS: Final[dict[State, frozenset[State]]] = {
     State.CONNECTING: frozenset({State.IDLE}),
@@ -132,11 +162,23 @@ class WatchDrain:
     """Report ``playback_drained`` once the speaker has played everything queued."""
 
 
+class ReconnectAfter(Enum):
+    """How soon a new connection follows a :class:`Reconnect`."""
+
+    NOW = "now"
+    """Deliberate (a new conversation): at once, not counted as a failure."""
+    BACKOFF = "backoff"
+    """Something went wrong: after the reconnect backoff."""
+    LATER = "later"
+    """Coze refuses this bot or account (:data:`REFUSALS`): after minutes."""
+
+
 @dataclass(frozen=True, slots=True)
 class Reconnect:
-    """Drop this connection and open a new one (after the usual backoff)."""
+    """Drop this connection and open a new one (when: ``after``)."""
 
     reason: str
+    after: ReconnectAfter = ReconnectAfter.BACKOFF
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,7 +345,12 @@ class Session:
         self._canceled = _RecentIds()
         self._play_end = 0.0  # when the audio queued so far will have played, at the latest
         self._chat_id: str | None = None  # the bot chat currently producing output
+        self._busy = False  # Coze is (or is about to be) producing output a cancel would stop
+        self._tts = False  # ... and that output is spoken text (input_text.generate_audio)
         self._configured = False
+        self.fault: str | None = None
+        """Why Coze refuses the session (a :data:`REFUSALS` code, with what to do); cleared
+        once a session is configured again. Shown as state ``error``."""
         self.dropped_deltas = 0
 
     # ------------------------------------------------------------------ helpers
@@ -339,13 +386,19 @@ class Session:
         return effects
 
     def _interrupt_reply(self) -> list[Effect]:
-        """Stop the bot: cancel its chat (if one runs) and silence the speaker."""
+        """Stop the bot: cancel its output if Coze still produces it (a reply whose chat
+        completed only plays out locally: cancelling it would earn a 4104), and silence the
+        speaker."""
         effects: list[Effect] = []
-        if self.state in (State.THINKING, State.SPEAKING):
+        if self.state in (State.THINKING, State.SPEAKING) and self._busy:
             effects.append(Send(ChatCancel()))
+            self._busy = False
             if self._chat_id is not None:
                 self._canceled.add(self._chat_id)
-                self._chat_id = None
+            elif self._tts:
+                self._canceled.add(TTS_CHAT_ID)  # its late deltas are not wanted
+            self._chat_id = None
+            self._tts = False
         if self.state is State.SPEAKING:
             effects.append(FlushPlayback())
         return effects
@@ -362,6 +415,7 @@ class Session:
         effects = self._append(b"", flush=True)
         if not self._settings.server_vad:
             effects.append(Send(AudioComplete()))
+            self._busy = True  # Coze starts a chat for the committed audio
         if self._turn is not None:
             self._turn.ended = now
         self._endpointer.reset()
@@ -369,7 +423,13 @@ class Session:
 
     def _back_to_idle(self) -> list[Effect]:
         self._turn = None
+        if self._busy:  # given up on while Coze still produces it: its late output is unwanted
+            if self._chat_id is not None:
+                self._canceled.add(self._chat_id)
+            elif self._tts:
+                self._canceled.add(TTS_CHAT_ID)
         self._chat_id = None
+        self._busy = self._tts = False
         self._outgoing.clear()
         return self._enter(State.IDLE, deadline=None)
 
@@ -415,6 +475,7 @@ class Session:
         self._outgoing.clear()
         self._turn = None
         self._chat_id = None
+        self._busy = self._tts = False
         self._configured = False
         if self.state is State.CONNECTING:
             self._deadline = None
@@ -485,8 +546,8 @@ class Session:
         match event:
             case ChatUpdated(config):
                 return self._on_configured(config)
-            case ServerError(code, msg, logid):
-                return self._on_error(code, msg, logid)
+            case ServerError(code, msg, logid, origin):
+                return self._on_error(code, msg, logid, origin)
             case TranscriptUpdate(content):
                 return []
             case TranscriptCompleted(content):
@@ -501,10 +562,12 @@ class Session:
                 if chat_id in self._canceled:
                     return effects
                 if self.state not in (State.THINKING, State.SPEAKING):
-                    # A chat of a turn the user already talked over (cancel raced it).
+                    # A chat of a turn the user already talked over or gave up on: it runs
+                    # now, so it can be cancelled (if it ends first, the 4104 is ignored).
                     self._canceled.add(chat_id)
-                    return effects
+                    return [*effects, Send(ChatCancel())]
                 self._chat_id = chat_id
+                self._busy = True
                 if self._turn is not None:
                     self._turn.chat_id = chat_id
                 if self.state in (State.THINKING, State.SPEAKING):
@@ -517,6 +580,8 @@ class Session:
             case AudioDelta(chat_id, audio):
                 return self._on_audio(chat_id, audio, now)
             case AudioCompleted(chat_id):
+                if chat_id == TTS_CHAT_ID and self._tts:
+                    self._busy = self._tts = False  # spoken text has no chat events
                 if chat_id in self._canceled or self.state is not State.SPEAKING:
                     return []
                 if self._turn is not None:
@@ -528,6 +593,10 @@ class Session:
             case ChatFailed(chat_id, _, code, msg):
                 if chat_id in self._canceled:
                     return []
+                if chat_id == self._chat_id:
+                    self._busy = False
+                if code in REFUSALS or code == CONVERSATION_UNKNOWN:
+                    return self._on_error(code, msg, None)
                 effects = [FlushPlayback()] if self.state is State.SPEAKING else []
                 if self.state in (State.THINKING, State.SPEAKING):
                     return effects + self._fail_turn(
@@ -543,8 +612,11 @@ class Session:
                     for call in tool_calls
                 )
                 return [Send(SubmitToolOutputs(chat_id, outputs))]
-            case ChatCanceled():
+            case ChatCanceled(code):
                 # Server-side barge-in (server_vad) or our own cancel echoed back.
+                if code == CANCELED_BY_CLIENT:
+                    return []  # ours: everything was done when we sent it
+                self._busy = False
                 if self._chat_id is not None:
                     self._canceled.add(self._chat_id)
                     self._chat_id = None
@@ -571,6 +643,7 @@ class Session:
                 return []
             case ServerSpeechStopped():
                 if self.state is State.LISTENING:
+                    self._busy = True  # Coze's VAD committed the turn: a chat follows
                     if self._turn is not None:
                         self._turn.ended = now
                     return self._enter(
@@ -589,17 +662,40 @@ class Session:
             self.conversation_id = conversation_id
             effects.append(RememberConversation(conversation_id))
         self._configured = True
+        self.fault = None
         if self.state is State.CONNECTING:
             effects += self._enter(State.IDLE, deadline=None)
         return effects
 
-    def _on_error(self, code: int | None, msg: str, logid: str | None) -> list[Effect]:
+    def _on_error(
+        self, code: int | None, msg: str, logid: str | None, origin: str | None = None
+    ) -> list[Effect]:
         hint = ERROR_HINTS.get(code or 0)
         fields: dict[str, Any] = {"code": code, "logid": logid}
         if hint:
             fields["hint"] = hint
+        if code == CANCEL_REFUSED or origin == CHAT_CANCEL:
+            # About our own cancel (the chat had ended): never the user's turn.
+            log.debug("= Coze ignored a cancel: %s (code %s)", msg, code)
+            return []
         if code in TOKEN_INVALID_CODES:
             return [Emit("error", {"message": msg, **fields}), TokenRejected()]
+        if code == CONVERSATION_UNKNOWN and self.conversation_id is not None:
+            forgotten, self.conversation_id = self.conversation_id, None
+            message = f"Coze does not know conversation {forgotten}; starting a new one"
+            return [
+                *self._abandon_turn(),
+                Emit("error", {"message": message, **fields}),
+                RememberConversation(None),
+                Reconnect("the remembered conversation is unknown to Coze", ReconnectAfter.NOW),
+            ]
+        if code in REFUSALS:
+            self.fault = refusal(code, msg, logid)
+            return [
+                *self._abandon_turn(),
+                Emit("error", {"message": f"Coze refused the session: {msg}", **fields}),
+                Reconnect(f"Coze refused the session (code {code})", ReconnectAfter.LATER),
+            ]
         if not self._configured:
             # chat.update itself was refused: a new connection starts from scratch.
             return [
@@ -611,6 +707,14 @@ class Session:
             self._endpointer.reset()
             return flush + self._fail_turn(msg, **fields)
         return [Emit("error", {"message": msg, **fields})]
+
+    def _abandon_turn(self) -> list[Effect]:
+        """Before a reconnect: the turn in flight ends quietly (its error is reported once)."""
+        if self.state not in (State.LISTENING, State.THINKING, State.SPEAKING):
+            return []
+        effects: list[Effect] = [FlushPlayback()] if self.state is State.SPEAKING else []
+        self._endpointer.reset()
+        return [*effects, PlayEarcon("error"), *self._back_to_idle()]
 
     def _on_audio(self, chat_id: str, audio: bytes, now: float) -> list[Effect]:
         if chat_id in self._canceled or self.state in (State.LISTENING, State.CONNECTING):
@@ -635,6 +739,7 @@ class Session:
             self._canceled.discard(chat_id)
             return []
         self._chat_id = None
+        self._busy = False  # what is left plays locally: nothing more to cancel
         effects: list[Effect] = []
         if self._turn is not None:
             self._turn.reply_done = True
@@ -668,8 +773,10 @@ class Session:
                 log.info("utterance reached %.0f s; committing it", self._settings.max_utterance_s)
                 return self._commit(now)
             case State.THINKING:
+                cancel: list[Effect] = [Send(ChatCancel())] if self._busy else []
+                self._busy = False
                 return [
-                    Send(ChatCancel()),
+                    *cancel,
                     *self._fail_turn(f"no reply within {self._settings.reply_timeout_s:.0f} s"),
                 ]
             case State.SPEAKING:
@@ -719,6 +826,8 @@ class Session:
             self._endpointer.reset()
         if self.state is not State.IDLE:
             effects += self._back_to_idle()
+        self._canceled.discard(TTS_CHAT_ID)
+        self._busy = self._tts = True
         return effects + [Send(GenerateAudio(piece)) for piece in pieces]
 
     def new_conversation(self, now: float) -> list[Effect]:
@@ -726,5 +835,5 @@ class Session:
         self.conversation_id = None
         effects: list[Effect] = [RememberConversation(None)]
         if self.state is not State.CONNECTING:
-            effects.append(Reconnect("new conversation"))
+            effects.append(Reconnect("new conversation", ReconnectAfter.NOW))
         return effects

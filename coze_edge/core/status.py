@@ -23,9 +23,11 @@ from typing import Any, Final
 __all__ = [
     "AVAILABLE",
     "NOT_AVAILABLE",
+    "Controls",
     "DeviceStatus",
     "LoginPrompt",
     "State",
+    "StatusParts",
     "Topics",
     "discovery_messages",
     "event_payload",
@@ -57,6 +59,68 @@ class LoginPrompt:
     verification_url: str
     expires_at: datetime
     """When the code stops working; UTC (a naive value is read as UTC)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Controls:
+    """The owner's settings that are state, not moments: kept across restarts and power
+    cuts (``controls.json``), since a muted microphone must stay muted."""
+
+    muted: bool = False
+    volume: int = 100
+
+    def to_document(self) -> dict[str, Any]:
+        return {"muted": self.muted, "volume": self.volume}
+
+    @classmethod
+    def from_document(cls, data: Any) -> Controls:
+        """From the parsed ``controls.json``; ValueError when it is not one."""
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        muted, volume = data.get("muted"), data.get("volume")
+        if not isinstance(muted, bool):
+            raise ValueError("'muted' must be true or false")
+        if isinstance(volume, bool) or not isinstance(volume, int) or not 0 <= volume <= 100:
+            raise ValueError("'volume' must be an integer 0..100")
+        return cls(muted, volume)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusParts:
+    """Everything the published state is made of, each part owned by one component."""
+
+    state: State = State.STARTING
+    """The conversation's own state (the session's)."""
+    controls: Controls = Controls()
+    login_pending: bool = False
+    """A device login waits for the owner (the token keeper)."""
+    audio_fault: str | None = None
+    """Why the sound devices are not working (the conversation service's last failure)."""
+    coze_fault: str | None = None
+    """Why Coze refuses this bot or account (the session's ``fault``)."""
+    connect_problem: str | None = None
+    """Why Coze cannot be reached right now (the connection's or login's last failure)."""
+
+    def status(self) -> DeviceStatus:
+        """The one derivation of :class:`DeviceStatus`; the most pressing problem wins."""
+        connected = self.state not in (State.STARTING, State.CONNECTING)
+        state, detail = self.state, None
+        if self.audio_fault is not None:
+            state, detail = State.ERROR, f"audio: {self.audio_fault}"
+        elif self.login_pending:
+            state, detail = State.UNAUTHORIZED, "log in: `coze-edge ctl status` shows the code"
+        elif self.coze_fault is not None:
+            state, detail = State.ERROR, f"coze: {self.coze_fault}"
+            connected = False
+        elif self.state in (State.STARTING, State.CONNECTING):
+            detail = self.connect_problem
+        return DeviceStatus(
+            state=state,
+            muted=self.controls.muted,
+            volume=self.controls.volume,
+            coze_connected=connected,
+            detail=detail,
+        )
 
 
 @dataclass(frozen=True, slots=True)
