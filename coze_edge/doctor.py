@@ -33,7 +33,10 @@ from typing import Final, Literal, TextIO
 import httpx
 
 from coze_edge.adapters.coze_http import network_advice
+from coze_edge.adapters.coze_ws import CozeSocket, SocketSettings
 from coze_edge.config import Config, read_secret
+from coze_edge.core.events import ChatUpdated, ServerError
+from coze_edge.core.session import ERROR_HINTS, SessionSettings
 from coze_edge.errors import (
     AuthenticationError,
     BrokerUnavailable,
@@ -449,8 +452,6 @@ async def _check_rest(config: Config, token: str | None, now: Callable[[], float
 
 
 async def _check_websocket(config: Config, token: str | None, timeout_s: float) -> Finding:
-    from coze_edge.adapters.coze_ws import CozeSocket, SocketSettings
-
     check = "coze ws"
     settings = SocketSettings(
         ws_base=config.coze.ws_base,
@@ -477,10 +478,53 @@ async def _check_websocket(config: Config, token: str | None, timeout_s: float) 
             check, f"handshake with {where} failed: {exc}", network_advice(config.coze.ws_base)
         )
     logid = sock.logid or "-"
-    with contextlib.suppress(CozeEdgeError, OSError, TimeoutError):
+    try:
+        if token is None:
+            return _ok(check, f"{where} accepted the handshake (logid={logid})")
+        return await _check_session(sock, config, where, timeout_s)
+    finally:
+        with contextlib.suppress(CozeEdgeError, OSError, TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await sock.close()
+
+
+async def _check_session(sock: CozeSocket, config: Config, where: str, timeout_s: float) -> Finding:
+    """A handshake is not a session: Coze refuses an unpublished bot or a token without
+    the chat permission only when the session is configured. Send ``chat.update`` as the
+    daemon does and wait for ``chat.updated`` or an ``error``."""
+    check = "coze ws"
+    update = SessionSettings(
+        capture_rate=config.audio.capture_rate,
+        output_rate=config.audio.output_rate,
+        voice_id=config.coze.voice_id,
+        user_id=config.coze.user_id or config.device.id,
+    ).chat_update(None)
+    try:
         async with asyncio.timeout(timeout_s):
-            await sock.close()
-    return _ok(check, f"{where} accepted the handshake (logid={logid})")
+            await sock.send(update)
+            async for event in sock.events():
+                if isinstance(event, ChatUpdated):
+                    return _ok(check, f"{where} accepted a voice session (logid={sock.logid})")
+                if isinstance(event, ServerError):
+                    hint = ERROR_HINTS.get(event.code or 0, "quote the logid to Coze support")
+                    return _fail(
+                        check,
+                        f"{where} refused the voice session: {event.msg} (code {event.code}, "
+                        f"logid={event.logid or sock.logid or '-'})",
+                        hint,
+                    )
+    except TimeoutError:
+        return _fail(
+            check,
+            f"{where} accepted the handshake but not the session within {timeout_s:g} s "
+            f"(logid={sock.logid or '-'})",
+            "Coze may be overloaded: try again later; quote the logid to Coze support",
+        )
+    except CozeUnavailable as exc:
+        return _fail(
+            check, f"{where} closed the session: {exc}", network_advice(config.coze.ws_base)
+        )
+    raise AssertionError("events() ends only by raising")  # pragma: no cover
 
 
 def _token_hint(config: Config) -> str:

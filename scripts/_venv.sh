@@ -5,22 +5,32 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${COZE_EDGE_VENV:-$ROOT/.venv}"
 
 find_python() {
-    for candidate in python3.13 python3.12 python3.11 python3; do
+    # The distribution's python3 first: it is what a Raspberry Pi runs (Debian bookworm's
+    # 3.11.2 has quirks later 3.11 releases fixed, and the tests must meet them).
+    for candidate in /usr/bin/python3 python3.13 python3.12 python3.11 python3; do
         if command -v "$candidate" >/dev/null 2>&1 &&
-            "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+            "$candidate" -c 'import sys, ensurepip, venv; sys.exit(sys.version_info < (3, 11))' \
+                2>/dev/null; then
             command -v "$candidate"
             return 0
         fi
     done
-    echo "coze-edge needs Python >= 3.11 (with venv); none found" >&2
+    echo "coze-edge needs Python >= 3.11 with venv (apt install python3-venv); none found" >&2
     return 1
 }
 
 ensure_venv() {
     local extras="${1:-}"
+    local python
+    python="$(find_python)"
+    if [ -x "$VENV/bin/python" ] && [ "$(cat "$VENV/.coze-edge-python" 2>/dev/null)" != "$python" ]; then
+        echo "== $VENV was made with another Python; making it again with $python"
+        rm -rf "$VENV"
+    fi
     if [ ! -x "$VENV/bin/python" ]; then
-        echo "== creating $VENV"
-        "$(find_python)" -m venv "$VENV"
+        echo "== creating $VENV with $python ($("$python" --version))"
+        "$python" -m venv "$VENV"
+        echo "$python" >"$VENV/.coze-edge-python"
         "$VENV/bin/python" -m pip install -q --upgrade pip
     fi
     local stamp
