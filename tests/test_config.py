@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import coze_edge.config
+import coze_edge.config.schema
 from coze_edge.config import (
     AudioConfig,
     AuthConfig,
@@ -186,7 +187,7 @@ def test_the_config_values_are_frozen(machine_id: Path) -> None:
 
 def test_every_setting_documents_itself() -> None:
     """Every field of every config dataclass has a docstring right under it."""
-    tree = ast.parse(Path(coze_edge.config.__file__).read_text())
+    tree = ast.parse(Path(coze_edge.config.schema.__file__).read_text())
     undocumented = []
     classes = [node for node in tree.body if isinstance(node, ast.ClassDef)]
     for cls in classes:
@@ -953,7 +954,7 @@ def test_a_private_secret_gets_no_warning(tmp_path: Path, caplog: pytest.LogCapt
 # --- any input --------------------------------------------------------------------------------
 
 _FIELDS = sorted(
-    {f.name for cls in coze_edge.config._SECTIONS.values() for f in dataclasses.fields(cls)}
+    {f.name for cls in coze_edge.config.schema.SECTIONS.values() for f in dataclasses.fields(cls)}
 )
 _LIKELY = [
     "cn", "com", "file", "pat", "debug", "alexa", "server_vad", "http://h", "ws://h",
@@ -974,7 +975,7 @@ _values = st.recursive(
     max_leaves=8,
 )
 _sections = st.dictionaries(
-    st.sampled_from([*coze_edge.config._SECTIONS, "state_dir"]) | _keys,
+    st.sampled_from([*coze_edge.config.schema.SECTIONS, "state_dir"]) | _keys,
     st.dictionaries(_keys, _values, max_size=6) | _values,
     max_size=6,
 )
