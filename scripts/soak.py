@@ -25,7 +25,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from coze_edge.adapters.file_audio import FileSpeaker  # noqa: E402
-from coze_edge.adapters.resample import read_wav_as  # noqa: E402
+from coze_edge.adapters.wav import read_wav_as  # noqa: E402
 from coze_edge.config import config_from_mapping  # noqa: E402
 from coze_edge.core.audio import CAPTURE  # noqa: E402
 from coze_edge.core.status import DeviceStatus, State  # noqa: E402

@@ -24,7 +24,8 @@ from typing import Final
 
 import numpy as np
 
-from coze_edge.adapters.resample import StreamResampler, WavFormatError, parse_wav
+from coze_edge.adapters.resample import StreamResampler
+from coze_edge.adapters.wav import WavFormatError, parse_wav
 from coze_edge.core.audio import apply_gain
 from coze_edge.core.spoken_code import CLIP_NAMES, Clip, Pause
 

@@ -15,7 +15,8 @@ import pytest
 
 from coze_edge.adapters import apm
 from coze_edge.adapters.apm import INSTALL_HINT, ApmUnavailable, AudioProcessor, available
-from coze_edge.adapters.resample import StreamResampler, read_wav_as
+from coze_edge.adapters.resample import StreamResampler
+from coze_edge.adapters.wav import read_wav_as
 from coze_edge.core.audio import CAPTURE, AudioFormat
 
 DATA = Path(__file__).parents[1] / "data"

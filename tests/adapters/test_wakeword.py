@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from coze_edge.adapters.resample import read_wav_as
 from coze_edge.adapters.wakeword import WORDS, WakeWordDetector, probability_cutoff
+from coze_edge.adapters.wav import read_wav_as
 from coze_edge.config import WAKE_WORDS
 from coze_edge.core.audio import CAPTURE, AudioFormat
 
