@@ -6,6 +6,7 @@ import ast
 import dataclasses
 import logging
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from coze_edge.config import (
     warn_if_world_readable,
 )
 from coze_edge.core.identity import device_id_from_machine_id
+from coze_edge.core.wake import WAKE_WORDS
 from coze_edge.errors import ConfigError
 
 EXAMPLE = Path(__file__).parents[1] / "config" / "coze-edge.example.yaml"
@@ -829,6 +831,18 @@ def test_the_example_config_names_every_key() -> None:
         if isinstance(value, dict):
             cls = getattr(coze_edge.config, f"{name.capitalize()}Config")
             assert list(value) == [f.name for f in dataclasses.fields(cls)], name
+
+
+def test_the_example_config_and_the_readme_name_every_wake_word() -> None:
+    """The docs offer exactly the wake words the config accepts (WAKE_WORDS)."""
+    [example] = [line for line in EXAMPLE.read_text().splitlines() if line.startswith("  word:")]
+    readme = (EXAMPLE.parents[1] / "README.md").read_text()
+    section = readme.partition("## Wake word")[2].partition("\n## ")[0]
+
+    words = re.compile(r"\b(?:okay_|hey_)\w+|\balexa\b")
+
+    assert words.findall(example) == [*WAKE_WORDS]
+    assert sorted(set(words.findall(section))) == sorted(WAKE_WORDS)
 
 
 # --- where the file is ------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from coze_edge.config.checks import (
     url,
 )
 from coze_edge.core.identity import is_int64_id
+from coze_edge.core.wake import WAKE_WORDS
 
 DEFAULT_STATE_DIR: Final = Path("/var/lib/coze-edge")
 DEVICE_ID_PLACEHOLDER: Final = "<device.id>"
@@ -44,7 +45,6 @@ REGION_HOSTS: Final[Mapping[str, tuple[str, str]]] = types.MappingProxyType(
 # Rates Coze accepts for PCM in and out; webrtcvad takes only some of them.
 COZE_RATES: Final = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 VAD_RATES: Final = (8000, 16000, 32000, 48000)
-WAKE_WORDS: Final = ("okay_nabu", "alexa", "hey_jarvis", "hey_mycroft")
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 
 
@@ -381,7 +381,7 @@ class WakeConfig:
     """The wake word; without one, any speech the VAD hears starts a turn."""
 
     word: str | None = None
-    """``okay_nabu``, ``alexa``, ``hey_jarvis``, ``hey_mycroft``, or None (VAD only)."""
+    """One of ``coze_edge.core.wake.WAKE_WORDS``, or None (VAD only)."""
 
     sensitivity: float = 0.5
     """From 0 (fewest false wakes) to 1 (fewest missed wakes)."""
