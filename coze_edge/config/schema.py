@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from coze_edge.adapters.vad_webrtc import RATES as VAD_RATES
 from coze_edge.config.checks import (
     Problem,
     alternatives,
@@ -42,9 +43,9 @@ REGION_HOSTS: Final[Mapping[str, tuple[str, str]]] = types.MappingProxyType(
 )
 """Region -> (REST base, WebSocket base)."""
 
-# Rates Coze accepts for PCM in and out; webrtcvad takes only some of them.
-COZE_RATES: Final = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
-VAD_RATES: Final = (8000, 16000, 32000, 48000)
+PCM_RATES: Final = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
+"""Sample rates Coze accepts for PCM audio, in and out."""
+
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 
 
@@ -245,8 +246,8 @@ class AudioConfig:
                 yield from not_blank(key, device, "must not be empty; null = system default")
         if self.backend == "file" and self.file_input is None:
             yield "file_input", "required with backend file: the WAV to use as the microphone"
-        if self.output_rate not in COZE_RATES:
-            yield "output_rate", f"must be {_rates(COZE_RATES)} Hz, got {self.output_rate}"
+        if self.output_rate not in PCM_RATES:
+            yield "output_rate", f"must be {_rates(PCM_RATES)} Hz, got {self.output_rate}"
         if self.capture_rate not in VAD_RATES:
             yield "capture_rate", f"must be {_rates(VAD_RATES)} Hz, got {self.capture_rate}"
         yield from ms("block_ms", self.block_ms, 20, 200, step=10)
@@ -256,11 +257,16 @@ class AudioConfig:
                 "chunk_ms", self.chunk_ms, 20, 60 if self.codec == "opus" else 100, step=20
             )
         yield from between("opus_bitrate", self.opus_bitrate, 6000, 128000, " bit/s")
-        if self.codec == "opus" and self.capture_rate not in (8000, 16000, 48000):
-            yield (
-                "capture_rate",
-                f"Opus runs at 8000, 16000 or 48000 Hz here, got {self.capture_rate}",
-            )
+        if self.codec == "opus":
+            # Imported here: it loads numpy, which check-config does not need otherwise.
+            from coze_edge.adapters.opus import RATES as OPUS_RATES
+
+            rates = tuple(rate for rate in VAD_RATES if rate in OPUS_RATES)
+            if self.capture_rate not in rates:
+                yield (
+                    "capture_rate",
+                    f"Opus runs at {_rates(rates)} Hz here, got {self.capture_rate}",
+                )
         yield from ms("prebuffer_ms", self.prebuffer_ms, 0, 2000)
         yield from between("volume", self.volume, 0, 100)
         echo = self.echo_cancellation
