@@ -11,12 +11,17 @@ import contextlib
 import logging
 import os
 import shlex
+from typing import Final
 
 from coze_edge.core.status import DeviceStatus
 
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 32
+STATE_VARIABLE: Final = "COZE_EDGE_HOOK_STATE"
+"""The state (``idle``, ``listening``, ...) in the hook's environment."""
+MUTED_VARIABLE: Final = "COZE_EDGE_HOOK_MUTED"
+"""``1`` if the microphone is muted, else ``0``, in the hook's environment."""
 
 
 class StateHook:
@@ -47,8 +52,8 @@ class StateHook:
     async def _run_once(self, status: DeviceStatus) -> None:
         env = {
             **os.environ,
-            "COZE_EDGE_HOOK_STATE": status.state.value,
-            "COZE_EDGE_HOOK_MUTED": "1" if status.muted else "0",
+            STATE_VARIABLE: status.state.value,
+            MUTED_VARIABLE: "1" if status.muted else "0",
         }
         try:
             process = await asyncio.create_subprocess_exec(

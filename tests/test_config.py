@@ -37,6 +37,7 @@ from coze_edge.config import (
 from coze_edge.core.identity import device_id_from_machine_id
 from coze_edge.core.wake import WAKE_WORDS
 from coze_edge.errors import ConfigError
+from coze_edge.hooks import MUTED_VARIABLE, STATE_VARIABLE
 
 EXAMPLE = Path(__file__).parents[1] / "config" / "coze-edge.example.yaml"
 MACHINE_ID = "5e2d0a6f1c2b4b8f9d3e7a1c0b9f8e7d"
@@ -330,8 +331,17 @@ def test_an_empty_or_null_override_means_null(machine_id: Path) -> None:
 
 
 def test_variables_that_are_not_overrides_are_ignored(machine_id: Path) -> None:
-    """COZE_EDGE_CONFIG is the file's path, COZE_EDGE_VENV the scripts'; others are ignored."""
-    env = {"COZE_EDGE_CONFIG": "/etc/x.yaml", "COZE_EDGE_VENV": "/opt/venv", "HOME": "/root"}
+    """
+    COZE_EDGE_CONFIG is the file's path, COZE_EDGE_VENV the scripts', COZE_EDGE_HOOK_* what a
+    state hook gets (it may run coze-edge); others are ignored.
+    """
+    env = {
+        "COZE_EDGE_CONFIG": "/etc/x.yaml",
+        "COZE_EDGE_VENV": "/opt/venv",
+        STATE_VARIABLE: "idle",
+        MUTED_VARIABLE: "0",
+        "HOME": "/root",
+    }
 
     assert build(VALID, machine_id, env) == build(VALID, machine_id)
 

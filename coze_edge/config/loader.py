@@ -43,14 +43,13 @@ from coze_edge.config.schema import (
 )
 from coze_edge.core.identity import device_id_from_machine_id
 from coze_edge.errors import ConfigError
+from coze_edge.hooks import MUTED_VARIABLE, STATE_VARIABLE
 
 ENV_PREFIX: Final = "COZE_EDGE_"
 CONFIG_ENV: Final = "COZE_EDGE_CONFIG"
-# COZE_EDGE_* variables that are not config overrides: the config path, and the scripts' venv.
-# Not config keys: the venv of the scripts, and what hooks get (a hook may run coze-edge).
-_NOT_OVERRIDES: Final = frozenset(
-    {CONFIG_ENV, "COZE_EDGE_VENV", "COZE_EDGE_HOOK_STATE", "COZE_EDGE_HOOK_MUTED"}
-)
+# COZE_EDGE_* variables that are not config overrides: the config path, the venv of the
+# scripts, and what hooks get (a hook may run coze-edge).
+_NOT_OVERRIDES: Final = frozenset({CONFIG_ENV, "COZE_EDGE_VENV", STATE_VARIABLE, MUTED_VARIABLE})
 
 DEFAULT_CONFIG_PATH: Final = Path("/etc/coze-edge/config.yaml")
 DEFAULT_MACHINE_ID: Final = Path("/etc/machine-id")
