@@ -30,8 +30,6 @@ class StateHook:
         self._timeout_s = timeout_s
         self._queue: asyncio.Queue[DeviceStatus] = asyncio.Queue(QUEUE_SIZE)
         self._last: tuple[str, bool] | None = None
-        self.dropped = 0
-        self.failures = 0
 
     def changed(self, status: DeviceStatus) -> None:
         """Queue a run for this status; never waits (the oldest run is dropped if full)."""
@@ -40,8 +38,12 @@ class StateHook:
             return
         self._last = key
         if self._queue.full():
-            self._queue.get_nowait()
-            self.dropped += 1
+            skipped = self._queue.get_nowait()
+            log.warning(
+                "! state hook %s falls behind: skipped its run for %s",
+                self._argv[0],
+                skipped.state.value,
+            )
         self._queue.put_nowait(status)
 
     async def run(self) -> None:
@@ -64,19 +66,16 @@ class StateHook:
                 stderr=asyncio.subprocess.DEVNULL,
             )
         except OSError as exc:
-            self.failures += 1
             log.warning("! state hook %s cannot start: %s", self._argv[0], exc)
             return
         try:
             async with asyncio.timeout(self._timeout_s):
                 code = await process.wait()
         except TimeoutError:
-            self.failures += 1
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             await process.wait()
             log.warning("! state hook %s killed after %.1f s", self._argv[0], self._timeout_s)
             return
         if code != 0:
-            self.failures += 1
             log.warning("! state hook %s exited with %d", self._argv[0], code)

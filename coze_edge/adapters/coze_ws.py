@@ -88,8 +88,6 @@ class CozeSocket:
         self.logid: str | None = None
         if ws.response is not None:
             self.logid = ws.response.headers.get("X-Tt-Logid")
-        self.bad_frames = 0
-        self.sent_bytes = 0
 
     @classmethod
     async def open(cls, settings: SocketSettings, token: str) -> CozeSocket:
@@ -157,7 +155,6 @@ class CozeSocket:
             await self._ws.send(message)
         except websockets.ConnectionClosed as exc:
             raise CozeUnavailable(f"websocket closed: {exc}", logid=self.logid) from exc
-        self.sent_bytes += len(message)
 
     async def events(self) -> AsyncIterator[ServerEvent]:
         """Every event Coze sends, until the socket closes (then CozeUnavailable)."""
@@ -169,8 +166,7 @@ class CozeSocket:
             try:
                 event = decode(frame)
             except RemoteProtocolError as exc:
-                # One bad frame must not end a conversation; count it and say so once.
-                self.bad_frames += 1
+                # One bad frame must not end a conversation: say so, and read on.
                 log.warning(
                     "! ignored a bad frame from Coze: %s (logid=%s)",
                     exc,
