@@ -24,6 +24,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from coze_edge import __version__
 from coze_edge.adapters.opus import OpusSettings, OpusStream
 from coze_edge.core.events import (
+    LOGID_HEADER,
     MAX_FRAME_BYTES,
     AudioAppend,
     AudioClear,
@@ -62,7 +63,7 @@ class SocketSettings:
 def _refusal(exc: websockets.InvalidStatus) -> Exception:
     """The error for a handshake Coze answered with an HTTP error."""
     response = exc.response
-    logid = response.headers.get("X-Tt-Logid")
+    logid = response.headers.get(LOGID_HEADER)
     code: int | str | None = None
     msg = f"websocket handshake refused: HTTP {response.status_code}"
     with contextlib.suppress(ValueError, UnicodeDecodeError):
@@ -87,7 +88,7 @@ class CozeSocket:
         self._opus = OpusStream(opus.encoder()) if opus is not None else None
         self.logid: str | None = None
         if ws.response is not None:
-            self.logid = ws.response.headers.get("X-Tt-Logid")
+            self.logid = ws.response.headers.get(LOGID_HEADER)
 
     @classmethod
     async def open(cls, settings: SocketSettings, token: str) -> CozeSocket:
