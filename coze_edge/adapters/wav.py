@@ -16,9 +16,11 @@ import numpy as np
 from coze_edge.adapters.resample import Samples, resample
 from coze_edge.core.audio import AudioFormat
 
-_PCM: Final = 0x0001
-_FLOAT: Final = 0x0003
-_EXTENSIBLE: Final = 0xFFFE
+WAVE_FORMAT_PCM: Final = 0x0001
+WAVE_FORMAT_IEEE_FLOAT: Final = 0x0003
+_WAVE_FORMAT_EXTENSIBLE: Final = 0xFFFE
+_SAMPLE_BITS: Final = {WAVE_FORMAT_PCM: (8, 16, 24, 32), WAVE_FORMAT_IEEE_FLOAT: (32, 64)}
+"""The encodings read, and the sample sizes read in each."""
 _TAG_NAMES: Final = {0x0002: "ADPCM", 0x0006: "A-law", 0x0007: "mu-law", 0x0055: "MP3"}
 
 
@@ -31,7 +33,7 @@ class WavInfo:
     """What a WAV file's ``fmt `` chunk says, and where its samples are."""
 
     encoding: int
-    """_PCM or _FLOAT (after unwrapping WAVE_FORMAT_EXTENSIBLE)."""
+    """WAVE_FORMAT_PCM or WAVE_FORMAT_IEEE_FLOAT (after unwrapping WAVE_FORMAT_EXTENSIBLE)."""
 
     channels: int
     rate: int
@@ -53,7 +55,8 @@ def read_wav_as(path: Path, fmt: AudioFormat) -> bytes:
     info = parse_wav(path.read_bytes(), name=str(path))
     if info.channels != fmt.channels and 1 not in (info.channels, fmt.channels):
         raise WavFormatError(f"{path}: cannot convert {info.channels} channels to {fmt.channels}")
-    if (info.encoding, info.bits, info.channels, info.rate) == (_PCM, 16, fmt.channels, fmt.rate):
+    s16 = (info.encoding, info.bits) == (WAVE_FORMAT_PCM, 16)
+    if s16 and (info.channels, info.rate) == (fmt.channels, fmt.rate):
         return bytes(info.data)  # already in the wanted format: byte for byte
     samples = _decode(info)  # shape (frames, channels), floats in [-1, 1]
     if info.channels != fmt.channels:
@@ -90,18 +93,18 @@ def parse_wav(raw: bytes, *, name: str = "<bytes>") -> WavInfo:
     if data is None:
         raise WavFormatError(f"{name}: WAV file without a 'data' chunk")
     tag, channels, rate, _, block_align, bits = struct.unpack_from("<HHIIHH", fmt_chunk)
-    if tag == _EXTENSIBLE:
+    if tag == _WAVE_FORMAT_EXTENSIBLE:
         if len(fmt_chunk) < 26:
             raise WavFormatError(f"{name}: truncated WAVE_FORMAT_EXTENSIBLE 'fmt ' chunk")
         (tag,) = struct.unpack_from("<H", fmt_chunk, 24)  # first two bytes of the sub-format
-    if tag not in (_PCM, _FLOAT):
+    if tag not in _SAMPLE_BITS:
         label = _TAG_NAMES.get(tag, "compressed audio")
         raise WavFormatError(
             f"{name}: {label} (format tag 0x{tag:04x}) is not supported; "
             "convert it to PCM, e.g. `sox in.wav -e signed-integer -b 16 out.wav`"
         )
-    if (tag == _PCM and bits not in (8, 16, 24, 32)) or (tag == _FLOAT and bits not in (32, 64)):
-        kind = "integer" if tag == _PCM else "float"
+    if bits not in _SAMPLE_BITS[tag]:
+        kind = "integer" if tag == WAVE_FORMAT_PCM else "float"
         raise WavFormatError(f"{name}: {bits}-bit {kind} samples are not supported")
     if channels < 1 or rate < 1:
         raise WavFormatError(f"{name}: {channels} channel(s) at {rate} Hz is not audio")
@@ -117,7 +120,7 @@ def _decode(info: WavInfo) -> Samples:
     """Samples as floats in [-1, 1], shape (frames, channels)."""
     data = info.data
     values: Samples
-    if info.encoding == _FLOAT:
+    if info.encoding == WAVE_FORMAT_IEEE_FLOAT:
         floats = np.frombuffer(data, dtype="<f4" if info.bits == 32 else "<f8")
         values = np.clip(floats.astype(np.float64), -1.0, 1.0)
     elif info.bits == 8:  # 8-bit WAV is unsigned, centred on 128
