@@ -8,12 +8,13 @@ config/coze-edge.example.yaml shows every key with its default; a test keeps the
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import types
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Final, get_type_hints
 
 from coze_edge.adapters.vad_webrtc import RATES as VAD_RATES
 from coze_edge.config.checks import (
@@ -494,30 +495,9 @@ class Config:
 
 
 SECTIONS: Final[Mapping[str, type[Section]]] = types.MappingProxyType(
-    {
-        "coze": CozeConfig,
-        "auth": AuthConfig,
-        "device": DeviceConfig,
-        "audio": AudioConfig,
-        "vad": VadConfig,
-        "mqtt": MqttConfig,
-        "wake": WakeConfig,
-        "hooks": HooksConfig,
-        "log": LogConfig,
-    }
+    {name: hint for name, hint in get_type_hints(Config).items() if hint is not Path}
 )
-"""Section name -> its dataclass, in the order of the file."""
+"""Section name -> its dataclass, in the order of the file: Config's fields but state_dir."""
 
-TOP_LEVEL: Final = (
-    "coze",
-    "auth",
-    "device",
-    "state_dir",
-    "audio",
-    "vad",
-    "mqtt",
-    "wake",
-    "hooks",
-    "log",
-)
+TOP_LEVEL: Final = tuple(key.name for key in dataclasses.fields(Config))
 """The keys at the top of the file, in order: the sections and ``state_dir``."""
