@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from coze_edge import __version__
+from coze_edge.core.commands import CTL_COMMANDS
 from coze_edge.errors import (
     EXIT_CONFIG,
     EXIT_NO_AUTH,
@@ -32,8 +33,6 @@ if TYPE_CHECKING:
     from coze_edge.config import Config
 
 log = logging.getLogger("coze_edge")
-
-CTL_COMMANDS = ("listen", "cancel", "mute", "unmute", "volume", "say", "new_conversation", "status")
 
 
 def _parser() -> argparse.ArgumentParser:

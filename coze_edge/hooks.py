@@ -11,12 +11,17 @@ import contextlib
 import logging
 import os
 import shlex
+from typing import Final
 
 from coze_edge.core.status import DeviceStatus
 
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 32
+STATE_VARIABLE: Final = "COZE_EDGE_HOOK_STATE"
+"""The state (``idle``, ``listening``, ...) in the hook's environment."""
+MUTED_VARIABLE: Final = "COZE_EDGE_HOOK_MUTED"
+"""``1`` if the microphone is muted, else ``0``, in the hook's environment."""
 
 
 class StateHook:
@@ -25,8 +30,6 @@ class StateHook:
         self._timeout_s = timeout_s
         self._queue: asyncio.Queue[DeviceStatus] = asyncio.Queue(QUEUE_SIZE)
         self._last: tuple[str, bool] | None = None
-        self.dropped = 0
-        self.failures = 0
 
     def changed(self, status: DeviceStatus) -> None:
         """Queue a run for this status; never waits (the oldest run is dropped if full)."""
@@ -35,8 +38,12 @@ class StateHook:
             return
         self._last = key
         if self._queue.full():
-            self._queue.get_nowait()
-            self.dropped += 1
+            skipped = self._queue.get_nowait()
+            log.warning(
+                "! state hook %s falls behind: skipped its run for %s",
+                self._argv[0],
+                skipped.state.value,
+            )
         self._queue.put_nowait(status)
 
     async def run(self) -> None:
@@ -47,8 +54,8 @@ class StateHook:
     async def _run_once(self, status: DeviceStatus) -> None:
         env = {
             **os.environ,
-            "COZE_EDGE_HOOK_STATE": status.state.value,
-            "COZE_EDGE_HOOK_MUTED": "1" if status.muted else "0",
+            STATE_VARIABLE: status.state.value,
+            MUTED_VARIABLE: "1" if status.muted else "0",
         }
         try:
             process = await asyncio.create_subprocess_exec(
@@ -59,19 +66,16 @@ class StateHook:
                 stderr=asyncio.subprocess.DEVNULL,
             )
         except OSError as exc:
-            self.failures += 1
             log.warning("! state hook %s cannot start: %s", self._argv[0], exc)
             return
         try:
             async with asyncio.timeout(self._timeout_s):
                 code = await process.wait()
         except TimeoutError:
-            self.failures += 1
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             await process.wait()
             log.warning("! state hook %s killed after %.1f s", self._argv[0], self._timeout_s)
             return
         if code != 0:
-            self.failures += 1
             log.warning("! state hook %s exited with %d", self._argv[0], code)

@@ -23,7 +23,7 @@ import numpy.typing as npt
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from coze_edge.adapters.resample import read_wav_as  # noqa: E402
+from coze_edge.adapters.wav import read_wav_as  # noqa: E402
 from coze_edge.config import config_from_mapping  # noqa: E402
 from coze_edge.core.audio import AudioFormat  # noqa: E402
 from coze_edge.core.status import DeviceStatus, State  # noqa: E402

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from coze_edge.adapters.resample import read_wav_as  # noqa: E402
+from coze_edge.adapters.wav import read_wav_as  # noqa: E402
 from coze_edge.core.audio import AudioFormat  # noqa: E402
 from coze_edge.core.spoken_code import CLIP_NAMES, DIGITS, LETTERS, SENTENCES  # noqa: E402
 

@@ -25,7 +25,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from coze_edge.adapters.file_audio import FileSpeaker  # noqa: E402
-from coze_edge.adapters.resample import read_wav_as  # noqa: E402
+from coze_edge.adapters.wav import read_wav_as  # noqa: E402
 from coze_edge.config import config_from_mapping  # noqa: E402
 from coze_edge.core.audio import CAPTURE  # noqa: E402
 from coze_edge.core.status import DeviceStatus, State  # noqa: E402
@@ -46,7 +46,6 @@ class TurnTakingMicrophone:
         self.overruns = 0
         self.captured_at: float | None = None
         self.on_capture: Callable[[bytes], bytes] | None = None
-        self.spoken = 0
 
     async def __aenter__(self) -> Self:
         return self
@@ -64,7 +63,6 @@ class TurnTakingMicrophone:
         silence = bytes(BLOCK)
         while True:
             if self._state[0] is State.IDLE:
-                self.spoken += 1
                 for i in range(0, len(self._speech), BLOCK):
                     self.captured_at = time.monotonic()
                     yield self._speech[i : i + BLOCK].ljust(BLOCK, b"\0")

@@ -6,6 +6,7 @@ import ast
 import dataclasses
 import logging
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import coze_edge.config
+import coze_edge.config.schema
 from coze_edge.config import (
     AudioConfig,
     AuthConfig,
@@ -33,7 +35,9 @@ from coze_edge.config import (
     warn_if_world_readable,
 )
 from coze_edge.core.identity import device_id_from_machine_id
+from coze_edge.core.wake import WAKE_WORDS
 from coze_edge.errors import ConfigError
+from coze_edge.hooks import MUTED_VARIABLE, STATE_VARIABLE
 
 EXAMPLE = Path(__file__).parents[1] / "config" / "coze-edge.example.yaml"
 MACHINE_ID = "5e2d0a6f1c2b4b8f9d3e7a1c0b9f8e7d"
@@ -186,7 +190,7 @@ def test_the_config_values_are_frozen(machine_id: Path) -> None:
 
 def test_every_setting_documents_itself() -> None:
     """Every field of every config dataclass has a docstring right under it."""
-    tree = ast.parse(Path(coze_edge.config.__file__).read_text())
+    tree = ast.parse(Path(coze_edge.config.schema.__file__).read_text())
     undocumented = []
     classes = [node for node in tree.body if isinstance(node, ast.ClassDef)]
     for cls in classes:
@@ -327,8 +331,17 @@ def test_an_empty_or_null_override_means_null(machine_id: Path) -> None:
 
 
 def test_variables_that_are_not_overrides_are_ignored(machine_id: Path) -> None:
-    """COZE_EDGE_CONFIG is the file's path, COZE_EDGE_VENV the scripts'; others are ignored."""
-    env = {"COZE_EDGE_CONFIG": "/etc/x.yaml", "COZE_EDGE_VENV": "/opt/venv", "HOME": "/root"}
+    """
+    COZE_EDGE_CONFIG is the file's path, COZE_EDGE_VENV the scripts', COZE_EDGE_HOOK_* what a
+    state hook gets (it may run coze-edge); others are ignored.
+    """
+    env = {
+        "COZE_EDGE_CONFIG": "/etc/x.yaml",
+        "COZE_EDGE_VENV": "/opt/venv",
+        STATE_VARIABLE: "idle",
+        MUTED_VARIABLE: "0",
+        "HOME": "/root",
+    }
 
     assert build(VALID, machine_id, env) == build(VALID, machine_id)
 
@@ -830,6 +843,18 @@ def test_the_example_config_names_every_key() -> None:
             assert list(value) == [f.name for f in dataclasses.fields(cls)], name
 
 
+def test_the_example_config_and_the_readme_name_every_wake_word() -> None:
+    """The docs offer exactly the wake words the config accepts (WAKE_WORDS)."""
+    [example] = [line for line in EXAMPLE.read_text().splitlines() if line.startswith("  word:")]
+    readme = (EXAMPLE.parents[1] / "README.md").read_text()
+    section = readme.partition("## Wake word")[2].partition("\n## ")[0]
+
+    words = re.compile(r"\b(?:okay_|hey_)\w+|\balexa\b")
+
+    assert words.findall(example) == [*WAKE_WORDS]
+    assert sorted(set(words.findall(section))) == sorted(WAKE_WORDS)
+
+
 # --- where the file is ------------------------------------------------------------------------
 
 
@@ -953,7 +978,7 @@ def test_a_private_secret_gets_no_warning(tmp_path: Path, caplog: pytest.LogCapt
 # --- any input --------------------------------------------------------------------------------
 
 _FIELDS = sorted(
-    {f.name for cls in coze_edge.config._SECTIONS.values() for f in dataclasses.fields(cls)}
+    {f.name for cls in coze_edge.config.schema.SECTIONS.values() for f in dataclasses.fields(cls)}
 )
 _LIKELY = [
     "cn", "com", "file", "pat", "debug", "alexa", "server_vad", "http://h", "ws://h",
@@ -974,7 +999,7 @@ _values = st.recursive(
     max_leaves=8,
 )
 _sections = st.dictionaries(
-    st.sampled_from([*coze_edge.config._SECTIONS, "state_dir"]) | _keys,
+    st.sampled_from([*coze_edge.config.schema.SECTIONS, "state_dir"]) | _keys,
     st.dictionaries(_keys, _values, max_size=6) | _values,
     max_size=6,
 )

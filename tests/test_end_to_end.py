@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from coze_edge.adapters.opus import OpusDecoder
-from coze_edge.adapters.resample import read_wav_as
+from coze_edge.adapters.wav import read_wav_as
 from coze_edge.core.audio import CAPTURE
 from coze_edge.simulator import Faults, Simulator
 from tests.traces import DATA, trace_audio

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from coze_edge.adapters.resample import read_wav_as
+from coze_edge.adapters.wav import read_wav_as
 from coze_edge.core.audio import CAPTURE
 from coze_edge.simulator import Simulator
 from tests.traces import DATA, trace_audio

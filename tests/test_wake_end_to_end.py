@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from coze_edge.adapters.resample import read_wav_as
+from coze_edge.adapters.wav import read_wav_as
 from coze_edge.config import config_from_mapping
 from coze_edge.core.audio import CAPTURE
 from coze_edge.credentials import StaticToken

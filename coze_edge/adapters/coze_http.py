@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from coze_edge.core.events import LOGID_HEADER
 from coze_edge.core.tokens import Token, expiry
 from coze_edge.errors import CozeAPIError, CozeUnavailable, api_error
 
@@ -137,7 +138,7 @@ class CozeHttp:
             )
         except httpx.HTTPError as exc:
             raise CozeUnavailable(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
-        logid = response.headers.get("X-Tt-Logid")
+        logid = response.headers.get(LOGID_HEADER)
         try:
             data = response.json()
         except (ValueError, json.JSONDecodeError):

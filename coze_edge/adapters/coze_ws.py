@@ -24,6 +24,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from coze_edge import __version__
 from coze_edge.adapters.opus import OpusSettings, OpusStream
 from coze_edge.core.events import (
+    LOGID_HEADER,
     MAX_FRAME_BYTES,
     AudioAppend,
     AudioClear,
@@ -62,7 +63,7 @@ class SocketSettings:
 def _refusal(exc: websockets.InvalidStatus) -> Exception:
     """The error for a handshake Coze answered with an HTTP error."""
     response = exc.response
-    logid = response.headers.get("X-Tt-Logid")
+    logid = response.headers.get(LOGID_HEADER)
     code: int | str | None = None
     msg = f"websocket handshake refused: HTTP {response.status_code}"
     with contextlib.suppress(ValueError, UnicodeDecodeError):
@@ -87,9 +88,7 @@ class CozeSocket:
         self._opus = OpusStream(opus.encoder()) if opus is not None else None
         self.logid: str | None = None
         if ws.response is not None:
-            self.logid = ws.response.headers.get("X-Tt-Logid")
-        self.bad_frames = 0
-        self.sent_bytes = 0
+            self.logid = ws.response.headers.get(LOGID_HEADER)
 
     @classmethod
     async def open(cls, settings: SocketSettings, token: str) -> CozeSocket:
@@ -157,7 +156,6 @@ class CozeSocket:
             await self._ws.send(message)
         except websockets.ConnectionClosed as exc:
             raise CozeUnavailable(f"websocket closed: {exc}", logid=self.logid) from exc
-        self.sent_bytes += len(message)
 
     async def events(self) -> AsyncIterator[ServerEvent]:
         """Every event Coze sends, until the socket closes (then CozeUnavailable)."""
@@ -169,8 +167,7 @@ class CozeSocket:
             try:
                 event = decode(frame)
             except RemoteProtocolError as exc:
-                # One bad frame must not end a conversation; count it and say so once.
-                self.bad_frames += 1
+                # One bad frame must not end a conversation: say so, and read on.
                 log.warning(
                     "! ignored a bad frame from Coze: %s (logid=%s)",
                     exc,

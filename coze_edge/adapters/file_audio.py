@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Final, Self
 
-from coze_edge.adapters.resample import read_wav_as
+from coze_edge.adapters.wav import read_wav_as
 from coze_edge.core.audio import CAPTURE, AudioFormat, apply_gain
 
 log = logging.getLogger(__name__)

@@ -154,7 +154,6 @@ class SoundDeviceMicrophone:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.device: DeviceInfo | None = None
         self.overruns = 0
-        self.blocks = 0
         self.on_capture: Callable[[bytes], bytes] | None = None
         self.captured_at: float | None = None
 
@@ -232,7 +231,6 @@ class SoundDeviceMicrophone:
                 raise AudioDeviceLost(
                     f"microphone {name!r} delivered nothing for {NO_AUDIO_TIMEOUT_S:.0f} s"
                 ) from None
-            self.blocks += 1
             yield block
 
 

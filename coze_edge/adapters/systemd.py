@@ -83,7 +83,6 @@ class Watchdog:
         self._interval = interval
         self._healthy = healthy
         self._env = env
-        self.pings = 0
         self.skipped = 0
 
     async def run(self) -> None:
@@ -101,5 +100,5 @@ class Watchdog:
             elif not self._healthy():
                 log.warning("! audio stalled; skipping the watchdog ping")
                 self.skipped += 1
-            elif watchdog_ping(env=self._env):
-                self.pings += 1
+            else:
+                watchdog_ping(env=self._env)

@@ -24,7 +24,8 @@ from typing import Final
 
 import numpy as np
 
-from coze_edge.adapters.resample import StreamResampler, WavFormatError, parse_wav
+from coze_edge.adapters.resample import StreamResampler
+from coze_edge.adapters.wav import WAVE_FORMAT_PCM, WavFormatError, parse_wav
 from coze_edge.core.audio import apply_gain
 from coze_edge.core.spoken_code import CLIP_NAMES, Clip, Pause
 
@@ -45,7 +46,6 @@ MAX_CLIP_MS: Final = 20_000
 MIN_PEAK: Final = 328
 """A clip whose loudest sample is below this (-40 dBFS) is taken for silence: unusable."""
 
-_WAVE_FORMAT_PCM: Final = 0x0001
 _MIN_RATE: Final = 8000
 _LANGUAGE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
@@ -149,8 +149,8 @@ def _read_clip(path: Traversable) -> _Recording:
         raise VoiceClipError(f"{path}: cannot read voice clip: {exc}") from exc
     except WavFormatError as exc:
         raise VoiceClipError(str(exc)) from exc
-    if info.encoding != _WAVE_FORMAT_PCM or info.bits != 16 or info.channels != 1:
-        kind = "integer" if info.encoding == _WAVE_FORMAT_PCM else "float"
+    if info.encoding != WAVE_FORMAT_PCM or info.bits != 16 or info.channels != 1:
+        kind = "integer" if info.encoding == WAVE_FORMAT_PCM else "float"
         raise VoiceClipError(
             f"{path}: voice clips are 16-bit integer PCM, mono; "
             f"this one is {info.bits}-bit {kind} with {info.channels} channel(s)"

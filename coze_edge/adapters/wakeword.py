@@ -17,11 +17,9 @@ from typing import Final
 from pymicro_wakeword import MicroWakeWord, MicroWakeWordFeatures, Model
 
 from coze_edge.adapters.resample import StreamResampler
+from coze_edge.core.wake import WAKE_WORDS
 
 log = logging.getLogger(__name__)
-
-WORDS: Final = tuple(model.value for model in Model)
-"""The built-in models: ``okay_nabu``, ``hey_jarvis``, ``hey_mycroft``, ``alexa``."""
 
 MODEL_RATE: Final = 16000
 CHUNK_BYTES: Final = MODEL_RATE // 100 * 2  # 10 ms of 16-bit mono
@@ -73,8 +71,8 @@ class WakeWordDetector:
         rate: int = MODEL_RATE,
         refractory_s: float = 2.0,
     ) -> None:
-        if word not in WORDS:
-            raise ValueError(f"unknown wake word {word!r}; valid: {', '.join(WORDS)}")
+        if word not in WAKE_WORDS:
+            raise ValueError(f"unknown wake word {word!r}; valid: {', '.join(WAKE_WORDS)}")
         if rate <= 0:
             raise ValueError(f"rate must be positive, got {rate}")
         if refractory_s < 0:

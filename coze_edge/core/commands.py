@@ -26,6 +26,7 @@ from typing import Final
 
 __all__ = [
     "COMMAND_NAMES",
+    "CTL_COMMANDS",
     "MAX_SAY_CHARS",
     "Cancel",
     "Command",
@@ -105,6 +106,10 @@ _SIMPLE: Final[dict[str, Command]] = {
     "status": QueryStatus(),
 }
 COMMAND_NAMES: Final = (*_SIMPLE, "muted", "volume", "say")
+"""Every command, as MQTT ``cmd/<name>`` and the ctl socket take it."""
+CTL_COMMANDS: Final = tuple(name for name in COMMAND_NAMES if name != "muted")
+"""What ``coze-edge ctl`` offers: all but ``muted``, Home Assistant's switch (on a command
+line, ``mute`` and ``unmute`` say the same)."""
 
 _SWITCH: Final[dict[str, Command]] = {
     "on": Mute(),

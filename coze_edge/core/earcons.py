@@ -28,7 +28,7 @@ Wave = npt.NDArray[np.float64]
 # its pitch exponentially from start to end.
 _Note = tuple[float, float, float]
 
-_SCORES: Final[dict[str, tuple[_Note, ...]]] = {
+_SCORES: Final[dict[EarconKind, tuple[_Note, ...]]] = {
     # two notes going up a fourth: the device is listening now
     "listening": ((660.0, 660.0, 80.0), (880.0, 880.0, 110.0)),
     # one bright upward glide: the wake word was heard
@@ -58,7 +58,7 @@ def earcon(kind: EarconKind, rate: int) -> bytes:
 
 
 @functools.cache
-def _render(kind: str, rate: int) -> bytes:
+def _render(kind: EarconKind, rate: int) -> bytes:
     parts = [_note(start, end, ms, rate) for start, end, ms in _SCORES[kind]]
     samples = np.concatenate(parts) * (LEVEL * 32767)
     return np.rint(samples).astype("<i2").tobytes()

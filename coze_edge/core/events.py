@@ -27,6 +27,10 @@ MAX_FRAME_BYTES: Final = 4 * 1024 * 1024
 MAX_TEXT_BYTES: Final = 1023
 """Coze's limit for ``input_text.generate_audio`` text (section 4.4)."""
 
+LOGID_HEADER: Final = "X-Tt-Logid"
+"""The HTTP response header that carries Coze's logid (REST, and the WebSocket handshake);
+in frames it is ``detail.logid``."""
+
 
 # --------------------------------------------------------------------------- upstream
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Protocol
 
 from coze_edge.core.audio import rms
+from coze_edge.core.earcons import EarconKind
 from coze_edge.core.endpointer import (
     Endpointer,
     EndpointEvent,
@@ -54,8 +55,6 @@ from coze_edge.core.wake import WakeGate
 from coze_edge.errors import LocalProtocolError
 
 log = logging.getLogger(__name__)
-
-EarconKind = Literal["listening", "wake", "error", "unauthorized", "done"]
 
 # Error codes that mean the token is bad: refresh it and reconnect (coze-protocol.md 1.7).
 TOKEN_INVALID_CODES: Final = frozenset({4100, 700012006})

@@ -10,8 +10,13 @@ when the device would otherwise hear itself) only a detection of the wake word o
 from __future__ import annotations
 
 import logging
+from typing import Final
 
 log = logging.getLogger(__name__)
+
+WAKE_WORDS: Final = ("okay_nabu", "alexa", "hey_jarvis", "hey_mycroft")
+"""The wake words on offer: the microWakeWord models that ship inside ``pymicro-wakeword``
+(a test checks that these are exactly its built-in ones)."""
 
 
 class WakeGate:

@@ -13,7 +13,7 @@ import pytest
 
 from coze_edge.adapters.audio_io import Microphone, Speaker
 from coze_edge.adapters.file_audio import FileMicrophone, FileSpeaker
-from coze_edge.adapters.resample import WavFormatError, read_wav_as
+from coze_edge.adapters.wav import WavFormatError, read_wav_as
 from coze_edge.core.audio import CAPTURE, AudioFormat, apply_gain
 
 DATA = Path(__file__).parents[1] / "data"

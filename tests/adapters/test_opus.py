@@ -17,7 +17,7 @@ from coze_edge.adapters.opus import (
     OpusStream,
     OpusUnavailable,
 )
-from coze_edge.adapters.resample import read_wav_as
+from coze_edge.adapters.wav import read_wav_as
 from coze_edge.core.audio import CAPTURE
 
 DATA = Path(__file__).parents[1] / "data"

@@ -8,13 +8,13 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from coze_edge.adapters.resample import read_wav_as
 from coze_edge.adapters.sound_devices import (
     SoundDeviceMicrophone,
     SoundDeviceSpeaker,
     find_device,
     print_devices,
 )
+from coze_edge.adapters.wav import read_wav_as
 from coze_edge.core.audio import CAPTURE, AudioFormat
 from coze_edge.errors import AudioDeviceLost
 from tests.pulse import PulseEnv, Recording, pulse_server

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from coze_edge.adapters.resample import read_wav_as
 from coze_edge.adapters.vad_webrtc import WebrtcVad
+from coze_edge.adapters.wav import read_wav_as
 from coze_edge.core.audio import CAPTURE
 from coze_edge.core.endpointer import (
     Endpointer,

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import ast
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import coze_edge.core
 from coze_edge.core.audio import (
     CAPTURE,
     AudioFormat,
@@ -22,8 +19,6 @@ from coze_edge.core.audio import (
     gain_factor,
     rms,
 )
-
-DOES_IO = {"asyncio", "socket", "time", "sounddevice", "websockets", "httpx", "aiomqtt"}
 
 
 def pcm(*samples: int) -> bytes:
@@ -196,19 +191,3 @@ def test_pre_roll_of_zero_keeps_nothing() -> None:
     ring = PreRoll(0)
     ring.push(b"abcd")
     assert ring.take() == b""
-
-
-def test_core_audio_modules_do_no_io() -> None:
-    """audio, endpointer and earcons import no module that does I/O or reads a clock."""
-    core = Path(coze_edge.core.__file__).parent
-    for name in ("audio.py", "endpointer.py", "earcons.py"):
-        tree = ast.parse((core / name).read_text(encoding="utf-8"))
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0:
-                names = [node.module or ""]
-            else:
-                continue
-            roots = {n.split(".")[0] for n in names}
-            assert not roots & DOES_IO, f"{name} imports {names}"

@@ -1,0 +1,97 @@
+"""
+The checks that the sections' ``problems()`` share, and the "did you mean" hint.
+
+Each check yields ``(key, message)`` problems; a message says what the value must be and
+what it was, so the user can fix the file without reading the code.
+"""
+
+from __future__ import annotations
+
+import difflib
+import urllib.parse
+from collections.abc import Iterable, Iterator
+
+Problem = tuple[str, str]
+"""A dotted key (relative to its section inside ``problems()``) and what is wrong with it."""
+
+
+def show(value: object) -> str:
+    """``value`` as the user wrote it (its repr), cut to 60 characters."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _num(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def hint(word: str, choices: Iterable[str]) -> str:
+    """' (did you mean ...?)' with the choice closest to ``word``, or '' if none is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def one_of(key: str, value: str | None, choices: tuple[str | None, ...]) -> Iterator[Problem]:
+    if value not in choices:
+        words = [c for c in choices if c is not None]
+        names = alternatives([*words, "null"] if None in choices else words)
+        suggestion = hint(value.lower(), words) if isinstance(value, str) else ""
+        yield key, f"must be {names}, got {show(value)}{suggestion}"
+
+
+def alternatives(words: list[str]) -> str:
+    """'a, b or c'."""
+    return f"{', '.join(words[:-1])} or {words[-1]}" if len(words) > 1 else "".join(words)
+
+
+def between(key: str, value: float, low: float, high: float, unit: str = "") -> Iterator[Problem]:
+    if not low <= value <= high:  # written so that NaN fails too
+        yield (
+            key,
+            f"must be between {_num(low)}{unit} and {_num(high)}{unit}, got {_num(value)}{unit}",
+        )
+
+
+def positive(key: str, value: float, high: float, unit: str) -> Iterator[Problem]:
+    if not 0 < value <= high:
+        yield (
+            key,
+            f"must be more than 0{unit} and at most {_num(high)}{unit}, got {_num(value)}{unit}",
+        )
+
+
+def ms(key: str, value: int, low: int, high: int, *, step: int = 1) -> Iterator[Problem]:
+    yield from between(key, value, low, high, " ms")
+    if value % step:
+        yield key, f"must be a multiple of {step} ms, got {value} ms"
+
+
+def url(key: str, value: str, schemes: tuple[str, ...]) -> Iterator[Problem]:
+    try:
+        parts = urllib.parse.urlsplit(value)
+    except ValueError:  # e.g. an unclosed [ of an IPv6 address
+        yield key, f"is not a URL, got {show(value)}"
+        return
+    if parts.scheme not in schemes or not parts.netloc:
+        allowed = " or ".join(f"{s}://" for s in schemes)
+        yield key, f"must be a URL starting with {allowed}, got {show(value)}"
+    elif parts.query or parts.fragment:
+        yield key, f"must be a base URL without ?query or #fragment, got {show(value)}"
+
+
+def not_blank(key: str, value: str | None, what: str = "must not be empty") -> Iterator[Problem]:
+    if value is not None and not value.strip():
+        yield key, what
+
+
+def topic(key: str, value: str) -> Iterator[Problem]:
+    if not value:
+        yield key, "must not be empty"
+    elif "+" in value or "#" in value:
+        yield key, f"must not contain the MQTT wildcards + or #, got {show(value)}"
+    elif value.endswith("/"):
+        yield key, f"must not end in '/', got {show(value)}"
+    elif value.startswith("$"):
+        yield key, f"must not start with '$' (reserved for the broker), got {show(value)}"
+    elif "\0" in value:
+        yield key, "must not contain a NUL character"

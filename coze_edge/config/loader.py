@@ -1,0 +1,398 @@
+"""
+Loading the config: the YAML file, the ``COZE_EDGE_*`` overrides, what is resolved, and
+every problem reported at once.
+
+The loader checks everything and raises one :class:`ConfigError` that lists every problem
+with its dotted key, so the user fixes the file in one pass. What it resolves is never left
+unset: ``coze.api_base``/``ws_base`` (from ``coze.region``), ``device.id`` (from
+``/etc/machine-id``), ``state_dir`` (from ``$STATE_DIRECTORY``) and ``mqtt.topic_prefix``
+(``<device.id>`` filled in). In the file, ``null`` for a key that cannot be null means
+"the default".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, get_type_hints
+
+import yaml
+
+from coze_edge.config.checks import Problem, hint, show
+from coze_edge.config.schema import (
+    DEFAULT_STATE_DIR,
+    DEFAULT_TOPIC_PREFIX,
+    DEVICE_ID_PLACEHOLDER,
+    SECTIONS,
+    TOP_LEVEL,
+    AudioConfig,
+    AuthConfig,
+    Config,
+    CozeConfig,
+    DeviceConfig,
+    HooksConfig,
+    LogConfig,
+    MqttConfig,
+    Section,
+    VadConfig,
+    WakeConfig,
+)
+from coze_edge.core.identity import device_id_from_machine_id
+from coze_edge.errors import ConfigError
+from coze_edge.hooks import MUTED_VARIABLE, STATE_VARIABLE
+
+ENV_PREFIX: Final = "COZE_EDGE_"
+CONFIG_ENV: Final = "COZE_EDGE_CONFIG"
+# COZE_EDGE_* variables that are not config overrides: the config path, the venv of the
+# scripts, and what hooks get (a hook may run coze-edge).
+_NOT_OVERRIDES: Final = frozenset({CONFIG_ENV, "COZE_EDGE_VENV", STATE_VARIABLE, MUTED_VARIABLE})
+
+DEFAULT_CONFIG_PATH: Final = Path("/etc/coze-edge/config.yaml")
+DEFAULT_MACHINE_ID: Final = Path("/etc/machine-id")
+
+
+def resolve_config_path(cli_path: str | Path | None, env: Mapping[str, str]) -> Path:
+    """
+    The config file to read: ``-c FILE``, else ``$COZE_EDGE_CONFIG``, else
+    ``$CONFIGURATION_DIRECTORY/config.yaml`` (systemd; the first if it lists several),
+    else ``/etc/coze-edge/config.yaml``.
+    """
+    if cli_path is not None and str(cli_path):
+        return Path(cli_path)
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV])
+    directories = [d for d in env.get("CONFIGURATION_DIRECTORY", "").split(":") if d]
+    if directories:
+        return Path(directories[0]) / "config.yaml"
+    return DEFAULT_CONFIG_PATH
+
+
+def load_config(
+    path: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    machine_id_path: Path = DEFAULT_MACHINE_ID,
+) -> Config:
+    """
+    Read, override from ``env`` (default ``os.environ``), resolve and check the config file.
+
+    Raises ConfigError listing every problem: an unreadable file, invalid YAML (with its line),
+    a top level that is not a mapping, and everything :func:`config_from_mapping` finds.
+    """
+    source = str(path)
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            [("", f"cannot read the file: {exc.strerror or exc}")], source=source
+        ) from exc
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader
+    except yaml.YAMLError as exc:
+        raise ConfigError([("", _yaml_problem(exc))], source=source) from exc
+    if data is None:  # an empty file: every default, and the problems that follow from that
+        data = {}
+    if not isinstance(data, Mapping):
+        problem = (
+            f"expected a mapping of sections (coze:, audio:, ...) at the top, got {_kind(data)}"
+        )
+        raise ConfigError([("", problem)], source=source)
+    return config_from_mapping(data, env=env, source=source, machine_id_path=machine_id_path)
+
+
+def config_from_mapping(
+    data: Mapping[Any, Any],
+    *,
+    env: Mapping[str, str] | None = None,
+    source: str = "config",
+    machine_id_path: Path = DEFAULT_MACHINE_ID,
+) -> Config:
+    """
+    The config that ``data`` (a parsed YAML file) describes, after the ``COZE_EDGE_*`` overrides
+    in ``env`` (default ``os.environ``); resolves what was left unset and checks everything.
+
+    Raises ConfigError(problems, source=source) listing every problem with its dotted key.
+    """
+    env = os.environ if env is None else env
+    problems: list[Problem] = []
+    data, origins = _apply_overrides(data, env, problems)
+
+    for key in data:
+        if key not in TOP_LEVEL:
+            problems.append((_key_name(key), _unknown(key, TOP_LEVEL)))
+
+    state_dir = _resolve_state_dir(data.get("state_dir"), env, problems)
+    values: dict[str, dict[str, Any]] = {}
+    for name, cls in SECTIONS.items():
+        values[name] = _read_section(name, cls, data.get(name), problems)
+
+    device = values["device"]
+    if device.get("id") is None or device["id"] == "":
+        device["id"] = _machine_device_id(machine_id_path, problems)
+    if device["id"]:  # else device.id says why, and the placeholder stays
+        prefix = values["mqtt"].get("topic_prefix", DEFAULT_TOPIC_PREFIX)
+        values["mqtt"]["topic_prefix"] = prefix.replace(DEVICE_ID_PLACEHOLDER, device["id"])
+
+    config = Config(
+        coze=CozeConfig(**values["coze"]),
+        auth=AuthConfig(**values["auth"]),
+        device=DeviceConfig(**values["device"]),
+        state_dir=state_dir,
+        audio=AudioConfig(**values["audio"]),
+        vad=VadConfig(**values["vad"]),
+        mqtt=MqttConfig(**values["mqtt"]),
+        wake=WakeConfig(**values["wake"]),
+        hooks=HooksConfig(**values["hooks"]),
+        log=LogConfig(**values["log"]),
+    )
+    # A value of the wrong type was left at its default: say only what was wrong with the value.
+    reported = {key for key, _ in problems}
+    problems += [(key, message) for key, message in config.problems() if key not in reported]
+    problems += _file_problems(config.audio)
+
+    if problems:
+        problems = [(key, _with_origin(key, message, origins)) for key, message in problems]
+        problems.sort(key=_section_order)  # stable: within a section, the order found
+        raise ConfigError(problems, source=source)
+    return config
+
+
+def _apply_overrides(
+    data: Mapping[Any, Any], env: Mapping[str, str], problems: list[Problem]
+) -> tuple[dict[Any, Any], dict[str, str]]:
+    """``data`` with the ``COZE_EDGE_*`` overrides applied, and dotted key -> variable name."""
+    merged = dict(data)
+    origins: dict[str, str] = {}
+    for variable in sorted(env):
+        if not variable.startswith(ENV_PREFIX) or variable in _NOT_OVERRIDES:
+            continue
+        section, sep, key = variable[len(ENV_PREFIX) :].lower().partition("__")
+        try:
+            value = yaml.safe_load(env[variable])
+        except yaml.YAMLError as exc:
+            problems.append((variable, f"not a YAML value: {_yaml_problem(exc)}"))
+            continue
+        if not sep:  # COZE_EDGE_<KEY>: a top-level key
+            if section in SECTIONS:
+                problems.append(
+                    (variable, f"{section} is a section: set COZE_EDGE_{section.upper()}__<KEY>")
+                )
+            elif section not in TOP_LEVEL:
+                problems.append(
+                    (variable, f"unknown top-level key {section!r}{hint(section, TOP_LEVEL)}")
+                )
+            else:
+                merged[section] = value
+                origins[section] = variable
+            continue
+        if section not in SECTIONS:
+            problems.append(
+                (variable, f"unknown section {section!r}{hint(section, list(SECTIONS))}")
+            )
+            continue
+        fields = _field_names(SECTIONS[section])
+        if key not in fields:
+            problems.append((variable, f"unknown key {section}.{key}{hint(key, fields)}"))
+            continue
+        existing = merged.get(section)
+        if existing is None:
+            merged[section] = {key: value}
+        elif isinstance(existing, Mapping):
+            merged[section] = {**existing, key: value}
+        else:  # the file's section is not a mapping: that is reported on its own
+            continue
+        origins[f"{section}.{key}"] = variable
+    return merged, origins
+
+
+def _read_section(
+    name: str, cls: type[Section], raw: object, problems: list[Problem]
+) -> dict[str, Any]:
+    """The fields of section ``name`` that have the right type, converted; the rest reported."""
+    if raw is None:  # "mqtt:" with nothing under it
+        return {}
+    if not isinstance(raw, Mapping):
+        problems.append((name, f"expected a mapping of keys, got {_kind(raw)}"))
+        return {}
+    hints = get_type_hints(cls)
+    fields = _field_names(cls)
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        dotted = f"{name}.{_key_name(key)}"
+        if key not in fields:
+            problems.append((dotted, _unknown(key, fields)))
+            continue
+        converted = _convert(hints[key], value)
+        if isinstance(converted, _Wrong):
+            problems.append((dotted, f"expected {converted.expected}, got {show(value)}"))
+        elif converted is not _DEFAULT:
+            values[key] = converted
+    return values
+
+
+def _resolve_state_dir(raw: object, env: Mapping[str, str], problems: list[Problem]) -> Path:
+    """The configured state_dir, else the first of ``$STATE_DIRECTORY``, else the default."""
+    converted = _convert(Path | None, raw)
+    if isinstance(converted, _Wrong):
+        problems.append(("state_dir", f"expected {converted.expected}, got {show(raw)}"))
+    elif isinstance(converted, Path):
+        return converted
+    directories = [d for d in env.get("STATE_DIRECTORY", "").split(":") if d]
+    return Path(directories[0]) if directories else DEFAULT_STATE_DIR
+
+
+def _machine_device_id(path: Path, problems: list[Problem]) -> str:
+    """The device id derived from the machine id in ``path``; "" (and a problem) if unusable."""
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not text"
+        problems.append(("device.id", f"cannot read {path} ({reason}): set device.id"))
+        return ""
+    # systemd writes "uninitialized" until the first boot completes: not unique to this machine
+    if not text or text == "uninitialized":
+        problems.append(("device.id", f"{path} holds no machine id yet: set device.id"))
+        return ""
+    return device_id_from_machine_id(text)
+
+
+def _file_problems(audio: AudioConfig) -> Iterator[Problem]:
+    """The files the file backend needs: an input it can read, an output it can create."""
+    if audio.backend != "file":
+        return
+    if audio.file_input is not None:
+        source = audio.file_input
+        if not source.is_file():
+            what = "is a directory" if source.is_dir() else "does not exist"
+            yield "audio.file_input", f"{source} {what}"
+        elif not os.access(source, os.R_OK):
+            yield "audio.file_input", f"{source} is not readable"
+    if audio.file_output is not None:
+        sink = audio.file_output
+        if sink.is_dir():
+            yield "audio.file_output", f"{sink} is a directory"
+        elif not sink.parent.is_dir():
+            yield "audio.file_output", f"{sink.parent} (its directory) does not exist"
+
+
+def _with_origin(key: str, message: str, origins: Mapping[str, str]) -> str:
+    variable = origins.get(key)
+    return f"{message} (from {variable})" if variable else message
+
+
+def _section_order(problem: Problem) -> int:
+    top = problem[0].partition(".")[0]
+    return TOP_LEVEL.index(top) if top in TOP_LEVEL else len(TOP_LEVEL)
+
+
+# --- value conversion -------------------------------------------------------------------------
+
+
+class _Default:
+    """The value given was null, for a key that cannot be null: keep the default."""
+
+
+_DEFAULT: Final = _Default()
+
+
+@dataclass(frozen=True, slots=True)
+class _Wrong:
+    expected: str
+
+
+_TYPE_NAMES: Final[Mapping[object, str]] = types.MappingProxyType(
+    {str: "str", int: "int", float: "float", bool: "bool", Path: "path"}
+)
+
+
+def _convert(annotation: Any, value: object) -> object:
+    """
+    ``value`` as the field type ``annotation`` wants it, ``_DEFAULT``, or ``_Wrong``.
+
+    bool is never an int; an int is fine for a float and for a str (YAML reads an unquoted
+    ``bot_id: 7496347519799787557`` as an int); a path is a non-empty string without NUL.
+    """
+    options = getattr(annotation, "__args__", None) or (annotation,)
+    allowed = tuple(t for t in options if t is not type(None))
+    nullable = len(allowed) < len(options)
+    if value is None:
+        return None if nullable else _DEFAULT
+    for kind in allowed:
+        if kind is bool and isinstance(value, bool):
+            return value
+        if isinstance(value, bool):
+            continue
+        if kind is int and isinstance(value, int):
+            return value
+        if kind is float and isinstance(value, float):
+            return value
+        if kind is float and isinstance(value, int):
+            try:
+                return float(value)
+            except OverflowError:  # past 1.8e308: not a float, say so below
+                continue
+        if kind is str and isinstance(value, str):
+            return value
+        if kind is Path and isinstance(value, str) and value and "\0" not in value:
+            return Path(value)
+    if str in allowed and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    names = [_TYPE_NAMES[kind] for kind in allowed] + (["null"] if nullable else [])
+    return _Wrong(" or ".join(names))
+
+
+def _field_names(cls: type[Section]) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def _key_name(key: object) -> str:
+    return key if isinstance(key, str) else repr(key)
+
+
+def _unknown(key: object, known: tuple[str, ...]) -> str:
+    """'unknown key', with the section the key belongs in, or the likeliest intended key."""
+    name = _key_name(key)
+    homes = [f"{s}.{name}" for s, cls in SECTIONS.items() if name in _field_names(cls)]
+    if homes:  # e.g. bot_id at the top, or host under coze:
+        return f"unknown key (did you mean {' or '.join(homes)}?)"
+    if name in SECTIONS and name not in known:
+        return f"unknown key ({name} is a section of its own, at the top)"
+    return f"unknown key{hint(name, known)}"
+
+
+def _kind(value: object) -> str:
+    names = {dict: "a mapping", list: "a list", str: "a string"}
+    return next((text for t, text in names.items() if isinstance(value, t)), show(value))
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    if isinstance(mark, yaml.Mark):
+        return f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return f"invalid YAML: {problem}"
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.safe_load, but a key given twice in one mapping is an error, not a silent override."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # "<<": merged keys may be overridden
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key; SafeLoader reports it below
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key!r} is given twice", key_node.start_mark
+                )
+        return super().construct_mapping(node, deep=deep)

@@ -1,0 +1,503 @@
+"""
+The settings: one frozen dataclass per section of the config file, with its defaults, the
+documentation of every key, and ``problems()``: what is wrong with the values.
+
+Attribute names equal the YAML keys (``config.mqtt.port`` is ``mqtt: {port: ...}``).
+config/coze-edge.example.yaml shows every key with its default; a test keeps the two alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import types
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, get_type_hints
+
+from coze_edge.adapters.vad_webrtc import RATES as VAD_RATES
+from coze_edge.config.checks import (
+    Problem,
+    alternatives,
+    between,
+    ms,
+    not_blank,
+    one_of,
+    positive,
+    show,
+    topic,
+    url,
+)
+from coze_edge.core.identity import is_int64_id
+from coze_edge.core.wake import WAKE_WORDS
+
+DEFAULT_STATE_DIR: Final = Path("/var/lib/coze-edge")
+DEVICE_ID_PLACEHOLDER: Final = "<device.id>"
+DEFAULT_TOPIC_PREFIX: Final = f"coze-edge/{DEVICE_ID_PLACEHOLDER}"
+
+REGION_HOSTS: Final[Mapping[str, tuple[str, str]]] = types.MappingProxyType(
+    {
+        "cn": ("https://api.coze.cn", "wss://ws.coze.cn"),
+        "com": ("https://api.coze.com", "wss://ws.coze.com"),
+    }
+)
+"""Region -> (REST base, WebSocket base)."""
+
+PCM_RATES: Final = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
+"""Sample rates Coze accepts for PCM audio, in and out."""
+
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class CozeConfig:
+    """Which Coze to talk to, which bot, and how patiently."""
+
+    region: str = "cn"
+    """``cn`` (coze.cn) or ``com`` (coze.com); picks the default hosts below."""
+
+    api_base: str = ""
+    """REST base URL (OAuth, bind, voices); ``""`` = the region's. http:// is for the simulator."""
+
+    ws_base: str = ""
+    """WebSocket base URL (the chat path is ``/v1/chat``); ``""`` = the region's."""
+
+    bot_id: str = ""
+    """The bot to talk to (published to the API channel). Required."""
+
+    voice_id: str | None = None
+    """Reply voice (see ``coze-edge voices``); None = the bot's default voice."""
+
+    user_id: str | None = None
+    """The user id sent to Coze; None = the device id."""
+
+    turn_detection: str = "client_interrupt"
+    """``client_interrupt``: this device's VAD ends the turn; ``server_vad``: Coze's VAD does."""
+
+    reply_timeout_ms: int = 15000
+    """How long to wait for the first reply after the user's turn ends before giving up."""
+
+    connect_timeout_s: float = 10.0
+    """Timeout for opening the WebSocket or an HTTP connection."""
+
+    read_timeout_s: float = 30.0
+    """Timeout for one HTTP response."""
+
+    ping_interval_s: float = 20.0
+    """WebSocket keep-alive ping interval; a missed pong counts as a dropped connection."""
+
+    def __post_init__(self) -> None:
+        api, ws = REGION_HOSTS.get(self.region, ("", ""))
+        object.__setattr__(self, "api_base", (self.api_base or api).rstrip("/"))
+        object.__setattr__(self, "ws_base", (self.ws_base or ws).rstrip("/"))
+
+    def problems(self) -> Iterator[Problem]:
+        """What is wrong with these values; keys are relative to the section."""
+        yield from one_of("region", self.region, tuple(REGION_HOSTS))
+        if self.api_base:  # "" only with an unknown region, which is reported above
+            yield from url("api_base", self.api_base, ("http", "https"))
+        if self.ws_base:
+            yield from url("ws_base", self.ws_base, ("ws", "wss"))
+        if not self.bot_id.strip():
+            yield "bot_id", "required: the id of the bot to talk to (from its URL in Coze)"
+        yield from not_blank("voice_id", self.voice_id, "must not be empty; null = bot default")
+        yield from not_blank("user_id", self.user_id, "must not be empty; null = the device id")
+        yield from one_of("turn_detection", self.turn_detection, ("client_interrupt", "server_vad"))
+        yield from ms("reply_timeout_ms", self.reply_timeout_ms, 1000, 300_000)
+        yield from positive("connect_timeout_s", self.connect_timeout_s, 300, " s")
+        yield from positive("read_timeout_s", self.read_timeout_s, 600, " s")
+        yield from positive("ping_interval_s", self.ping_interval_s, 600, " s")
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """How the device gets its Coze token."""
+
+    method: str = "device_code"
+    """``device_code`` (OAuth device flow: a code typed on a phone) or ``pat``."""
+
+    client_id: str | None = None
+    """The OAuth app (type TV/device/CLI) to log in with; required for ``device_code``."""
+
+    workspace_id: str | None = None
+    """Log in to this workspace only (workspace-scoped device flow); None = account-wide."""
+
+    pat_file: Path | None = None
+    """File holding a personal access token (``pat``); else the ``coze_pat`` credential."""
+
+    def problems(self) -> Iterator[Problem]:
+        """What is wrong with these values; keys are relative to the section."""
+        yield from one_of("method", self.method, ("device_code", "pat"))
+        if self.method == "device_code" and not (self.client_id or "").strip():
+            yield "client_id", "required with method device_code: the OAuth app's client id"
+        yield from not_blank("workspace_id", self.workspace_id)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceConfig:
+    """This device, as Coze and Home Assistant see it."""
+
+    id: str = ""
+    """Positive int64 in decimal. The loader always fills it: configured, else from machine-id."""
+
+    name: str = "coze-edge"
+    """Label shown in the Coze channel and in Home Assistant."""
+
+    connector_id: str | None = None
+    """Custom channel (connector) id; when set, the device binds itself to it once."""
+
+    def problems(self) -> Iterator[Problem]:
+        """What is wrong with these values; keys are relative to the section."""
+        if self.id and not is_int64_id(self.id):  # "" means "not resolved": the loader says why
+            yield (
+                "id",
+                (
+                    "must be a positive int64 in decimal (1 to 9223372036854775807, "
+                    f"no sign or leading zeros), got {show(self.id)}"
+                ),
+            )
+        yield from not_blank("name", self.name)
+        yield from not_blank("connector_id", self.connector_id)
+
+
+@dataclass(frozen=True, slots=True)
+class AudioConfig:
+    """Microphone and speaker: which devices, which rates, which block sizes."""
+
+    backend: str = "sounddevice"
+    """``sounddevice`` (PortAudio devices) or ``file`` (WAV files: tests, demos)."""
+
+    input_device: str | int | None = None
+    """Microphone: a name (substring, see ``coze-edge devices``) or index; None = default."""
+
+    output_device: str | int | None = None
+    """Speaker: a name (substring) or index; None = the system default."""
+
+    file_input: Path | None = None
+    """File backend: the WAV used as the microphone (any rate, mono or stereo). Required there."""
+
+    file_output: Path | None = None
+    """File backend: the WAV that receives everything played; None = discard."""
+
+    file_realtime: bool = True
+    """File backend: feed and consume audio in real time; False = as fast as possible."""
+
+    output_rate: int = 24000
+    """Reply PCM rate asked of Coze (Hz), and the rate of ``file_output``."""
+
+    capture_rate: int = 16000
+    """Microphone PCM rate sent to Coze (Hz); one webrtcvad accepts."""
+
+    block_ms: int = 60
+    """Microphone block size: how much audio one wake-up of the capture path handles."""
+
+    chunk_ms: int | None = None
+    """How much audio each upstream ``input_audio_buffer.append`` carries; with Opus, the
+    length of each packet (20, 40 or 60 ms). null = 60 ms of PCM, or 20 ms Opus packets."""
+
+    codec: str = "pcm"
+    """Uplink audio: ``pcm`` (16-bit, 256 kbit/s at 16 kHz) or ``opus`` (libopus from the
+    OS, ``opus_bitrate``); replies are PCM either way."""
+
+    opus_bitrate: int = 24000
+    """Opus target bit rate, bit/s (speech: 16000-32000 is plenty)."""
+
+    prebuffer_ms: int = 100
+    """Reply audio buffered before the speaker starts, against underruns."""
+
+    volume: int = 100
+    """Speaker volume at start, in percent."""
+
+    earcons: bool = True
+    """Play short sounds when listening starts and ends."""
+
+    noise_suppression: bool = False
+    """Clean the microphone (WebRTC noise suppression) before VAD and wake word; needs the
+    ``aec`` extra (``pip install coze-edge[aec]``)."""
+
+    high_pass: bool = False
+    """Remove rumble below speech (WebRTC high-pass filter); needs the ``aec`` extra."""
+
+    auto_gain: bool = False
+    """Even out the microphone level (WebRTC AGC); needs the ``aec`` extra."""
+
+    echo_cancellation: bool | str = "auto"
+    """Cancel the speaker's sound in the microphone (WebRTC AEC, the ``aec`` extra), so the
+    device does not hear itself and the user can talk over the reply: ``auto`` (on with the
+    sounddevice backend when the extra is installed), true (required) or false."""
+
+    @property
+    def append_ms(self) -> int:
+        """``chunk_ms`` resolved."""
+        if self.chunk_ms is not None:
+            return self.chunk_ms
+        return 20 if self.codec == "opus" else 60
+
+    def problems(self) -> Iterator[Problem]:
+        """What is wrong with these values; keys are relative to the section."""
+        yield from one_of("backend", self.backend, ("sounddevice", "file"))
+        for key, device in (
+            ("input_device", self.input_device),
+            ("output_device", self.output_device),
+        ):
+            if isinstance(device, int) and device < 0:
+                yield key, f"a device index must be 0 or more, got {device}"
+            elif isinstance(device, str):
+                yield from not_blank(key, device, "must not be empty; null = system default")
+        if self.backend == "file" and self.file_input is None:
+            yield "file_input", "required with backend file: the WAV to use as the microphone"
+        if self.output_rate not in PCM_RATES:
+            yield "output_rate", f"must be {_rates(PCM_RATES)} Hz, got {self.output_rate}"
+        if self.capture_rate not in VAD_RATES:
+            yield "capture_rate", f"must be {_rates(VAD_RATES)} Hz, got {self.capture_rate}"
+        yield from ms("block_ms", self.block_ms, 20, 200, step=10)
+        yield from one_of("codec", self.codec, ("pcm", "opus"))
+        if self.chunk_ms is not None:
+            yield from ms(
+                "chunk_ms", self.chunk_ms, 20, 60 if self.codec == "opus" else 100, step=20
+            )
+        yield from between("opus_bitrate", self.opus_bitrate, 6000, 128000, " bit/s")
+        if self.codec == "opus":
+            # Imported here: it loads numpy, which check-config does not need otherwise.
+            from coze_edge.adapters.opus import RATES as OPUS_RATES
+
+            rates = tuple(rate for rate in VAD_RATES if rate in OPUS_RATES)
+            if self.capture_rate not in rates:
+                yield (
+                    "capture_rate",
+                    f"Opus runs at {_rates(rates)} Hz here, got {self.capture_rate}",
+                )
+        yield from ms("prebuffer_ms", self.prebuffer_ms, 0, 2000)
+        yield from between("volume", self.volume, 0, 100)
+        echo = self.echo_cancellation
+        if isinstance(echo, str) and echo != "auto":
+            yield "echo_cancellation", f"must be auto, true or false, got {echo!r}"
+
+
+def _rates(rates: tuple[int, ...]) -> str:
+    return alternatives([str(rate) for rate in rates])
+
+
+@dataclass(frozen=True, slots=True)
+class VadConfig:
+    """Voice activity detection: when the user starts and stops talking."""
+
+    aggressiveness: int = 2
+    """webrtcvad mode, from 0 (lets most noise through as speech) to 3 (strictest)."""
+
+    end_silence_ms: int = 700
+    """How much silence ends the user's turn."""
+
+    pre_roll_ms: int = 300
+    """Audio kept from before speech onset, so the first syllable is not cut."""
+
+    barge_in: bool = True
+    """The user may talk over the reply, which stops it."""
+
+    start_ms: int = 60
+    """How much speech declares an onset (filters clicks and short noises)."""
+
+    max_utterance_ms: int = 15000
+    """The longest turn: after this the turn ends even without silence."""
+
+    barge_in_start_ms: int | None = None
+    """Speech needed to interrupt the reply; null = 240 ms with echo cancellation, else
+    300 ms, so the device's own voice leaking into the microphone does not cut it off."""
+
+    barge_in_level_dbfs: float | None = None
+    """While the reply plays, microphone audio quieter than this (dB below full scale)
+    cannot interrupt it. null = -45 with echo cancellation (the canceller's faint residue
+    is not speech); without it, null = half-duplex (the echo-safe fallback: only the wake
+    word or a command interrupts), or set a level above your speaker's echo."""
+
+    def problems(self) -> Iterator[Problem]:
+        """What is wrong with these values; keys are relative to the section."""
+        yield from between("aggressiveness", self.aggressiveness, 0, 3)
+        yield from ms("end_silence_ms", self.end_silence_ms, 100, 5000)
+        yield from ms("pre_roll_ms", self.pre_roll_ms, 0, 2000)
+        yield from ms("start_ms", self.start_ms, 20, 1000)
+        yield from ms("max_utterance_ms", self.max_utterance_ms, 1000, 120_000)
+        if self.barge_in_start_ms is not None:
+            yield from ms("barge_in_start_ms", self.barge_in_start_ms, 20, 2000)
+        if self.barge_in_level_dbfs is not None:
+            yield from between("barge_in_level_dbfs", self.barge_in_level_dbfs, -90, 0, " dBFS")
+
+
+@dataclass(frozen=True, slots=True)
+class MqttConfig:
+    """The MQTT broker (state, events, commands, Home Assistant discovery)."""
+
+    host: str | None = None
+    """Broker host name or address; None = MQTT off."""
+
+    port: int = 1883
+    """Broker port (8883 is the usual one for TLS)."""
+
+    username: str | None = None
+    """User name at the broker; None = anonymous."""
+
+    password_file: Path | None = None
+    """File holding the broker password; else the ``mqtt_password`` credential, if any."""
+
+    tls: bool = False
+    """Connect with TLS (always verified)."""
+
+    ca_file: Path | None = None
+    """CA bundle that signs the broker's certificate; None = the system's CAs."""
+
+    cert_file: Path | None = None
+    """Client certificate for TLS client authentication (with ``key_file``)."""
+
+    key_file: Path | None = None
+    """Private key of ``cert_file``."""
+
+    topic_prefix: str = DEFAULT_TOPIC_PREFIX
+    """Every topic starts with this; the loader replaces ``<device.id>`` with the device id."""
+
+    discovery_prefix: str | None = "homeassistant"
+    """Home Assistant MQTT discovery prefix; None = no discovery."""
+
+    keepalive_s: int = 60
+    """MQTT keep-alive: the broker declares the device gone after 1.5 times this."""
+
+    client_id: str | None = None
+    """MQTT client id; None = derived from the device id."""
+
+    def problems(self) -> Iterator[Problem]:
+        """What is wrong with these values; keys are relative to the section."""
+        if self.host is not None:
+            if not self.host.strip():
+                yield "host", "must not be empty; null = MQTT off"
+            elif "://" in self.host or "/" in self.host:
+                yield "host", f"must be a host name or address, not a URL, got {show(self.host)}"
+        yield from between("port", self.port, 1, 65535)
+        yield from not_blank("username", self.username)
+        if (self.cert_file is None) != (self.key_file is None):
+            missing = "key_file" if self.key_file is None else "cert_file"
+            yield missing, "cert_file and key_file go together: set both or neither"
+        yield from topic("topic_prefix", self.topic_prefix)
+        if self.discovery_prefix is not None:
+            yield from topic("discovery_prefix", self.discovery_prefix)
+        yield from between("keepalive_s", self.keepalive_s, 5, 3600, " s")
+        yield from not_blank("client_id", self.client_id, "must not be empty; null = derived")
+
+
+@dataclass(frozen=True, slots=True)
+class WakeConfig:
+    """The wake word; without one, any speech the VAD hears starts a turn."""
+
+    word: str | None = None
+    """One of ``coze_edge.core.wake.WAKE_WORDS``, or None (VAD only)."""
+
+    sensitivity: float = 0.5
+    """From 0 (fewest false wakes) to 1 (fewest missed wakes)."""
+
+    follow_up_s: float = 5.0
+    """After a reply, speech alone may answer for this long (0 = always say the wake word)."""
+
+    def problems(self) -> Iterator[Problem]:
+        """What is wrong with these values; keys are relative to the section."""
+        yield from one_of("word", self.word, (*WAKE_WORDS, None))
+        yield from between("sensitivity", self.sensitivity, 0, 1)
+        yield from between("follow_up_s", self.follow_up_s, 0, 60)
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    """Logging."""
+
+    level: str = "info"
+    """``debug``, ``info``, ``warning`` or ``error``."""
+
+    def problems(self) -> Iterator[Problem]:
+        """What is wrong with these values; keys are relative to the section."""
+        yield from one_of("level", self.level, LOG_LEVELS)
+
+
+@dataclass(frozen=True, slots=True)
+class HooksConfig:
+    """Programs run on events, for LED rings and displays."""
+
+    on_state: str | None = None
+    """Program and arguments run at every state change (split like a shell would, but run
+    without one), with the state in $COZE_EDGE_HOOK_STATE; None = no hook."""
+
+    timeout_s: float = 5.0
+    """A hook still running after this long is killed."""
+
+    def problems(self) -> Iterator[Problem]:
+        """What is wrong with these values; keys are relative to the section."""
+        if self.on_state is not None:
+            try:
+                argv = shlex.split(self.on_state)
+            except ValueError as exc:
+                yield "on_state", f"cannot split into arguments: {exc}"
+            else:
+                if not argv:
+                    yield "on_state", "names no program"
+        yield from between("timeout_s", self.timeout_s, 0.1, 60)
+
+
+Section = (
+    CozeConfig
+    | AuthConfig
+    | DeviceConfig
+    | AudioConfig
+    | VadConfig
+    | MqttConfig
+    | WakeConfig
+    | HooksConfig
+    | LogConfig
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration; build it with :func:`load_config` or :func:`config_from_mapping`."""
+
+    coze: CozeConfig = field(default_factory=CozeConfig)
+    """Coze: region, hosts, bot, voice, timeouts."""
+
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    """How the device gets its token."""
+
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    """Device id and name."""
+
+    state_dir: Path = DEFAULT_STATE_DIR
+    """Tokens, binding, conversation id. The loader fills it: value, $STATE_DIRECTORY, default."""
+
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    """Microphone and speaker."""
+
+    vad: VadConfig = field(default_factory=VadConfig)
+    """Voice activity detection."""
+
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    """MQTT broker; off unless ``mqtt.host`` is set."""
+
+    wake: WakeConfig = field(default_factory=WakeConfig)
+    """Wake word."""
+
+    hooks: HooksConfig = field(default_factory=HooksConfig)
+    """Programs run on state changes."""
+
+    log: LogConfig = field(default_factory=LogConfig)
+    """Logging."""
+
+    def problems(self) -> Iterator[Problem]:
+        """What is wrong with the values (not the files they name), with dotted keys."""
+        for name in SECTIONS:
+            section: Section = getattr(self, name)
+            for key, message in section.problems():
+                yield f"{name}.{key}", message
+
+
+SECTIONS: Final[Mapping[str, type[Section]]] = types.MappingProxyType(
+    {name: hint for name, hint in get_type_hints(Config).items() if hint is not Path}
+)
+"""Section name -> its dataclass, in the order of the file: Config's fields but state_dir."""
+
+TOP_LEVEL: Final = tuple(key.name for key in dataclasses.fields(Config))
+"""The keys at the top of the file, in order: the sections and ``state_dir``."""

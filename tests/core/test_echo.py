@@ -1,0 +1,140 @@
+"""The echo gate: when to start a fresh canceller, and which cleaned blocks are residual echo."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from coze_edge.core.echo import EchoGate
+
+RATE = 16000
+FRAME = RATE // 100  # samples in the 10 ms render frames
+BLOCK = RATE * 60 // 1000  # samples in a 60 ms microphone block
+DELAY = 2 * BLOCK  # the echo comes back 120 ms after it was played
+
+
+def pcm(signal: np.ndarray) -> bytes:
+    return bytes(np.clip(np.rint(signal), -32768, 32767).astype("<i2").tobytes())
+
+
+def noise(samples: int, seed: int, level: float = 3000.0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0, level, samples)
+
+
+def delayed(signal: np.ndarray, samples: int, gain: float = 0.3) -> np.ndarray:
+    """What the microphone hears of ``signal`` played ``samples`` earlier."""
+    echo = np.zeros_like(signal)
+    echo[samples:] = gain * signal[: len(signal) - samples]
+    return echo
+
+
+def verdicts(
+    far: np.ndarray, heard: np.ndarray, cleaned: np.ndarray | None = None, *, delay: int = 0
+) -> list[bool]:
+    """Play ``far`` and hear ``heard`` in step, 60 ms at a time; the gate's verdict per block."""
+    gate = EchoGate(RATE)
+    cleaned = heard if cleaned is None else cleaned
+    found = []
+    for start in range(0, len(heard) // BLOCK * BLOCK, BLOCK):
+        for frame in range(start, start + BLOCK, FRAME):
+            gate.played(pcm(far[frame : frame + FRAME]))
+        block = slice(start, start + BLOCK)
+        found.append(gate.residual_echo(pcm(heard[block]), pcm(cleaned[block]), delay=delay))
+    return found
+
+
+def test_the_speakers_sound_at_the_echos_delay_is_residual_echo() -> None:
+    """Once the echo arrives (after two blocks of silence), every block of it is echo."""
+    far = noise(10 * BLOCK, seed=1)
+
+    assert verdicts(far, delayed(far, DELAY)) == [False] * 2 + [True] * 8
+
+
+def test_a_voice_unlike_the_speakers_is_not_echo() -> None:
+    """The user talking while nothing of the speaker's sound comes back is never silenced."""
+    far = noise(10 * BLOCK, seed=1)
+
+    assert verdicts(far, noise(10 * BLOCK, seed=2)) == [False] * 10
+
+
+def test_the_speakers_sound_at_another_delay_is_not_echo() -> None:
+    """
+    A cleaned block that resembles the speaker's audio only far from the echo's delay (here
+    25 ms later than the microphone heard it) is not judged echo.
+    """
+    far = noise(10 * BLOCK, seed=1)
+    heard = delayed(far, DELAY)
+
+    assert verdicts(far, heard, cleaned=delayed(heard, 400)) == [False] * 10
+
+
+def test_the_cancellers_own_delay_is_allowed_for() -> None:
+    """
+    Cleaned audio running 4 ms (the canceller's delay) behind what was heard still matches
+    (from the second block of echo on: the first is late by more than the speaker has played).
+    """
+    far = noise(10 * BLOCK, seed=1)
+    heard = delayed(far, DELAY)
+
+    assert verdicts(far, heard, cleaned=delayed(heard, 64, gain=1.0))[3:] == [True] * 7
+
+
+def test_inserted_delay_is_taken_into_account() -> None:
+    """Cleaned audio that runs late by ``delay`` samples besides is matched where it belongs."""
+    far = noise(10 * BLOCK, seed=1)
+    heard = delayed(far, DELAY)
+    late = delayed(heard, FRAME, gain=1.0)  # one 10 ms frame inserted
+
+    assert verdicts(far, heard, cleaned=late, delay=FRAME)[3:] == [True] * 7
+    assert verdicts(far, heard, cleaned=late, delay=0)[3:] == [True] * 7  # within the slack
+    assert verdicts(far, heard, cleaned=delayed(heard, 6 * FRAME, 1.0), delay=0) == [False] * 10
+
+
+def test_quiet_blocks_are_not_judged() -> None:
+    """A cleaned block below -50 dBFS is left alone, however much it follows the speaker."""
+    far = noise(10 * BLOCK, seed=1)
+    heard = delayed(far, DELAY)
+
+    assert verdicts(far, heard, cleaned=heard / 100) == [False] * 10
+
+
+def test_a_jump_in_the_echos_delay_is_followed_within_five_blocks() -> None:
+    """
+    The echo's delay is looked for again every fifth block (here the 5th, 10th, 15th...):
+    after a jump of 20 ms (beyond the slack) in the 9th, the echo is caught again from the
+    10th on.
+    """
+    far = noise(20 * BLOCK, seed=1)
+    heard = delayed(far, DELAY)
+    heard[8 * BLOCK :] = delayed(far, DELAY + 2 * FRAME)[8 * BLOCK :]
+
+    assert verdicts(far, heard) == [False] * 2 + [True] * 6 + [False] + [True] * 11
+
+
+def test_sound_after_a_second_of_silence_asks_for_a_fresh_canceller() -> None:
+    """
+    The first sound ever does not (the canceller is fresh), nor sound after a short pause;
+    sound after a pause of a second or more does.
+    """
+    gate = EchoGate(RATE)
+    sound, silence = pcm(noise(FRAME, seed=1)), bytes(2 * FRAME)
+    frames = [sound] * 3 + [silence] * 99 + [sound] + [silence] * 100 + [sound, sound]
+
+    fresh = [index for index, frame in enumerate(frames) if gate.played(frame)]
+
+    assert fresh == [203]
+
+
+def test_faint_render_audio_counts_as_silence() -> None:
+    """Render frames whose samples stay within +-31 (below -60 dBFS) are silence."""
+    gate = EchoGate(RATE)
+    faint = pcm(np.full(FRAME, 31.0))
+    frames = [pcm(noise(FRAME, seed=1))] + [faint] * 100 + [pcm(np.full(FRAME, -32.0))]
+
+    assert [gate.played(frame) for frame in frames][-1] is True
+
+
+def test_a_rate_must_be_positive() -> None:
+    """A rate of zero is refused."""
+    with pytest.raises(ValueError, match="positive"):
+        EchoGate(0)
