@@ -18,7 +18,8 @@ import contextlib
 import logging
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,12 +35,15 @@ from coze_edge.adapters.opus import version as opus_version
 from coze_edge.adapters.stores import ControlsStore, ConversationStore, conversation_owner
 from coze_edge.adapters.token_store import TokenStore
 from coze_edge.adapters.vad_webrtc import WebrtcVad
+from coze_edge.adapters.voice_clips import Voice, VoiceClipError, load_voice
 from coze_edge.binding import ensure_bound
 from coze_edge.config import Config, read_secret
 from coze_edge.conversation import Conversation
+from coze_edge.core.backoff import backoff
 from coze_edge.core.commands import Command
 from coze_edge.core.endpointer import Endpointer
 from coze_edge.core.session import Session, SessionSettings
+from coze_edge.core.spoken_code import spoken_code
 from coze_edge.core.status import DeviceStatus
 from coze_edge.credentials import TokenSource, pat_tokens
 from coze_edge.ctl import CtlServer, socket_path
@@ -244,9 +248,17 @@ class Daemon:
         self._keeper: OAuthTokens | None = None
         if tokens is None:
             tokens = self._credentials(http)
+        elif isinstance(tokens, OAuthTokens) and tokens.managed:
+            self._keeper = tokens
         self._tokens = tokens
         self._conversations = ConversationStore(config.state_dir, _conversation_owner(config))
         self._conversation: Conversation | None = None
+        self._voice: Voice | None = None
+        if config.auth.speak_code and self._keeper is not None:
+            try:
+                self._voice = load_voice(config.auth.speak_code_language)
+            except VoiceClipError as exc:
+                raise ConfigError([("auth.speak_code_language", str(exc))]) from None
         self.started = asyncio.Event()
 
     def _credentials(self, http: CozeHttp | None) -> TokenSource:
@@ -351,6 +363,7 @@ class Daemon:
             on_event=self._on_event,
             remember_conversation=self._conversations.save,
             earcons=config.audio.earcons,
+            refused_retry_s=config.coze.refused_retry_s,
         )
         async with speaker:
             self.board.audio_fault(None)
@@ -387,7 +400,16 @@ class Daemon:
             Service("ready", self._announce_ready),
         ]
         if self._keeper is not None:
-            services.append(Service("token-keeper", self._keeper.run, on_failure=self._no_token))
+            services.append(
+                Service(
+                    "token-keeper",
+                    self._keeper.run,
+                    delays=self._keeper_delays,
+                    on_failure=self._no_token,
+                )
+            )
+        if self._voice is not None:
+            services.append(Service("speak-login-code", self._speak_login_code))
         if self.config.device.connector_id and self._http is not None:
             http, tokens, config = self._http, self._tokens, self.config
             services.append(Service("binding", lambda: ensure_bound(config, http, tokens)))
@@ -399,8 +421,41 @@ class Daemon:
             services.append(Service("state-hook", self._hook.run))
         return services + (extra or [])
 
+    def _keeper_delays(self) -> Iterator[float]:
+        """Before the first login the owner may be waiting for a code on a device whose
+        network just came up: try again every few seconds. A refresh that fails has the
+        old token's remaining life to succeed in: back off further."""
+        assert self._keeper is not None
+        return backoff(first=1.0, cap=5.0 if self._keeper.logged_out else 60.0)
+
     def _no_token(self, exc: TransientError) -> None:
         self.board.connect_problem(str(exc))
+
+    async def _speak_login_code(self) -> None:
+        """``auth.speak_code``: while a login waits, say its code on the speaker, again
+        every ``speak_code_every_s`` and at once when a new code replaces it."""
+        assert self._voice is not None
+        voice, every_s = self._voice, self.config.auth.speak_code_every_s
+        said: str | None = None
+        while True:
+            prompt = self.login.get_nowait()
+            conversation = self._conversation
+            if prompt is None or conversation is None:
+                await self.board.login_changed()
+                continue
+            left_min = (prompt.expires_at - datetime.now(UTC)).total_seconds() / 60
+            speech = spoken_code(
+                prompt.user_code,
+                minutes_left=left_min,
+                renewed=said is not None and said != prompt.user_code,
+            )
+            rate = conversation.devices[1].rate
+            conversation.announce(await asyncio.to_thread(voice.render, speech, rate))
+            log.info("said the login code on the speaker; again in %.0f s", every_s)
+            said = prompt.user_code
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(every_s):
+                    await self.board.login_changed()
 
 
 def _conversation_owner(config: Config) -> str:

@@ -221,6 +221,16 @@ class OAuthTokens:
         self.unsaved = False
         """The token in memory is newer than the one on disk (the disk refused it)."""
 
+    @property
+    def managed(self) -> bool:
+        """The daemon's keeper does the logins and refreshes (:meth:`run`)."""
+        return self._managed
+
+    @property
+    def logged_out(self) -> bool:
+        """No token at all: a device login is needed."""
+        return self._token is None
+
     # ------------------------------------------------------------------ TokenSource
 
     async def token(self) -> str:

@@ -12,6 +12,7 @@ device muted from Home Assistant comes back muted after a power cut.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -43,6 +44,7 @@ class StatusBoard:
         """The newest published state (MQTT, ``ctl status``)."""
         self.login = Latest[LoginPrompt | None](None)
         """The pending device login, if any (MQTT ``login`` topic, ``ctl status``)."""
+        self._login_changed = asyncio.Event()
         self.status.set(self._parts.status())
 
     @property
@@ -76,7 +78,14 @@ class StatusBoard:
         elif self.login.get_nowait() is not None:
             log.info("logged in")
         self.login.set(prompt)
+        changed, self._login_changed = self._login_changed, asyncio.Event()
+        changed.set()
         self._apply(replace(self._parts, login_pending=prompt is not None))
+
+    async def login_changed(self) -> LoginPrompt | None:
+        """Wait for the next change of the pending login (any number of waiters)."""
+        await self._login_changed.wait()
+        return self.login.get_nowait()
 
     def audio_fault(self, fault: str | None) -> None:
         self._apply(replace(self._parts, audio_fault=fault))

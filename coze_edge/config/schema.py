@@ -87,6 +87,10 @@ class CozeConfig:
     ping_interval_s: float = 20.0
     """WebSocket keep-alive ping interval; a missed pong counts as a dropped connection."""
 
+    refused_retry_s: float = 300.0
+    """After Coze refused the bot or account (not published, no permission, ...): wait at
+    least this long before the next session; the state shows ``error`` meanwhile."""
+
     def __post_init__(self) -> None:
         api, ws = REGION_HOSTS.get(self.region, ("", ""))
         object.__setattr__(self, "api_base", (self.api_base or api).rstrip("/"))
@@ -108,6 +112,7 @@ class CozeConfig:
         yield from positive("connect_timeout_s", self.connect_timeout_s, 300, " s")
         yield from positive("read_timeout_s", self.read_timeout_s, 600, " s")
         yield from positive("ping_interval_s", self.ping_interval_s, 600, " s")
+        yield from positive("refused_retry_s", self.refused_retry_s, 86400, " s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,9 +131,23 @@ class AuthConfig:
     pat_file: Path | None = None
     """File holding a personal access token (``pat``); else the ``coze_pat`` credential."""
 
+    speak_code: bool = False
+    """While a device login waits, say its code on the speaker (built-in voice clips, no
+    cloud TTS), every ``speak_code_every_s``: for a device with no screen and no MQTT."""
+
+    speak_code_every_s: float = 180.0
+    """How often the code is said again while the login waits."""
+
+    speak_code_language: str = "en"
+    """The voice clips to say it with (a folder under coze_edge/data/voice)."""
+
     def problems(self) -> Iterator[Problem]:
         """What is wrong with these values; keys are relative to the section."""
         yield from one_of("method", self.method, ("device_code", "pat"))
+        yield from positive("speak_code_every_s", self.speak_code_every_s, 86400, " s")
+        if self.speak_code_every_s < 30:
+            yield "speak_code_every_s", "must be at least 30 s (the code takes about 20 s to say)"
+        yield from not_blank("speak_code_language", self.speak_code_language)
         if self.method == "device_code" and not (self.client_id or "").strip():
             yield "client_id", "required with method device_code: the OAuth app's client id"
         yield from not_blank("workspace_id", self.workspace_id)
