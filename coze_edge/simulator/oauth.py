@@ -10,6 +10,7 @@ the real keys and status are inferred (coze-protocol.md 2.5).
 
 from __future__ import annotations
 
+import html
 import logging
 import secrets
 import time
@@ -199,7 +200,8 @@ class OAuth:
         return web.json_response(self._issue(code.client_id))
 
     async def _device_page(self, request: web.Request) -> web.Response:
-        code = request.query.get("user_code", "")
+        # The code comes from the link's query: whatever it holds is shown, never run.
+        code = html.escape(request.query.get("user_code", ""))
         page = (
             "<!doctype html><title>coze-edge simulator: device login</title>"
             "<h1>Approve a device</h1><form method=post>"
