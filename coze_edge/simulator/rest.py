@@ -16,7 +16,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from coze_edge.simulator.faults import Faults
-from coze_edge.simulator.ids import numeric_id, rest_logid
+from coze_edge.simulator.ids import logid_for, numeric_id
 
 LOGID: Final = web.RequestKey("logid", str)
 """The logid of the request, for the body's ``detail.logid``."""
@@ -28,8 +28,9 @@ Authorize = Callable[[web.Request], str | None]
 
 @web.middleware
 async def logid_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every answer carries ``X-Tt-Logid`` (coze-protocol.md 1.3), errors included."""
-    logid = rest_logid()
+    """Every answer carries ``X-Tt-Logid`` (coze-protocol.md 1.3), errors included; the
+    shape is REST's or, for a WebSocket's handshake, the WebSocket one (ids.py)."""
+    logid = logid_for(request.path)
     request[LOGID] = logid
     try:
         response = await handler(request)
