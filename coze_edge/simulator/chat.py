@@ -24,6 +24,7 @@ from typing import Any, Final, Self
 from aiohttp import WSMsgType, web
 
 from coze_edge.adapters.opus import OpusDecoder, OpusError
+from coze_edge.simulator.conversations import Conversations
 from coze_edge.simulator.faults import Faults
 from coze_edge.simulator.ids import numeric_id
 from coze_edge.simulator.reply import RATE, Audio, RecordedReply, Sentence, Text
@@ -47,6 +48,8 @@ class ChatConnection:
     closed: bool = False
     heard: bytearray = field(default_factory=bytearray)
     """Every appended audio as PCM (Opus packets decoded), whatever turn it was in."""
+    logid: str = ""
+    """The connection's logid: its handshake answer's and every event's."""
 
     def event_types(self) -> list[str]:
         return [str(frame.get("event_type")) for frame in self.received]
@@ -65,6 +68,8 @@ class ChatSettings:
     """What every committed utterance is heard as."""
     reply_speed: float
     """How many times faster than real time the reply's audio is sent."""
+    published_bots: frozenset[str] | None = None
+    """The bots published to the API channel; None: every bot id is."""
 
 
 class ChatEndpoint:
@@ -77,11 +82,13 @@ class ChatEndpoint:
         reply: RecordedReply,
         authorize: Authorize,
         faults: Callable[[], Faults],
+        conversations: Conversations,
     ) -> None:
         self._settings = settings
         self._reply = reply
         self._authorize = authorize
         self._faults = faults
+        self._conversations = conversations
         self.connections: list[ChatConnection] = []
         """Every session, open or closed, in the order they opened."""
         self._open: set[web.WebSocketResponse] = set()
@@ -116,7 +123,7 @@ class ChatEndpoint:
         ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, autoping=True)
         ws.headers["X-Tt-Logid"] = logid
         await ws.prepare(request)
-        conn = ChatConnection(query, dict(request.headers), token)
+        conn = ChatConnection(query, dict(request.headers), token, logid=logid)
         self.connections.append(conn)
         self._open.add(ws)
         self._all_closed.clear()
@@ -129,6 +136,7 @@ class ChatEndpoint:
             settings=self._settings,
             reply=self._reply,
             faults=self._faults,
+            conversations=self._conversations,
         )
         try:
             await session.run()
@@ -174,8 +182,38 @@ class OneTask:
         return was_running
 
 
+@dataclass(frozen=True, slots=True)
+class _Frame:
+    """A client event as it came."""
+
+    event_type: str
+    data: dict[str, Any]
+    text: str
+    """The frame's text: an error in answer to it echoes this as ``detail.origin_message``."""
+
+
+# coze-protocol.md 1.7; the messages are paraphrased, the real wording is not recorded.
+_BOT_REFUSALS: Final = {
+    4006: "invalid bot id: the bot does not exist or the token has no access to it",
+    4015: "the bot has not been published to the API channel",
+    4101: "the token has no permission for this bot",
+}
+
+
 class ChatSession:
-    """The server side of one /v1/chat connection."""
+    """
+    The server side of one /v1/chat connection.
+
+    Refusals are ``error`` events that leave the socket open, with the refused frame in
+    ``detail.origin_message`` (a field cozepy models; coze-protocol.md 4.2). Whether the
+    real server keeps the socket open after an error is unknown (coze-protocol.md 8.4);
+    so is its answer to a ``chat.update`` that names a conversation it does not know
+    (an error, a closed socket, or silently a new conversation): here it is error 4002,
+    the code Coze documents for a conversation that does not exist, and the session keeps
+    its previous configuration (none, for a first ``chat.update``). A bot that cannot be
+    used (``Faults.bot_error``, or a bot outside ``published_bots``) refuses the
+    ``chat.update`` and every turn the same way.
+    """
 
     def __init__(
         self,
@@ -187,6 +225,7 @@ class ChatSession:
         settings: ChatSettings,
         reply: RecordedReply,
         faults: Callable[[], Faults],
+        conversations: Conversations,
     ) -> None:
         self.ws = ws
         self.conn = conn
@@ -195,8 +234,9 @@ class ChatSession:
         self._settings = settings
         self._reply = reply
         self._faults = faults
+        self._conversations = conversations
         self.config: dict[str, Any] = {}
-        self.conversation = numeric_id()
+        self._conversation: str | None = None
         self.audio = bytearray()
         self.chat_id: str | None = None
         self.opus: OpusDecoder | None = None
@@ -206,28 +246,43 @@ class ChatSession:
         async with self._replying:
             await self.send("chat.created")
             async for message in self.ws:
+                if message.type == WSMsgType.BINARY:
+                    origin = bytes(message.data).decode("utf-8", "replace")
+                    await self.error(4000, "binary frames are not supported", origin)
+                    continue
                 if message.type != WSMsgType.TEXT:
-                    if message.type == WSMsgType.BINARY:
-                        await self.error(4000, "binary frames are not supported")
                     continue
                 try:
-                    frame = json.loads(message.data)
-                    event_type = frame["event_type"]
+                    parsed = json.loads(message.data)
+                    event_type = str(parsed["event_type"])
                 except (ValueError, KeyError, TypeError):
-                    await self.error(4000, "invalid message: not a JSON event")
+                    await self.error(4000, "invalid message: not a JSON event", message.data)
                     continue
-                self.conn.received.append(frame)
-                await self.handle(str(event_type), frame.get("data") or {})
+                self.conn.received.append(parsed)
+                data = parsed.get("data")
+                await self.handle(
+                    _Frame(event_type, data if isinstance(data, dict) else {}, message.data)
+                )
 
-    async def send(self, event_type: str, data: Any = None) -> None:
+    async def send(self, event_type: str, data: Any = None, origin: str | None = None) -> None:
         frame: dict[str, Any] = {"event_type": event_type, "id": str(uuid.uuid4())}
         if data is not None:
             frame["data"] = data
-        frame["detail"] = {"logid": self.logid, "respond_at": str(int(time.time() * 1000))}
+        detail = {"logid": self.logid, "respond_at": str(int(time.time() * 1000))}
+        if origin is not None:
+            detail["origin_message"] = origin
+        frame["detail"] = detail
         await self.ws.send_str(json.dumps(frame, ensure_ascii=False))
 
-    async def error(self, code: int, msg: str) -> None:
-        await self.send("error", {"code": code, "msg": msg})
+    async def error(self, code: int, msg: str, origin: str) -> None:
+        """An ``error`` event in answer to the client frame ``origin``."""
+        await self.send("error", {"code": code, "msg": msg}, origin=origin)
+
+    def conversation(self) -> str:
+        """The session's conversation; a new one if it has none yet."""
+        if self._conversation is None:
+            self._conversation = self._conversations.issue(self.bot)
+        return self._conversation
 
     def _input_format(self) -> str:
         return str((self.config.get("input_audio") or {}).get("format", "wav"))
@@ -240,52 +295,39 @@ class ChatSession:
     def _server_vad(self) -> bool:
         return (self.config.get("turn_detection") or {}).get("type") == "server_vad"
 
-    async def handle(self, event_type: str, data: dict[str, Any]) -> None:
-        match event_type:
+    def _bot_refusal(self) -> tuple[int, str] | None:
+        code = self._faults().bot_error
+        published = self._settings.published_bots
+        if code is None and published is not None and self.bot not in published:
+            code = 4015
+        if code is None:
+            return None
+        return code, _BOT_REFUSALS.get(code, "simulated bot error")
+
+    async def handle(self, frame: _Frame) -> None:
+        data = frame.data
+        match frame.event_type:
             case "chat.update":
-                self.config.update(data)
-                chat_config = dict(self.config.get("chat_config") or {})
-                self.conversation = chat_config.get("conversation_id") or self.conversation
-                chat_config["conversation_id"] = self.conversation
-                self.config["chat_config"] = chat_config
-                input_audio = {
-                    "format": "wav",
-                    "codec": "pcm",
-                    "sample_rate": RATE,
-                    "channel": 1,
-                    "bit_depth": 16,
-                    **(self.config.get("input_audio") or {}),
-                }
-                output_audio = {"codec": "pcm", **(self.config.get("output_audio") or {})}
-                self.opus = None
-                if input_audio["codec"] == "opus":
-                    try:
-                        self.opus = OpusDecoder(int(input_audio["sample_rate"]))
-                    except (ValueError, TypeError) as exc:
-                        await self.error(4000, f"input_audio: {exc}")
-                        return
-                await self.send(
-                    "chat.updated",
-                    {**self.config, "input_audio": input_audio, "output_audio": output_audio},
-                )
+                await self._update(frame)
             case "input_audio_buffer.append":
                 if self._input_format() != "pcm":
                     # What the real server says when a raw-PCM client did not set the format.
                     await self.error(
                         4000,
                         "audio should follow the format: wav, or set input_audio via chat.update",
+                        frame.text,
                     )
                     return
                 try:
                     audio = base64.b64decode(str(data.get("delta", "")), validate=True)
                 except ValueError:
-                    await self.error(4000, "delta is not base64")
+                    await self.error(4000, "delta is not base64", frame.text)
                     return
                 if self.opus is not None:
                     try:
                         audio = self.opus.decode(audio)
                     except OpusError as exc:
-                        await self.error(4000, f"delta is not an Opus packet: {exc}")
+                        await self.error(4000, f"delta is not an Opus packet: {exc}", frame.text)
                         return
                 self.audio += audio
                 self.conn.heard += audio
@@ -295,7 +337,8 @@ class ChatSession:
                 await self.send("input_audio_buffer.completed")
                 heard, self.audio = bytes(self.audio), bytearray()
                 if heard:
-                    await self._start(self._answer(voice=True))
+                    # A reply still running is cut without an event [INF]: one chat at a time.
+                    await self._start(self._answer(frame, voice=True))
             case "input_audio_buffer.clear":
                 self.audio.clear()
                 await self.send("input_audio_buffer.cleared")
@@ -304,22 +347,63 @@ class ChatSession:
                     await self.send(
                         "conversation.chat.canceled", {"code": 2, "msg": "canceled by client"}
                     )
+                else:  # nothing to cancel: what Coze documents (coze-protocol.md 1.7)
+                    await self.error(
+                        4104, "chat cannot be cancelled in its current status", frame.text
+                    )
             case "conversation.message.create":
                 await self._interrupt(3)
-                await self._start(self._answer(voice=False))
+                await self._start(self._answer(frame, voice=False))
             case "conversation.clear":
                 await self.send("conversation.cleared")
             case "input_text.generate_audio":
                 text = str(data.get("text", ""))
                 if not text or len(text.encode()) > 1023:
-                    await self.error(4000, "text must be 1..1023 bytes")
+                    await self.error(4000, "text must be 1..1023 bytes", frame.text)
                     return
                 await self._interrupt(3)
                 await self._start(self._speak(text))
             case "conversation.chat.submit_tool_outputs":
                 pass
-            case _:
-                await self.error(4000, f"unknown event type {event_type}")
+            case unknown:
+                await self.error(4000, f"unknown event type {unknown}", frame.text)
+
+    async def _update(self, frame: _Frame) -> None:
+        """``chat.update``: all of it takes effect, or none of it and an ``error``."""
+        refusal = self._bot_refusal()
+        if refusal is not None:
+            await self.error(*refusal, frame.text)
+            return
+        config = {**self.config, **frame.data}
+        chat_config = dict(config.get("chat_config") or {})
+        named = chat_config.get("conversation_id")
+        if named and not self._conversations.knows(self.bot, str(named)):
+            await self.error(4002, f"conversation not found: {named}", frame.text)
+            return
+        input_audio = {
+            "format": "wav",
+            "codec": "pcm",
+            "sample_rate": RATE,
+            "channel": 1,
+            "bit_depth": 16,
+            **(config.get("input_audio") or {}),
+        }
+        output_audio = {"codec": "pcm", **(config.get("output_audio") or {})}
+        opus = None
+        if input_audio["codec"] == "opus":
+            try:
+                opus = OpusDecoder(int(input_audio["sample_rate"]))
+            except (ValueError, TypeError) as exc:
+                await self.error(4000, f"input_audio: {exc}", frame.text)
+                return
+        if named:
+            self._conversation = str(named)
+        chat_config["conversation_id"] = self.conversation()
+        config["chat_config"] = chat_config
+        self.config, self.opus = config, opus
+        await self.send(
+            "chat.updated", {**config, "input_audio": input_audio, "output_audio": output_audio}
+        )
 
     async def _start(self, reply: Coroutine[Any, Any, None]) -> None:
         await self._replying.start(self._until_gone(reply), name=f"reply-{self.logid}")
@@ -340,25 +424,25 @@ class ChatSession:
         assert self.chat_id is not None
         return {
             "id": numeric_id(),
-            "conversation_id": self.conversation,
+            "conversation_id": self.conversation(),
             "bot_id": self.bot,
             "role": role,
             "type": kind,
             "content": content,
             "content_type": content_type,
             "chat_id": self.chat_id,
-            "section_id": self.conversation,
+            "section_id": self.conversation(),
         }
 
     def _chat(self, status: str, **extra: Any) -> dict[str, Any]:
         return {
             "id": self.chat_id,
-            "conversation_id": self.conversation,
+            "conversation_id": self.conversation(),
             "bot_id": self.bot,
             "created_at": int(time.time()),
             "status": status,
             "usage": {"token_count": 0, "output_count": 0, "input_count": 0},
-            "section_id": self.conversation,
+            "section_id": self.conversation(),
             **extra,
         }
 
@@ -367,12 +451,17 @@ class ChatSession:
         if delay:
             await asyncio.sleep(delay)
 
-    async def _answer(self, *, voice: bool) -> None:
+    async def _answer(self, turn: _Frame, *, voice: bool) -> None:
+        """The reply to ``turn``: a committed utterance, or a text message."""
+        refusal = self._bot_refusal()
+        if refusal is not None:
+            await self.error(*refusal, turn.text)
+            return
         faults = self._faults()
         if faults.silent:
             return
         if faults.error_on_complete is not None:
-            await self.error(faults.error_on_complete, "simulated error")
+            await self.error(faults.error_on_complete, "simulated error", turn.text)
             return
         if faults.malformed_frame:
             await self.ws.send_str("{this is not json")

@@ -16,6 +16,10 @@ class Faults:
 
     reject_handshake: int | None = None
     """Refuse /v1/chat handshakes with this HTTP status."""
+    bot_error: int | None = None
+    """Open the socket, then answer ``chat.update`` and every turn with an ``error`` of this
+    code and no reply: 4015 bot not published to the API channel, 4101 no permission,
+    4006 invalid bot id (coze-protocol.md 1.7)."""
     close_after_audio_deltas: int | None = None
     """Close the socket mid-reply after this many audio deltas."""
     error_on_complete: int | None = None

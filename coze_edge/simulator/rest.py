@@ -15,8 +15,9 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from coze_edge.simulator.conversations import Conversations
 from coze_edge.simulator.faults import Faults
-from coze_edge.simulator.ids import logid_for, numeric_id
+from coze_edge.simulator.ids import logid_for
 
 LOGID: Final = web.RequestKey("logid", str)
 """The logid of the request, for the body's ``detail.logid``."""
@@ -72,9 +73,12 @@ async def read_json(request: web.Request) -> dict[str, Any]:
 class Rest:
     """Bind device, voices and conversations, behind a bearer token."""
 
-    def __init__(self, *, authorize: Authorize, faults: Callable[[], Faults]) -> None:
+    def __init__(
+        self, *, authorize: Authorize, faults: Callable[[], Faults], conversations: Conversations
+    ) -> None:
         self._authorize = authorize
         self._faults = faults
+        self._conversations = conversations
         self.bindings: list[dict[str, Any]] = []
         """Every accepted bind request: ``connector_id`` and the body."""
 
@@ -130,7 +134,9 @@ class Rest:
     async def _create_conversation(self, request: web.Request) -> web.Response:
         if self._authorize(request) is None:
             return unauthorized(request)
-        conversation = numeric_id()
+        body = await read_json(request) if request.body_exists else {}
+        bot_id = body.get("bot_id")
+        conversation = self._conversations.issue(None if bot_id is None else str(bot_id))
         return ok(
             request,
             {

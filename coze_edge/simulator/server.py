@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from coze_edge.simulator.chat import ChatConnection, ChatEndpoint, ChatSettings
+from coze_edge.simulator.conversations import Conversations
 from coze_edge.simulator.faults import Faults
 from coze_edge.simulator.oauth import OAuth
 from coze_edge.simulator.reply import RecordedReply
@@ -35,7 +36,14 @@ class Simulator:
         device_code_ttl_s: int = 300,
         poll_interval_s: int = 5,
         reply_speed: float = 6.0,
+        published_bots: Iterable[str] | None = None,
     ) -> None:
+        """
+        ``pats``: the personal access tokens it accepts. ``reply_speed``: how many times
+        faster than real time the reply's audio is sent (the real server: about 6).
+        ``published_bots``: the bot ids published to the API channel; a session for any
+        other bot is refused with error 4015 (None: every bot id is).
+        """
         self.host = host
         self.port = port
         """The port it listens on; the real one once started with ``port=0``."""
@@ -49,12 +57,22 @@ class Simulator:
             device_code_ttl_s=device_code_ttl_s,
             poll_interval_s=poll_interval_s,
         )
-        self._rest = Rest(authorize=self._oauth.authorize, faults=self._current_faults)
+        self._conversations = Conversations()
+        self._rest = Rest(
+            authorize=self._oauth.authorize,
+            faults=self._current_faults,
+            conversations=self._conversations,
+        )
         self._chat = ChatEndpoint(
-            settings=ChatSettings(transcript=transcript, reply_speed=reply_speed),
+            settings=ChatSettings(
+                transcript=transcript,
+                reply_speed=reply_speed,
+                published_bots=None if published_bots is None else frozenset(published_bots),
+            ),
             reply=RecordedReply.load(),
             authorize=self._oauth.authorize,
             faults=self._current_faults,
+            conversations=self._conversations,
         )
         self._runner: web.AppRunner | None = None
 
@@ -130,6 +148,16 @@ class Simulator:
     def pending_user_codes(self) -> list[str]:
         """User codes issued and neither approved, denied nor expired."""
         return self._oauth.pending_user_codes()
+
+    def known_conversations(self, bot_id: str) -> frozenset[str]:
+        """The conversation ids a ``chat.update`` for ``bot_id`` may name: those issued for
+        it (REST, or a session given none) and those created over REST without a bot."""
+        return self._conversations.of(bot_id)
+
+    def forget_conversations(self) -> None:
+        """Every conversation issued so far is unknown from now on: a ``chat.update`` that
+        names one is refused with error 4002 (as when Coze dropped it)."""
+        self._conversations.forget()
 
     def expire_access_tokens(self) -> None:
         """Every issued OAuth access token stops working now (PATs are not affected)."""
