@@ -21,7 +21,7 @@ The parts, one module each:
 """
 
 from coze_edge.simulator.chat import ChatConnection
-from coze_edge.simulator.faults import Faults
+from coze_edge.simulator.faults import REAL_EXPIRY, Faults, TokenFault
 from coze_edge.simulator.server import Simulator, serve
 
-__all__ = ["ChatConnection", "Faults", "Simulator", "serve"]
+__all__ = ["REAL_EXPIRY", "ChatConnection", "Faults", "Simulator", "TokenFault", "serve"]

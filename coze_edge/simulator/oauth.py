@@ -10,6 +10,7 @@ the real keys and status are inferred (coze-protocol.md 2.5).
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import secrets
@@ -20,12 +21,11 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from coze_edge.simulator.faults import Faults
+from coze_edge.simulator.faults import DEVICE_GRANT, REAL_EXPIRY, Faults, TokenFault
 from coze_edge.simulator.rest import read_json
 
 log = logging.getLogger(__name__)
 
-DEVICE_GRANT: Final = "urn:ietf:params:oauth:grant-type:device_code"
 _USER_CODE_LETTERS: Final = "BCDFGHJKLMNPQRSTVWXZ"
 
 
@@ -158,20 +158,42 @@ class OAuth:
         self._access[access] = expires_at
         self._refresh[refresh] = client_id
         # expires_in is an absolute Unix time in seconds (coze-protocol.md 2.3).
+        expires_in = self._faults().token_expires_in
         return {
             "access_token": access,
-            "expires_in": expires_at,
+            "expires_in": expires_at if expires_in is REAL_EXPIRY else expires_in,
             "refresh_token": refresh,
             "token_type": "Bearer",
         }
 
+    def _token_fault(self, grant: str) -> TokenFault | None:
+        faults = self._faults()
+        if faults.token_fault is not None and faults.token_fault.take(grant):
+            return faults.token_fault
+        if faults.token_error_code:
+            return TokenFault.oauth(faults.token_error_code)
+        return None
+
     async def _token(self, request: web.Request) -> web.Response:
         self.token_requests += 1
         body = await read_json(request)
-        error = self._faults().token_error_code
-        if error:
-            return oauth_error(error, "simulated failure")
-        grant = body.get("grant_type")
+        grant = str(body.get("grant_type"))
+        fault = self._token_fault(grant)
+        if fault is not None:
+            if fault.delay_s:
+                await asyncio.sleep(fault.delay_s)
+            if request.transport is None or request.transport.is_closing():
+                log.info("! token request dropped: its client left before the answer")
+                return web.Response(status=499)  # nobody reads it
+            if fault.body is not None:
+                return web.Response(
+                    status=fault.status,
+                    body=fault.body.encode(),
+                    headers={"Content-Type": fault.content_type},
+                )
+        return self._grant(body, grant)
+
+    def _grant(self, body: dict[str, Any], grant: str) -> web.Response:
         if grant == "refresh_token":
             client_id = self._refresh.pop(str(body.get("refresh_token")), None)
             if client_id is None or client_id != body.get("client_id"):
