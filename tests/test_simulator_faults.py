@@ -1,4 +1,5 @@
-"""The simulator's fault switches, each over real loopback sockets."""
+"""The simulator's fault switches, each over real loopback sockets: the network going away,
+the token endpoint misbehaving, odd expiry values, and bots that cannot be used."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets
+from websockets.asyncio.client import connect
 
 from coze_edge.simulator import REAL_EXPIRY, Faults, Simulator, TokenFault
 from tests.sim_clients import (
@@ -28,6 +31,64 @@ from tests.sim_clients import (
 )
 
 OTHER_BOT = "7496347519799787000"
+
+# --- the network goes away ----------------------------------------------------------------
+
+
+async def test_a_client_is_refused_while_down_and_served_after_come_up() -> None:
+    """go_down drops the open socket and keep-alive connection and refuses new ones;
+    come_up serves again on the same port."""
+    async with Simulator() as sim, httpx.AsyncClient(timeout=5000 * MS) as http:
+        port = sim.port
+        voices = f"{sim.api_base}/v1/audio/voices"
+        auth = {"Authorization": "Bearer sim-pat"}
+        assert (await http.get(voices, headers=auth)).status_code == 200  # kept alive
+        async with chat_socket(sim) as ws:
+            await sim.go_down()
+            assert sim.is_down
+            with pytest.raises(websockets.ConnectionClosedError) as dropped:
+                await next_event(ws)
+        assert dropped.value.rcvd is None  # no close frame: the network went away
+        assert sim.connections[0].closed
+        with pytest.raises(httpx.ConnectError):
+            await http.get(voices, headers=auth)
+        with pytest.raises(ConnectionRefusedError):
+            await connect(f"{sim.ws_base}/v1/chat?bot_id={BOT}", additional_headers=auth)
+
+        await sim.come_up()
+
+        assert sim.port == port
+        assert (await http.get(voices, headers=auth)).status_code == 200
+        async with chat_socket(sim) as ws:
+            assert (await configure(ws))["event_type"] == "chat.updated"
+        assert len(sim.connections) == 2
+
+
+async def test_going_down_mid_reply_ends_the_session_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """go_down while a reply streams: the session and its reply end, nothing is logged as
+    an error, and the next session after come_up replies in full."""
+    caplog.set_level("WARNING")
+    async with Simulator(reply_speed=1.0) as sim:
+        async with chat_socket(sim) as ws:
+            await configure(ws)
+            await send(
+                ws,
+                "conversation.message.create",
+                {"role": "user", "content_type": "text", "content": "hi"},
+            )
+            await next_of(ws, "conversation.audio.delta")
+            await sim.go_down()
+        assert sim.connections[0].closed
+        await sim.come_up()
+        async with chat_socket(sim) as ws:
+            await configure(ws)
+            await send(ws, "conversation.chat.cancel")
+            assert (await next_event(ws))["data"]["code"] == 4104  # nothing running here
+
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
 
 # --- the token endpoint -------------------------------------------------------------------
 

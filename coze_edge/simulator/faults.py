@@ -3,6 +3,7 @@ The fault switches: what a test flips on a running simulator to make Coze misbeh
 
 ``sim.faults`` is read when each request or frame is handled, so a test may flip one
 switch, or put a whole new ``Faults()`` in place, at any time. All are off by default.
+(Taking the network away is not a switch: ``await sim.go_down()``, ``await sim.come_up()``.)
 """
 
 from __future__ import annotations

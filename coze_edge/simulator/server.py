@@ -1,6 +1,13 @@
 """
 The simulator as one server: REST and the /v1/chat WebSocket on one port, its lifecycle,
 and the helpers tests use to drive it and read what it saw.
+
+``go_down()`` models the network going away, as a device sees it: the port stops
+listening, so a new connection is refused, and every open connection, HTTP keep-alive or
+WebSocket, is dropped without a closing handshake (a WebSocket client sees 1006), its
+unsent data lost. ``come_up()`` listens on the same port again (``SO_REUSEADDR``, so the
+dropped connections' TIME_WAIT does not stand in the way); everything the simulator knew
+(tokens, conversations, what it saw) is kept, as a real server's would be.
 """
 
 from __future__ import annotations
@@ -75,6 +82,7 @@ class Simulator:
             conversations=self._conversations,
         )
         self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
 
     def _current_faults(self) -> Faults:
         return self.faults
@@ -94,17 +102,49 @@ class Simulator:
         app.add_routes([*self._oauth.routes(), *self._rest.routes(), *self._chat.routes()])
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        for address in self._runner.addresses:
-            self.port = int(address[1])
-            break
+        await self._listen()
 
     async def stop(self) -> None:
         await self._chat.close_all()
         if self._runner is not None:
             await self._runner.cleanup()
-            self._runner = None
+            self._runner = self._site = None
+
+    @property
+    def is_down(self) -> bool:
+        """Whether it is started but not listening (after ``go_down()``)."""
+        return self._runner is not None and self._site is None
+
+    async def go_down(self) -> None:
+        """The network goes away: stop listening, drop every open connection, and return
+        once every chat session has ended."""
+        if self._runner is None or self._site is None:
+            raise RuntimeError("the simulator is not up")
+        await self._site.stop()
+        self._site = None
+        assert self._runner.server is not None
+        for connection in self._runner.server.connections:
+            if connection.transport is not None:
+                connection.transport.abort()  # at once, unsent data and all; no close frame
+            connection.force_close()
+        await self._chat.wait_all_closed()
+        log.info("= down: %s refuses connections", self.api_base)
+
+    async def come_up(self) -> None:
+        """The network is back: listen on the same port again."""
+        if self._runner is None or self._site is not None:
+            raise RuntimeError("the simulator is not down")
+        await self._listen()
+        log.info("= up again at %s", self.api_base)
+
+    async def _listen(self) -> None:
+        assert self._runner is not None
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        self._site = site
+        for address in self._runner.addresses:
+            self.port = int(address[1])  # the real one, when asked for port 0
+            break
 
     async def __aenter__(self) -> Simulator:
         await self.start()
