@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import logging
 import time
@@ -64,6 +63,8 @@ class ChatConnection:
 
 @dataclass(frozen=True)
 class ChatSettings:
+    """What every session of a simulator shares."""
+
     transcript: str
     """What every committed utterance is heard as."""
     reply_speed: float
@@ -163,9 +164,6 @@ class OneTask:
     async def __aexit__(self, *exc: object) -> None:
         await self.cancel()
 
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
-
     async def start(self, work: Coroutine[Any, Any, None], name: str) -> None:
         await self.cancel()
         self._task = asyncio.create_task(work, name=name)
@@ -177,8 +175,12 @@ class OneTask:
             return False
         was_running = not task.done()
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
             await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # we were cancelled too, not only the task
         return was_running
 
 
@@ -235,11 +237,11 @@ class ChatSession:
         self._reply = reply
         self._faults = faults
         self._conversations = conversations
-        self.config: dict[str, Any] = {}
+        self._config: dict[str, Any] = {}
         self._conversation: str | None = None
-        self.audio = bytearray()
-        self.chat_id: str | None = None
-        self.opus: OpusDecoder | None = None
+        self._audio = bytearray()
+        self._chat_id: str | None = None
+        self._opus: OpusDecoder | None = None
         self._replying = OneTask()
 
     async def run(self) -> None:
@@ -260,7 +262,7 @@ class ChatSession:
                     continue
                 self.conn.received.append(parsed)
                 data = parsed.get("data")
-                await self.handle(
+                await self._handle(
                     _Frame(event_type, data if isinstance(data, dict) else {}, message.data)
                 )
 
@@ -285,15 +287,15 @@ class ChatSession:
         return self._conversation
 
     def _input_format(self) -> str:
-        return str((self.config.get("input_audio") or {}).get("format", "wav"))
+        return str((self._config.get("input_audio") or {}).get("format", "wav"))
 
     def _output_rate(self) -> int:
-        output = self.config.get("output_audio") or {}
+        output = self._config.get("output_audio") or {}
         rate = (output.get("pcm_config") or {}).get("sample_rate", RATE)
         return rate if rate in SAMPLE_RATES else RATE
 
     def _server_vad(self) -> bool:
-        return (self.config.get("turn_detection") or {}).get("type") == "server_vad"
+        return (self._config.get("turn_detection") or {}).get("type") == "server_vad"
 
     def _bot_refusal(self) -> tuple[int, str] | None:
         code = self._faults().bot_error
@@ -304,7 +306,7 @@ class ChatSession:
             return None
         return code, _BOT_REFUSALS.get(code, "simulated bot error")
 
-    async def handle(self, frame: _Frame) -> None:
+    async def _handle(self, frame: _Frame) -> None:
         data = frame.data
         match frame.event_type:
             case "chat.update":
@@ -323,24 +325,24 @@ class ChatSession:
                 except ValueError:
                     await self.error(4000, "delta is not base64", frame.text)
                     return
-                if self.opus is not None:
+                if self._opus is not None:
                     try:
-                        audio = self.opus.decode(audio)
+                        audio = self._opus.decode(audio)
                     except OpusError as exc:
                         await self.error(4000, f"delta is not an Opus packet: {exc}", frame.text)
                         return
-                self.audio += audio
+                self._audio += audio
                 self.conn.heard += audio
             case "input_audio_buffer.complete":
                 if self._server_vad():
                     return  # ignored in server_vad mode
                 await self.send("input_audio_buffer.completed")
-                heard, self.audio = bytes(self.audio), bytearray()
+                heard, self._audio = bytes(self._audio), bytearray()
                 if heard:
                     # A reply still running is cut without an event [INF]: one chat at a time.
                     await self._start(self._answer(frame, voice=True))
             case "input_audio_buffer.clear":
-                self.audio.clear()
+                self._audio.clear()
                 await self.send("input_audio_buffer.cleared")
             case "conversation.chat.cancel":
                 if await self._replying.cancel():
@@ -374,7 +376,7 @@ class ChatSession:
         if refusal is not None:
             await self.error(*refusal, frame.text)
             return
-        config = {**self.config, **frame.data}
+        config = {**self._config, **frame.data}
         chat_config = dict(config.get("chat_config") or {})
         named = chat_config.get("conversation_id")
         if named and not self._conversations.knows(self.bot, str(named)):
@@ -400,7 +402,7 @@ class ChatSession:
             self._conversation = str(named)
         chat_config["conversation_id"] = self.conversation()
         config["chat_config"] = chat_config
-        self.config, self.opus = config, opus
+        self._config, self._opus = config, opus
         await self.send(
             "chat.updated", {**config, "input_audio": input_audio, "output_audio": output_audio}
         )
@@ -421,7 +423,7 @@ class ChatSession:
     def _message(
         self, role: str, kind: str, content: str, content_type: str = "text"
     ) -> dict[str, Any]:
-        assert self.chat_id is not None
+        assert self._chat_id is not None
         return {
             "id": numeric_id(),
             "conversation_id": self.conversation(),
@@ -430,13 +432,13 @@ class ChatSession:
             "type": kind,
             "content": content,
             "content_type": content_type,
-            "chat_id": self.chat_id,
+            "chat_id": self._chat_id,
             "section_id": self.conversation(),
         }
 
     def _chat(self, status: str, **extra: Any) -> dict[str, Any]:
         return {
-            "id": self.chat_id,
+            "id": self._chat_id,
             "conversation_id": self.conversation(),
             "bot_id": self.bot,
             "created_at": int(time.time()),
@@ -476,7 +478,7 @@ class ChatSession:
             await self.send("conversation.audio_transcript.update", {"content": half})
             await self.send("conversation.audio_transcript.update", {"content": transcript})
             await self.send("conversation.audio_transcript.completed", {"content": transcript})
-        self.chat_id = numeric_id()
+        self._chat_id = numeric_id()
         await self.send(
             "conversation.message.completed", self._message("user", "question", transcript)
         )
@@ -523,7 +525,7 @@ class ChatSession:
             "conversation.chat.completed",
             {**self._chat("completed"), "completed_at": int(time.time()), "usage": usage},
         )
-        log.info("reply of chat %s sent", self.chat_id)
+        log.info("reply of chat %s sent", self._chat_id)
 
     async def _speak(self, text: str) -> None:
         """input_text.generate_audio: audio only, ids "0", no chat events (like the trace)."""
