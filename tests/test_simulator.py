@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import html
 import json
@@ -259,3 +260,25 @@ async def test_error_on_complete_echoes_the_commit() -> None:
 
     assert error["data"]["code"] == 5000
     assert error["detail"]["origin_message"] == complete
+
+
+# --- the reply task -----------------------------------------------------------------------
+
+
+async def test_a_client_leaving_mid_reply_ends_the_reply_task() -> None:
+    """The session owns its reply: when the client closes mid-reply, the reply task has
+    ended by the time the session is recorded closed."""
+    async with Simulator(reply_speed=1.0) as sim:
+        async with chat_socket(sim) as ws:
+            await send(
+                ws,
+                "conversation.message.create",
+                {"role": "user", "content_type": "text", "content": "hi"},
+            )
+            await next_of(ws, "conversation.audio.delta")
+            [reply] = [t for t in asyncio.all_tasks() if t.get_name().startswith("reply-")]
+        [conn] = sim.connections
+        await sim.wait_for(lambda: conn.closed, 5000 * MS)
+
+        assert reply.done()
+        assert [t for t in asyncio.all_tasks() if t.get_name().startswith("reply-")] == []
