@@ -6,6 +6,10 @@ or denies a code; and which bearer tokens are good.
 OAuth answers are not enveloped. Errors carry every key some SDK reads
 (``error_code``, ``error``, ``error_message``, ``error_description``), with HTTP 400:
 the real keys and status are inferred (coze-protocol.md 2.5).
+
+The token endpoint's faults act here: ``Faults.token_fault`` (any status, body or delay),
+``Faults.token_error_code`` (an OAuth error) and ``Faults.token_expires_in`` (what issued
+tokens say about their expiry).
 """
 
 from __future__ import annotations
@@ -182,9 +186,9 @@ class OAuth:
         if fault is not None:
             if fault.delay_s:
                 await asyncio.sleep(fault.delay_s)
-            if request.transport is None or request.transport.is_closing():
-                log.info("! token request dropped: its client left before the answer")
-                return web.Response(status=499)  # nobody reads it
+                if request.transport is None or request.transport.is_closing():
+                    log.info("! token request dropped: its client left before the answer")
+                    return web.Response(status=499)  # nobody reads it
             if fault.body is not None:
                 return web.Response(
                     status=fault.status,
