@@ -11,13 +11,14 @@ behaviour as inferred, the choice made here is noted beside the code.
 
 The parts, one module each:
 
-* ``server``  the ``Simulator``: one port, lifecycle, test helpers; ``serve()`` for the CLI
-* ``faults``  the switches a test flips to make Coze misbehave
-* ``oauth``   device codes, the token endpoint, the /device approval page; bearer tokens
-* ``rest``    logids, the REST envelope, bind device, voices, conversations
-* ``chat``    the /v1/chat handshake and the server side of each voice session
-* ``reply``   the recorded reply and its pacing
-* ``ids``     logids and resource ids shaped like the real server's
+* ``server``         the ``Simulator``: one port, lifecycle, test helpers; ``serve()``
+* ``faults``         the switches a test flips to make Coze misbehave
+* ``oauth``          device codes, the token endpoint, the /device page; bearer tokens
+* ``rest``           the REST envelope and logid, bind device, voices, conversation create
+* ``conversations``  the conversation ids it issued, per bot
+* ``chat``           the /v1/chat handshake and the server side of each voice session
+* ``reply``          the recorded reply and its pacing
+* ``ids``            logids and resource ids shaped like the real server's
 """
 
 from coze_edge.simulator.chat import ChatConnection
