@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import warnings
 from typing import Any
 
@@ -141,6 +142,29 @@ async def test_cozepy_cancel_gets_chat_canceled() -> None:
 
     assert recorder.errors == []
     assert "conversation.chat.completed" not in recorder.types
+
+
+async def test_cozepy_takes_a_refusal_with_its_origin_message() -> None:
+    """A cancel with nothing running is refused with error 4104; cozepy's models accept
+    the event, detail.origin_message included, and the socket keeps working."""
+    recorder = Recorder()
+    async with Simulator() as sim:
+        client = chat_client(sim, recorder)
+        await client.connect()  # type: ignore[no-untyped-call]
+        await client.conversation_chat_cancel()
+        async with asyncio.timeout(TIMEOUT_S):
+            await recorder.done.wait()
+        await configure(client)
+        await wait_for_type(recorder, "chat.updated")
+        await client.close()
+
+    [event] = recorder.errors
+    assert event.event_type is WebsocketsEventType.ERROR
+    assert isinstance(event.data, cozepy.CozeAPIError)
+    assert event.data.code == 4104
+    assert event.data.logid == sim.connections[0].logid
+    assert json.loads(event.detail.origin_message) == sim.connections[0].received[0]
+    assert sim.connections[0].received[0]["event_type"] == "conversation.chat.cancel"
 
 
 def test_cozepy_device_flow_and_refresh_against_the_simulator() -> None:
