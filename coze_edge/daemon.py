@@ -251,7 +251,7 @@ class Daemon:
         elif isinstance(tokens, OAuthTokens) and tokens.managed:
             self._keeper = tokens
         self._tokens = tokens
-        self._conversations = ConversationStore(config.state_dir, _conversation_owner(config))
+        self._conversations = ConversationStore(config.state_dir, whose_conversation(config))
         self._conversation: Conversation | None = None
         self._voice: Voice | None = None
         if config.auth.speak_code and self._keeper is not None:
@@ -458,7 +458,7 @@ class Daemon:
                     await self.board.login_changed()
 
 
-def _conversation_owner(config: Config) -> str:
+def whose_conversation(config: Config) -> str:
     """Whose a remembered conversation is: the API host, the bot, the account (the OAuth
     app and workspace, or a fingerprint of the personal access token) and the user."""
     auth = config.auth

@@ -345,7 +345,12 @@ class ChatSession:
                 self._audio.clear()
                 await self.send("input_audio_buffer.cleared")
             case "conversation.chat.cancel":
-                if await self._replying.cancel():
+                if self._faults().cancel_too_late:
+                    # As if the chat had just completed: the cancel finds nothing to stop.
+                    await self.error(
+                        4104, "chat cannot be cancelled in its current status", frame.text
+                    )
+                elif await self._replying.cancel():
                     await self.send(
                         "conversation.chat.canceled", {"code": 2, "msg": "canceled by client"}
                     )

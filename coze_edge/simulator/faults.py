@@ -127,6 +127,10 @@ class Faults:
     """Send an event of an unknown type before each reply."""
     oversized_frame_bytes: int | None = None
     """Send one frame of this size before each reply."""
+    cancel_too_late: bool = False
+    """Answer every ``conversation.chat.cancel`` with error 4104 and let the reply go on,
+    as when the chat completed just before the cancel arrived (the race a client meets
+    when playback outlives the chat)."""
 
     # ---- REST
     bind_error_code: int | None = None
