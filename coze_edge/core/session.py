@@ -117,40 +117,50 @@ _TRANSITIONS: Final[dict[State, frozenset[State]]] = {
 
 @dataclass(frozen=True, slots=True)
 class Send:
-    """Send an event to Coze."""
+    """Send ``event`` to Coze on the current socket. If there is none (the connection just
+    dropped), the driver drops it: a ``disconnected`` call follows, and nothing in flight is
+    ever replayed on a later socket."""
 
     event: ClientEvent
 
 
 @dataclass(frozen=True, slots=True)
 class Play:
-    """Queue reply audio on the speaker."""
+    """Queue ``pcm`` (output-rate s16le mono) on the speaker after what is queued; never
+    waits. The session only asks this in SPEAKING (or on entering it)."""
 
     pcm: bytes = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class FlushPlayback:
-    """Silence the speaker now and drop what is queued."""
+    """Silence the speaker within one device block and drop everything queued; a
+    ``WatchDrain`` asked before it may still report (the session ignores a drain that
+    comes when it is no longer SPEAKING)."""
 
 
 @dataclass(frozen=True, slots=True)
 class PlayEarcon:
-    """Play a short local tone (never sent upstream)."""
+    """Play a short local tone after what is queued (the driver may skip it when earcons
+    are off); never sent upstream."""
 
     kind: EarconKind
 
 
 @dataclass(frozen=True, slots=True)
 class Announce:
-    """The state changed (or the mute flag did): tell MQTT, systemd and the log."""
+    """``state`` was entered (or the mute flag or ``fault`` changed in it): the driver
+    reports the session's state and fault to the status board, which tells the log,
+    systemd, MQTT and the control socket. Comes after the effects that led to it."""
 
     state: State
 
 
 @dataclass(frozen=True, slots=True)
 class Emit:
-    """An event for the outside world (MQTT ``event`` topic, log)."""
+    """An event for the outside world (MQTT ``event`` topic, log): ``transcript``,
+    ``reply``, ``turn`` (its latency figures) or ``error`` (with ``code``, ``logid`` and a
+    ``hint`` when there is one). Never changes what the session does next."""
 
     type: str
     fields: dict[str, Any]
@@ -158,7 +168,8 @@ class Emit:
 
 @dataclass(frozen=True, slots=True)
 class WatchDrain:
-    """Report ``playback_drained`` once the speaker has played everything queued."""
+    """Call :meth:`Session.playback_drained` once the speaker has played everything queued
+    (once, however many are asked while it plays)."""
 
 
 class ReconnectAfter(Enum):
@@ -174,7 +185,9 @@ class ReconnectAfter(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Reconnect:
-    """Drop this connection and open a new one (when: ``after``)."""
+    """Close the current socket and open a new one, ``after`` says when. The session has
+    already given up on the turn in flight; ``disconnected`` then ``connected`` follow as
+    for any other drop. ``reason`` is for the log."""
 
     reason: str
     after: ReconnectAfter = ReconnectAfter.BACKOFF
@@ -182,12 +195,15 @@ class Reconnect:
 
 @dataclass(frozen=True, slots=True)
 class TokenRejected:
-    """Coze said the token is bad: refresh it, then reconnect."""
+    """Coze refused the token in use: ask the token source for another (which may take a
+    while, or end the process for a personal access token nobody can renew), then
+    ``Reconnect`` with it at once."""
 
 
 @dataclass(frozen=True, slots=True)
 class RememberConversation:
-    """Persist the Coze conversation id, so context survives a restart."""
+    """Persist ``conversation_id`` (None: forget it), so the bot keeps its context across
+    restarts. Best effort: a disk that refuses costs the context, not the session."""
 
     conversation_id: str | None
 
@@ -322,7 +338,39 @@ class _Turn:
 
 
 class Session:
-    """One owner calls these methods; each returns the effects to carry out, in order."""
+    """
+    The voice conversation with Coze, as a state machine over inputs and time.
+
+    One owner (the conversation driver) calls these methods, never concurrently; each
+    returns the effects to carry out, in order, before the next call. ``now`` is the
+    owner's monotonic clock in seconds; it must not go backwards between calls.
+
+    Inputs and what they promise in return:
+
+    * :meth:`connected` / :meth:`disconnected`: a socket opened or ended. ``connected``
+      sends ``chat.update``; nothing is appended before Coze answers ``chat.updated``.
+      ``disconnected`` drops whatever was in flight (never replayed) and enters CONNECTING.
+    * :meth:`audio_captured`: microphone audio in the capture format, any length. Muted or
+      CONNECTING: ignored. Otherwise it feeds the wake word, the endpointer and barge-in.
+    * :meth:`received`: one decoded server event. Any event may come at any time, also
+      unknown ones, late ones of a chat we cancelled, and errors; none raises. Errors are
+      sorted by what they mean for the device: the token (``TokenRejected``), a
+      conversation Coze forgot (drop it, ``Reconnect`` NOW), a refusal of the bot or
+      account (``fault`` set, ``Reconnect`` LATER), a refused setup (``Reconnect`` after
+      backoff), an error about our own cancel (ignored: the chat had ended), anything
+      else (the turn in flight fails with an ``error`` event, the session is kept).
+    * :meth:`handle_timer`: call at (or after) :meth:`next_deadline`; every state but IDLE
+      has a deadline, so the device never sits in one forever.
+    * :meth:`playback_drained`: the answer to ``WatchDrain``.
+    * Commands (:meth:`listen`, :meth:`cancel`, :meth:`set_muted`, :meth:`say`,
+      :meth:`new_conversation`): valid in any state; where one makes no sense it returns
+      no effects.
+
+    Invariants: a ``conversation.chat.cancel`` is sent only while Coze still produces
+    output (a reply whose chat completed is only silenced locally); audio of a chat we
+    gave up on is never played; the state changes only along ``_TRANSITIONS``
+    (LocalProtocolError otherwise: a bug here, not a peer's fault).
+    """
 
     def __init__(
         self,
@@ -355,6 +403,8 @@ class Session:
     # ------------------------------------------------------------------ helpers
 
     def next_deadline(self) -> float | None:
+        """When :meth:`handle_timer` is due next (the owner's clock); None: only an input
+        can change anything."""
         deadlines = [d for d in (self._deadline, self._gate.next_deadline()) if d is not None]
         return min(deadlines, default=None)
 
@@ -542,6 +592,7 @@ class Session:
     # ------------------------------------------------------------------ coze
 
     def received(self, event: ServerEvent, now: float) -> list[Effect]:
+        """One event from Coze (see the class docstring for what each kind leads to)."""
         match event:
             case ChatUpdated(config):
                 return self._on_configured(config)
