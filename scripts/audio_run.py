@@ -31,7 +31,7 @@ from coze_edge.credentials import StaticToken  # noqa: E402
 from coze_edge.daemon import Daemon  # noqa: E402
 from coze_edge.simulator import Simulator  # noqa: E402
 from coze_edge.supervisor import supervise  # noqa: E402
-from tests.pulse import louder, pulse_server  # noqa: E402
+from tests.support.pulseaudio import louder, pulse_server  # noqa: E402
 
 UTTERANCE = ROOT / "tests" / "data" / "utterance-weather.wav"
 

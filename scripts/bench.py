@@ -238,7 +238,7 @@ async def pulse_reference_figures(tmp: Path) -> dict[str, str]:
     null sinks; the question is played into the virtual microphone, CPU is counted from
     then until the reply has played.
     """
-    from tests.pulse import pulse_server
+    from tests.support.pulseaudio import pulse_server
 
     wav = DATA / "utterance-weather.wav"
     with pulse_server(tmp / "pulse-cpu") as pulse, tempfile.TemporaryDirectory() as state:

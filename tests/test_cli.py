@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.traces import DATA
+from tests.support.data import DATA
 
 
 def coze_edge(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -24,8 +24,10 @@ from coze_edge.config import Config, config_from_mapping
 from coze_edge.core.tokens import Token
 from coze_edge.doctor import run_doctor
 from coze_edge.simulator import Simulator
-from tests.mqtt_broker import MS, Broker, free_port, make_tls_files, running_broker
-from tests.traces import DATA
+from tests.support.data import DATA
+from tests.support.mosquitto import Broker, make_tls_files, running_broker
+from tests.support.ports import free_port
+from tests.support.timing import MS
 
 PAT = "doctor-pat-secret"
 DEVICE_ID = "5551234"

@@ -20,7 +20,7 @@ from coze_edge.adapters.opus import OpusDecoder
 from coze_edge.adapters.wav import read_wav_as
 from coze_edge.core.audio import CAPTURE
 from coze_edge.simulator import Faults, Simulator
-from tests.traces import DATA, trace_audio
+from tests.support.data import DATA, trace_audio
 
 TURN_TIMEOUT_S = 60
 STOP_WITHIN_S = 3.0

@@ -16,7 +16,7 @@ from coze_edge.credentials import StaticToken
 from coze_edge.daemon import Daemon
 from coze_edge.simulator import Faults, Simulator
 from coze_edge.supervisor import supervise
-from tests.traces import DATA
+from tests.support.data import DATA
 
 
 @dataclass

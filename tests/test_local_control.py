@@ -17,8 +17,8 @@ from coze_edge.credentials import StaticToken
 from coze_edge.daemon import Daemon
 from coze_edge.simulator import Simulator
 from coze_edge.supervisor import supervise
+from tests.support.data import DATA
 from tests.test_end_to_end import STOP_WITHIN_S, read_until, start_daemon, write_config
-from tests.traces import DATA
 
 
 async def test_a_hook_sees_the_state_sequence_of_a_turn(tmp_path: Path) -> None:

@@ -368,7 +368,7 @@ async def test_error_4100_mid_session_refreshes_and_reconnects(tmp_path: Path) -
     """Coze saying 4100 on an open session: refresh the token, reconnect with the new one."""
     from coze_edge.daemon import Daemon
     from coze_edge.supervisor import supervise
-    from tests.traces import DATA
+    from tests.support.data import DATA
 
     async with Simulator(poll_interval_s=1) as sim, CozeHttp(sim.api_base) as http:
         store = TokenStore(tmp_path)

@@ -11,9 +11,9 @@ from pathlib import Path
 import yaml
 
 from coze_edge.simulator import Simulator
-from tests.mqtt_broker import Seen, Watcher, mqtt_publish, running_broker, watching
+from tests.support.data import DATA
+from tests.support.mosquitto import Seen, Watcher, mqtt_publish, running_broker, watching
 from tests.test_end_to_end import STOP_WITHIN_S, read_until, start_daemon, write_config
-from tests.traces import DATA
 
 PREFIX = "coze-edge/5551234"
 

@@ -23,8 +23,8 @@ from coze_edge.credentials import StaticToken
 from coze_edge.daemon import Daemon
 from coze_edge.simulator import Simulator
 from coze_edge.supervisor import supervise
-from tests.pulse import PulseEnv, Recording, louder, pulse_server
-from tests.traces import DATA
+from tests.support.data import DATA
+from tests.support.pulseaudio import PulseEnv, Recording, louder, pulse_server
 
 UTTERANCE = DATA / "utterance-weather.wav"
 REPLY_S = 9.7  # the simulator's reply (coze_edge/simulator/data/reply.wav)

@@ -21,7 +21,8 @@ from coze_edge.config import Config, config_from_mapping
 from coze_edge.errors import EXIT_NO_AUTH
 from coze_edge.simulator import Simulator
 from coze_edge.voices import format_voices, list_voices
-from tests.mqtt_broker import MS, free_port
+from tests.support.ports import free_port
+from tests.support.timing import MS
 
 PAT = "voices-pat-secret"
 CLIENT_ID = "voices-client"

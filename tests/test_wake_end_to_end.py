@@ -13,7 +13,7 @@ from coze_edge.credentials import StaticToken
 from coze_edge.daemon import Daemon
 from coze_edge.simulator import Simulator
 from coze_edge.supervisor import supervise
-from tests.traces import DATA
+from tests.support.data import DATA
 
 QUESTION_STARTS_S = 1.43  # in wake-okay-nabu-then-question.wav (tests/data/README.md)
 

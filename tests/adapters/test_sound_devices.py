@@ -17,8 +17,8 @@ from coze_edge.adapters.sound_devices import (
 from coze_edge.adapters.wav import read_wav_as
 from coze_edge.core.audio import CAPTURE, AudioFormat
 from coze_edge.errors import AudioDeviceLost
-from tests.pulse import PulseEnv, Recording, pulse_server
-from tests.traces import DATA
+from tests.support.data import DATA
+from tests.support.pulseaudio import PulseEnv, Recording, pulse_server
 
 
 @pytest.fixture(scope="module")
