@@ -102,12 +102,6 @@ async def publishing(config: Config, *, events_size: int = 64) -> AsyncIterator[
             await task
 
 
-@pytest.fixture
-async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
-    async with running_broker(tmp_path / "broker") as broker:
-        yield broker
-
-
 def state_is(**expected: Any) -> Callable[[bytes], bool]:
     def check(payload: bytes) -> bool:
         state = json.loads(payload) if payload else {}
