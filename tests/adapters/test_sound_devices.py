@@ -23,6 +23,8 @@ from tests.support.pulseaudio import PulseEnv, Recording, pulse_server
 
 @pytest.fixture(scope="module")
 def pulse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PulseEnv]:
+    """One server for all of this module's tests (conftest's ``pulse`` starts one per test);
+    the test that kills it starts it again for the rest."""
     with pulse_server(tmp_path_factory.mktemp("pulse")) as env:
         yield env
 
