@@ -13,7 +13,9 @@ Fixtures that several test files use; the helpers behind them are in tests/suppo
 * ``pulse`` / ``echoing_pulse``: a private PulseAudio server with null sinks, without and
   with an echo path from the speaker to the microphone; one at a time.
 
-Each test gets its own (function scope): a test may break them (faults, restarts).
+Each test gets its own (function scope): a test may break them (faults, restarts);
+tests/adapters/test_sound_devices.py overrides ``pulse`` with one for the module. Of
+several markers with one name, the closest wins: a test's own replaces its module's.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ def marker_kwargs(request: pytest.FixtureRequest, name: str) -> dict[str, Any]:
 
 @pytest.fixture
 async def sim(request: pytest.FixtureRequest) -> AsyncIterator[Simulator]:
+    """The bundled Coze simulator on loopback; options from @pytest.mark.simulator(...)."""
     async with Simulator(**marker_kwargs(request, "simulator")) as simulator:
         yield simulator
 
@@ -58,6 +61,8 @@ async def sim(request: pytest.FixtureRequest) -> AsyncIterator[Simulator]:
 async def daemon(
     sim: Simulator, tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[DaemonRun]:
+    """A real daemon in this process against ``sim``, the weather question as microphone;
+    config sections from @pytest.mark.daemon(...). Stopped after the test."""
     sections = marker_kwargs(request, "daemon")
     audio = {**ONE_QUESTION, **sections.pop("audio", {})}
     config = daemon_config(sim, tmp_path, audio=audio, **sections)
@@ -67,17 +72,21 @@ async def daemon(
 
 @pytest.fixture
 def cli_config(sim: Simulator, tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """A config file for the real ``coze-edge`` command against ``sim`` (its default token);
+    sections from @pytest.mark.daemon(...). Run it with ``running_cli(cli_config)``."""
     return write_cli_config(tmp_path, sim, **marker_kwargs(request, "daemon"))
 
 
 @pytest.fixture
 async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
+    """A real mosquitto on a free loopback port."""
     async with running_broker(tmp_path / "broker") as running:
         yield running
 
 
 @pytest.fixture
 def pulse(tmp_path: Path) -> Iterator[PulseEnv]:
+    """A private PulseAudio server with null sinks; this process's PortAudio uses it."""
     with pulse_server(tmp_path / "pulse") as env:
         yield env
 
