@@ -6,6 +6,7 @@ built on it are in tests/conftest.py):
 * ``data``: the files in tests/data and the recorded Coze traces among them.
 * ``ports``: free loopback ports.
 * ``signals``: test signals (sine tones) and what a signal's dominant frequency is.
+* ``session``: a core ``Session`` driven into each state, for the core's tests.
 * ``daemon``: the real daemon in this process against the simulator, and the config
   builder every test and script uses for it.
 * ``cli``: the real ``coze-edge`` command as a subprocess (one helper starts every one).
