@@ -51,6 +51,7 @@ def config_file(
     tmp: Path, sim: Simulator, wav: Path, *, realtime: bool = True, codec: str = "pcm"
 ) -> Path:
     (tmp / "pat").write_text(SIM_PAT)
+    (tmp / "pat").chmod(0o600)  # else the daemon warns that everyone can read it
     (tmp / "state").mkdir(exist_ok=True)
     config = daemon_settings(
         sim,
