@@ -1,4 +1,4 @@
-# Sourced by scripts/demo, scripts/test and scripts/bench: makes .venv with the project in it.
+# Sourced by the shell scripts here: makes .venv with the project in it.
 # Usage: ensure_venv [EXTRAS]   (EXTRAS e.g. "test"; re-installs only when pyproject.toml changed)
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

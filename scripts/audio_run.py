@@ -20,20 +20,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from coze_edge.adapters.wav import read_wav_as
+from coze_edge.core.audio import AudioFormat
+from coze_edge.core.status import State
+from coze_edge.simulator import Simulator
+from tests.support.daemon import daemon_config, running_daemon
+from tests.support.data import DATA
+from tests.support.pulseaudio import louder, pulse_server
 
-from coze_edge.adapters.wav import read_wav_as  # noqa: E402
-from coze_edge.config import config_from_mapping  # noqa: E402
-from coze_edge.core.audio import AudioFormat  # noqa: E402
-from coze_edge.core.status import DeviceStatus, State  # noqa: E402
-from coze_edge.credentials import StaticToken  # noqa: E402
-from coze_edge.daemon import Daemon  # noqa: E402
-from coze_edge.simulator import Simulator  # noqa: E402
-from coze_edge.supervisor import supervise  # noqa: E402
-from tests.pulse import louder, pulse_server  # noqa: E402
-
-UTTERANCE = ROOT / "tests" / "data" / "utterance-weather.wav"
+UTTERANCE = DATA / "utterance-weather.wav"
 
 
 def loud_windows(raw: bytes, threshold: float = 300.0) -> npt.NDArray[np.bool_]:
@@ -79,67 +74,52 @@ async def run(minutes: float, tmp: Path) -> dict[str, str]:
     """The figures of a run of ``minutes``, by name, formatted."""
     with pulse_server(tmp / "pulse", echo_path=True) as pulse:
         async with Simulator(reply_speed=4.0) as sim:
-            config = config_from_mapping(
-                {
-                    "coze": {"api_base": sim.api_base, "ws_base": sim.ws_base, "bot_id": "7"},
-                    "auth": {"method": "pat"},
-                    "device": {"id": "42"},
-                    "state_dir": str(tmp),
-                    "audio": {
-                        "backend": "sounddevice",
-                        "input_device": "pulse",
-                        "output_device": "pulse",
-                        "echo_cancellation": True,
-                        "earcons": False,  # the listening tone would end the silence
-                    },
-                    "log": {"level": "warning"},
+            config = daemon_config(
+                sim,
+                tmp,
+                audio={
+                    "backend": "sounddevice",
+                    "input_device": "pulse",
+                    "output_device": "pulse",
+                    "echo_cancellation": True,
+                    "earcons": False,  # the listening tone would end the silence
                 },
-                env={},
+                log={"level": "warning"},
             )
-            state: list[State] = [State.STARTING]
+            async with running_daemon(config) as daemon:
+                loud = louder(UTTERANCE, tmp / "loud.wav", 3.0)
+                user = read_wav_as(loud, AudioFormat(24000))
 
-            def on_status(status: DeviceStatus) -> None:
-                state[0] = status.state
-
-            daemon = Daemon(config, tokens=StaticToken("sim-pat"), on_status=on_status, env={})
-            stop = asyncio.Event()
-            task = asyncio.create_task(supervise(daemon.services(), stop=stop, signals=()))
-            loud = louder(UTTERANCE, tmp / "loud.wav", 3.0)
-            user = read_wav_as(loud, AudioFormat(24000))
-
-            async def until(wanted: State, within: float) -> bool:
-                deadline = time.monotonic() + within
-                while state[0] is not wanted:
-                    if time.monotonic() > deadline:
+                async def until(wanted: State, within: float) -> bool:
+                    try:
+                        await daemon.wait(lambda: daemon.state is wanted, within)
+                    except TimeoutError:
                         return False
-                    await asyncio.sleep(0.02)
-                return True
+                    return True
 
-            turns = barge_ins = 0
-            silences: list[float] = []
-            await until(State.IDLE, 15)
-            end = time.monotonic() + minutes * 60
-            while time.monotonic() < end:
-                await asyncio.to_thread(pulse.play_into_mic(UTTERANCE).wait)
-                if not await until(State.SPEAKING, 15):
-                    continue
-                turns += 1
-                if turns % 2 == 0:
-                    await asyncio.sleep(1.0)
-                    heard, played = pulse.record_microphone(), pulse.record_speaker()
-                    await asyncio.to_thread(pulse.play_into_mic(loud).wait)
-                    barge_ins += 1
-                    silent_after = onset_to_silence(heard.stop(), played.stop(), user)
-                    if silent_after is not None:
-                        silences.append(silent_after)
-                await until(State.IDLE, 30)
-                await asyncio.sleep(0.5)
-            conversation = daemon.conversation
-            assert conversation is not None
-            microphone, speaker = conversation.devices
-            latency: dict[str, Any] = conversation.metrics.latency
-            stop.set()
-            await task
+                turns = barge_ins = 0
+                silences: list[float] = []
+                await until(State.IDLE, 15)
+                end = time.monotonic() + minutes * 60
+                while time.monotonic() < end:
+                    await asyncio.to_thread(pulse.play_into_mic(UTTERANCE).wait)
+                    if not await until(State.SPEAKING, 15):
+                        continue
+                    turns += 1
+                    if turns % 2 == 0:
+                        await asyncio.sleep(1.0)
+                        heard, played = pulse.record_microphone(), pulse.record_speaker()
+                        await asyncio.to_thread(pulse.play_into_mic(loud).wait)
+                        barge_ins += 1
+                        silent_after = onset_to_silence(heard.stop(), played.stop(), user)
+                        if silent_after is not None:
+                            silences.append(silent_after)
+                    await until(State.IDLE, 30)
+                    await asyncio.sleep(0.5)
+                conversation = daemon.daemon.conversation
+                assert conversation is not None
+                microphone, speaker = conversation.devices
+                latency: dict[str, Any] = conversation.metrics.latency
     figures = {"PulseAudio run": f"{minutes:g} min, {turns} turns, {barge_ins} barge-ins"}
     for name, samples in latency.items():
         values = [v * 1000 for v in samples]

@@ -31,12 +31,15 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from coze_edge.config import load_config
+from coze_edge.simulator import Simulator
+from scripts.audio_run import run as pulse_run
+from tests.support.cli import cli_env, start_cli
+from tests.support.daemon import SIM_PAT, daemon_settings, running_daemon
+from tests.support.data import DATA
+from tests.support.pulseaudio import pulse_server
 
-from coze_edge.simulator import Simulator  # noqa: E402
-
-DATA = ROOT / "tests" / "data"
+ROOT = Path(__file__).resolve().parents[1]
 IDLE_SECONDS = 10.0
 PULSE_MINUTES = float(os.environ.get("BENCH_PULSE_MINUTES", "1"))
 """How long the PulseAudio part runs (latencies on real PortAudio streams); 0 = skip."""
@@ -47,21 +50,21 @@ PULSE_TURNS = 3
 def config_file(
     tmp: Path, sim: Simulator, wav: Path, *, realtime: bool = True, codec: str = "pcm"
 ) -> Path:
-    (tmp / "pat").write_text("sim-pat")
+    (tmp / "pat").write_text(SIM_PAT)
+    (tmp / "pat").chmod(0o600)  # else the daemon warns that everyone can read it
     (tmp / "state").mkdir(exist_ok=True)
-    config = {
-        "coze": {"api_base": sim.api_base, "ws_base": sim.ws_base, "bot_id": "7"},
-        "auth": {"method": "pat", "pat_file": str(tmp / "pat")},
-        "device": {"id": "42"},
-        "state_dir": str(tmp / "state"),
-        "audio": {
+    config = daemon_settings(
+        sim,
+        tmp / "state",
+        auth={"pat_file": str(tmp / "pat")},
+        audio={
             "backend": "file",
             "file_input": str(wav),
             "file_realtime": realtime,
             "codec": codec,
         },
-        "log": {"level": "warning"},
-    }
+        log={"level": "warning"},
+    )
     path = tmp / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -84,19 +87,13 @@ async def daemon_figures(sim: Simulator, tmp: Path) -> dict[str, str]:
     sock.bind(str(notify))
     sock.setblocking(False)
     config = config_file(tmp, sim, DATA / "silence-2s.wav")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COZE_EDGE_")}
-    env["NOTIFY_SOCKET"] = str(notify)
     started = time.monotonic()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "coze_edge",
+    proc = await start_cli(
         "run",
         "-c",
         str(config),
-        env=env,
+        env={"NOTIFY_SOCKET": str(notify)},
         stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
     )
     loop = asyncio.get_running_loop()
     while (await loop.sock_recv(sock, 4096)) != b"READY=1":
@@ -117,11 +114,6 @@ async def daemon_figures(sim: Simulator, tmp: Path) -> dict[str, str]:
 
 
 async def turn_figures(sim: Simulator, tmp: Path) -> dict[str, str]:
-    from coze_edge.config import load_config
-    from coze_edge.credentials import StaticToken
-    from coze_edge.daemon import Daemon
-    from coze_edge.supervisor import supervise
-
     first_audio: list[float] = []
     uplink: dict[str, list[float]] = {"pcm": [], "opus": []}
     for turn in range(TURNS * 2):
@@ -130,19 +122,11 @@ async def turn_figures(sim: Simulator, tmp: Path) -> dict[str, str]:
             config_file(tmp, sim, DATA / "utterance-weather.wav", realtime=False, codec=codec),
             env={},
         )
-        stop = asyncio.Event()
-
-        def on_event(
-            event: dict[str, object], stop: asyncio.Event = stop, codec: str = codec
-        ) -> None:
-            if event["type"] == "turn":
-                if codec == "pcm":
-                    first_audio.append(float(str(event["first_audio_ms"])))
-                stop.set()
-
-        daemon = Daemon(config, tokens=StaticToken("sim-pat"), on_event=on_event, env={})
-        async with asyncio.timeout(60):
-            await supervise(daemon.services(), stop=stop, signals=())
+        async with asyncio.timeout(60), running_daemon(config) as daemon:
+            await daemon.wait(lambda: any(e["type"] == "turn" for e in daemon.events), 60)
+        if codec == "pcm":
+            done = next(e for e in daemon.events if e["type"] == "turn")
+            first_audio.append(float(str(done["first_audio_ms"])))
         conn = sim.connections[-1]
         audio_s = len(conn.heard) / 32000  # what Coze decoded: PCM, 16 kHz, 16-bit
         sent = sum(
@@ -187,25 +171,18 @@ async def cpu_between(
 async def reference_figures(sim: Simulator, tmp: Path) -> dict[str, str]:
     """The same turn, in real time, by the daemon and by a minimal cozepy client."""
     wav = DATA / "utterance-weather.wav"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COZE_EDGE_")}
     ours: dict[str, tuple[float, float]] = {}
     for codec in ("pcm", "opus"):
         config = config_file(tmp, sim, wav, codec=codec).read_text()
         (tmp / "turn.yaml").write_text(config.replace("level: warning", "level: info"))
-        daemon = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "coze_edge", "run", "-c", str(tmp / "turn.yaml"),
-            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
+        daemon = await start_cli("run", "-c", str(tmp / "turn.yaml"))
         try:
             async with asyncio.timeout(90):
                 ours[codec] = await cpu_between(daemon, "state: idle", "state: idle")
         finally:
             daemon.send_signal(signal.SIGTERM)
             await daemon.communicate()
-    reference = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "scripts" / "reference_client.py"), sim.ws_base, str(wav),
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
+    reference = await reference_client(sim.ws_base, str(wav))
     try:
         async with asyncio.timeout(90):
             theirs, theirs_wall = await cpu_between(reference, "ready", "done")
@@ -224,6 +201,14 @@ async def reference_figures(sim: Simulator, tmp: Path) -> dict[str, str]:
     }
 
 
+async def reference_client(*args: str) -> asyncio.subprocess.Process:
+    """scripts/reference_client.py with ``args``, its output on one pipe."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "scripts.reference_client", *args,
+        cwd=ROOT, env=cli_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+
+
 async def read_to(proc: asyncio.subprocess.Process, marker: str) -> None:
     assert proc.stdout is not None
     while marker not in (line := (await proc.stdout.readline()).decode()):
@@ -238,12 +223,9 @@ async def pulse_reference_figures(tmp: Path) -> dict[str, str]:
     null sinks; the question is played into the virtual microphone, CPU is counted from
     then until the reply has played.
     """
-    from tests.pulse import pulse_server
-
     wav = DATA / "utterance-weather.wav"
     with pulse_server(tmp / "pulse-cpu") as pulse, tempfile.TemporaryDirectory() as state:
         async with Simulator(reply_speed=50.0) as sim:
-            env = {k: v for k, v in os.environ.items() if not k.startswith("COZE_EDGE_")}
             config = yaml.safe_load(config_file(tmp, sim, wav).read_text())
             config["audio"] = {
                 "backend": "sounddevice",
@@ -255,10 +237,7 @@ async def pulse_reference_figures(tmp: Path) -> dict[str, str]:
             config["state_dir"] = state
             config["log"]["level"] = "info"
             (tmp / "pulse.yaml").write_text(yaml.safe_dump(config))
-            daemon = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "coze_edge", "run", "-c", str(tmp / "pulse.yaml"),
-                env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            )  # fmt: skip
+            daemon = await start_cli("run", "-c", str(tmp / "pulse.yaml"))
             ours: list[tuple[float, float]] = []
             try:
                 async with asyncio.timeout(60 * PULSE_TURNS):
@@ -279,11 +258,9 @@ async def pulse_reference_figures(tmp: Path) -> dict[str, str]:
                 seconds = w.getnframes() / w.getframerate()
             theirs: list[tuple[float, float]] = []
             for _ in range(PULSE_TURNS):
-                reference = await asyncio.create_subprocess_exec(
-                    sys.executable, str(ROOT / "scripts" / "reference_client.py"), sim.ws_base,
-                    "--device", "pulse", "--seconds", f"{seconds + 1.7:.2f}",
-                    env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-                )  # fmt: skip
+                reference = await reference_client(
+                    sim.ws_base, "--device", "pulse", "--seconds", f"{seconds + 1.7:.2f}"
+                )
                 try:
                     async with asyncio.timeout(60):
                         await read_to(reference, "ready")
@@ -322,8 +299,6 @@ async def main() -> None:
             figures |= await turn_figures(sim, Path(tmp))
             figures |= await reference_figures(sim, Path(tmp))
         if PULSE_MINUTES and shutil.which("pulseaudio") and shutil.which("paplay"):
-            from scripts.audio_run import run as pulse_run
-
             figures |= await pulse_reference_figures(Path(tmp))
             figures |= await pulse_run(PULSE_MINUTES, Path(tmp))
         elif PULSE_MINUTES:

@@ -24,13 +24,11 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from coze_edge.adapters.wav import read_wav_as
+from coze_edge.core.audio import AudioFormat
+from coze_edge.core.spoken_code import CLIP_NAMES, DIGITS, LETTERS, SENTENCES
 
-from coze_edge.adapters.wav import read_wav_as  # noqa: E402
-from coze_edge.core.audio import AudioFormat  # noqa: E402
-from coze_edge.core.spoken_code import CLIP_NAMES, DIGITS, LETTERS, SENTENCES  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 FOLDER: Final = ROOT / "coze_edge" / "data" / "voice" / "en"
 VOICE: Final = "en-us"

@@ -4,11 +4,11 @@ as small as such a client gets. Prints ``ready`` when connected and ``done`` whe
 reply has played, so scripts/bench can read its CPU time around the turn. Never a runtime
 dependency.
 
-    python scripts/reference_client.py WS_BASE WAV
+    python -m scripts.reference_client WS_BASE WAV
         the question's audio is read from WAV and sent in real time in 60 ms chunks, then
         ``input_audio_buffer.complete``; the reply is "played" in real time (paced, written
         nowhere): the file-backend comparison.
-    python scripts/reference_client.py WS_BASE --device NAME --seconds S
+    python -m scripts.reference_client WS_BASE --device NAME --seconds S
         with sounddevice: S seconds of the PortAudio microphone NAME are sent as they are
         captured (60 ms blocks, push-to-talk: no VAD), then ``complete``; the reply plays
         on the PortAudio speaker NAME (24 kHz, 20 ms blocks). The like-for-like comparison

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import io
-import os
-import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,8 +21,12 @@ from coze_edge.config import Config, config_from_mapping
 from coze_edge.core.tokens import Token
 from coze_edge.doctor import run_doctor
 from coze_edge.simulator import Simulator
-from tests.mqtt_broker import MS, Broker, free_port, make_tls_files, running_broker
-from tests.traces import DATA
+from tests.support.cli import run_cli
+from tests.support.daemon import daemon_settings, merged
+from tests.support.data import DATA
+from tests.support.mosquitto import Broker, make_tls_files, running_broker
+from tests.support.ports import free_port
+from tests.support.timing import MS
 
 PAT = "doctor-pat-secret"
 DEVICE_ID = "5551234"
@@ -33,16 +34,7 @@ BOT_ID = "7496347519799787557"
 TIMEOUT_S = 3000 * MS
 
 
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    async with Simulator(pats=(PAT,)) as simulator:
-        yield simulator
-
-
-@pytest.fixture
-async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
-    async with running_broker(tmp_path / "broker") as running:
-        yield running
+pytestmark = pytest.mark.simulator(pats=(PAT,))
 
 
 def settings(tmp_path: Path, sim: Simulator, *, pat: str = PAT, **sections: Any) -> dict[str, Any]:
@@ -52,20 +44,19 @@ def settings(tmp_path: Path, sim: Simulator, *, pat: str = PAT, **sections: Any)
     pat_file.chmod(0o600)
     (tmp_path / "state").mkdir(exist_ok=True)
     (tmp_path / "out").mkdir(exist_ok=True)
-    data: dict[str, Any] = {
-        "coze": {"api_base": sim.api_base, "ws_base": sim.ws_base, "bot_id": BOT_ID},
-        "auth": {"method": "pat", "pat_file": str(pat_file)},
-        "device": {"id": DEVICE_ID},
-        "state_dir": str(tmp_path / "state"),
-        "audio": {
+    data = daemon_settings(
+        sim,
+        tmp_path / "state",
+        coze={"bot_id": BOT_ID},
+        auth={"pat_file": str(pat_file)},
+        device={"id": DEVICE_ID},
+        audio={
             "backend": "file",
             "file_input": str(DATA / "silence-2s.wav"),
             "file_output": str(tmp_path / "out" / "reply.wav"),
         },
-    }
-    for name, values in sections.items():
-        data[name] = {**data.get(name, {}), **values}
-    return data
+    )
+    return merged(data, sections)
 
 
 def make_config(tmp_path: Path, sim: Simulator, **kwargs: Any) -> Config:
@@ -427,24 +418,6 @@ async def test_a_tls_broker_is_checked_with_the_configured_certificates(
     assert "mqtt.ca_file" in lines["mqtt"]
 
 
-async def run_cli(*args: str) -> tuple[int, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COZE_EDGE_")}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "coze_edge",
-        *args,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env=env,
-    )
-    async with asyncio.timeout(20000 * MS):
-        output, _ = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, output.decode()
-
-
 async def test_the_cli_exits_0_when_healthy_and_1_when_a_check_fails(
     tmp_path: Path, sim: Simulator
 ) -> None:
@@ -452,12 +425,14 @@ async def test_the_cli_exits_0_when_healthy_and_1_when_a_check_fails(
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(settings(tmp_path, sim)))
 
-    code, output = await run_cli("doctor", "-c", str(path))
+    result = await run_cli("doctor", "-c", str(path))
+    code, output = result.returncode, result.stdout
     assert code == 0, output
     assert f"device id {DEVICE_ID}" in output
 
     sim.faults.reject_handshake = 401
-    code, output = await run_cli("doctor", "-c", str(path))
+    result = await run_cli("doctor", "-c", str(path))
+    code, output = result.returncode, result.stdout
     assert code == 1, output
     assert any(line.startswith("FAIL  coze ws") for line in output.splitlines()), output
     assert PAT not in output

@@ -8,8 +8,7 @@ import logging
 import pytest
 
 from coze_edge.latest import EventQueue, Latest
-
-MS = 0.001
+from tests.support.timing import MS
 
 
 async def test_a_slow_reader_gets_only_the_newest_value() -> None:

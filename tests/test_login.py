@@ -19,7 +19,7 @@ import pytest
 from coze_edge.adapters.coze_http import CozeHttp
 from coze_edge.adapters.token_store import BindingStore, TokenStore
 from coze_edge.binding import bind_csv, ensure_bound
-from coze_edge.config import Config, config_from_mapping
+from coze_edge.config import Config
 from coze_edge.core.status import LoginPrompt
 from coze_edge.core.tokens import DeviceFlow, Token
 from coze_edge.credentials import StaticToken
@@ -37,6 +37,7 @@ from coze_edge.errors import (
 )
 from coze_edge.login import DeviceLogin, OAuthTokens
 from coze_edge.simulator import Simulator
+from tests.support.daemon import ONE_QUESTION, daemon_config, running_daemon
 
 CLIENT = "1234.app.coze"
 
@@ -306,14 +307,8 @@ async def test_every_error_class_from_status_and_body(
 
 
 def config_for(sim: Simulator, tmp_path: Path, connector: str | None = "7700") -> Config:
-    return config_from_mapping(
-        {
-            "coze": {"api_base": sim.api_base, "ws_base": sim.ws_base, "bot_id": "7"},
-            "auth": {"method": "pat"},
-            "device": {"id": "5551234", "name": "kitchen", "connector_id": connector},
-            "state_dir": str(tmp_path),
-        },
-        env={},
+    return daemon_config(
+        sim, tmp_path, device={"id": "5551234", "name": "kitchen", "connector_id": connector}
     )
 
 
@@ -366,35 +361,19 @@ async def test_csv_binding_reports_every_row(tmp_path: Path) -> None:
 
 async def test_error_4100_mid_session_refreshes_and_reconnects(tmp_path: Path) -> None:
     """Coze saying 4100 on an open session: refresh the token, reconnect with the new one."""
-    from coze_edge.daemon import Daemon
-    from coze_edge.supervisor import supervise
-    from tests.traces import DATA
-
     async with Simulator(poll_interval_s=1) as sim, CozeHttp(sim.api_base) as http:
         store = TokenStore(tmp_path)
         tokens = OAuthTokens(http, store, CLIENT, clock=ScaledClock(), on_prompt=approver(sim, []))
         first = await asyncio.wait_for(tokens.token(), 20)
         sim.faults.error_on_complete = 4100
-        config = config_from_mapping(
-            {
-                "coze": {"api_base": sim.api_base, "ws_base": sim.ws_base, "bot_id": "7"},
-                "auth": {"method": "device_code", "client_id": CLIENT},
-                "device": {"id": "42"},
-                "state_dir": str(tmp_path),
-                "audio": {
-                    "backend": "file",
-                    "file_input": str(DATA / "utterance-weather.wav"),
-                    "file_realtime": False,
-                },
-            },
-            env={},
+        config = daemon_config(
+            sim,
+            tmp_path,
+            auth={"method": "device_code", "client_id": CLIENT},
+            audio=ONE_QUESTION,
         )
-        stop = asyncio.Event()
-        daemon = Daemon(config, tokens=tokens, env={})
-        task = asyncio.create_task(supervise(daemon.services(), stop=stop, signals=()))
-        await sim.wait_for(lambda: len(sim.connections) == 2, 20)
-        stop.set()
-        await task
+        async with running_daemon(config, tokens=tokens):
+            await sim.wait_for(lambda: len(sim.connections) == 2, 20)
 
     assert sim.connections[0].token == first
     assert sim.connections[1].token != first

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
+import pytest
 
 from coze_edge.simulator import Simulator
-from tests.mqtt_broker import Seen, Watcher, mqtt_publish, running_broker, watching
-from tests.test_end_to_end import STOP_WITHIN_S, read_until, start_daemon, write_config
-from tests.traces import DATA
+from tests.support.cli import running_cli, write_cli_config
+from tests.support.data import DATA
+from tests.support.mosquitto import Broker, Seen, Watcher, mqtt_publish, watching
 
 PREFIX = "coze-edge/5551234"
 
@@ -28,23 +27,22 @@ def state_is(state: str, **fields: object) -> Callable[[Seen], bool]:
     return match
 
 
-async def test_every_command_reaches_the_daemon_and_coze(tmp_path: Path) -> None:
+@pytest.mark.simulator(reply_speed=20.0)
+async def test_every_command_reaches_the_daemon_and_coze(
+    tmp_path: Path, broker: Broker, sim: Simulator
+) -> None:
     """say, volume, mute/unmute, listen, cancel, new_conversation work; a bad payload
     gives an error event and changes nothing; stopping leaves availability offline."""
-    async with (
-        running_broker(tmp_path / "broker") as broker,
-        Simulator(pats=("e2e-pat",), reply_speed=20.0) as sim,
-        watching(broker, [f"{PREFIX}/#"]) as watcher,
-    ):
-        config_path = write_config(tmp_path, sim, file_input=str(DATA / "silence-2s.wav"))
-        config = yaml.safe_load(config_path.read_text())
-        config["mqtt"] = {"host": "127.0.0.1", "port": broker.port}
-        config_path.write_text(yaml.safe_dump(config))
-        proc = await start_daemon(config_path)
-        log: list[str] = []
-        try:
+    config = write_cli_config(
+        tmp_path,
+        sim,
+        audio={"file_input": str(DATA / "silence-2s.wav")},
+        mqtt={"host": "127.0.0.1", "port": broker.port},
+    )
+    async with watching(broker, [f"{PREFIX}/#"]) as watcher:
+        async with running_cli(config) as daemon:
             async with asyncio.timeout(30):
-                await read_until(proc, "state: idle", log)
+                await daemon.read_until("state: idle")
             await watcher.wait_for(state_is("idle"))
             [conn] = sim.connections
 
@@ -80,14 +78,10 @@ async def test_every_command_reaches_the_daemon_and_coze(tmp_path: Path) -> None
             await mqtt_publish(broker, f"{PREFIX}/cmd/new_conversation", b"PRESS")
             await sim.wait_for(lambda: len(sim.connections) == 2, 5)
             assert volume_unchanged_by_bad_payload(watcher)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            async with asyncio.timeout(STOP_WITHIN_S + 2):
-                await proc.communicate()
         await watcher.wait_for(
             lambda s: s.topic == f"{PREFIX}/availability" and s.payload == b"offline"
         )
-    assert proc.returncode == 0
+    assert daemon.returncode == 0
     says = [
         f["data"]["text"] for f in conn.received if f["event_type"] == "input_text.generate_audio"
     ]

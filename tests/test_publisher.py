@@ -36,8 +36,7 @@ from coze_edge.core.commands import (
 from coze_edge.core.status import DeviceStatus, LoginPrompt, State, Topics, discovery_messages
 from coze_edge.latest import EventQueue, Latest
 from coze_edge.publisher import Publisher
-from tests.mqtt_broker import (
-    MS,
+from tests.support.mosquitto import (
     Broker,
     Watcher,
     make_tls_files,
@@ -45,6 +44,7 @@ from tests.mqtt_broker import (
     running_broker,
     watching,
 )
+from tests.support.timing import MS
 
 DEVICE_ID = "4517599999261404022"
 PREFIX = f"coze-edge/{DEVICE_ID}"
@@ -100,12 +100,6 @@ async def publishing(config: Config, *, events_size: int = 64) -> AsyncIterator[
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-@pytest.fixture
-async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
-    async with running_broker(tmp_path / "broker") as broker:
-        yield broker
 
 
 def state_is(**expected: Any) -> Callable[[bytes], bool]:

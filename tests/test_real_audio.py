@@ -8,23 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from coze_edge.config import config_from_mapping
-from coze_edge.core.status import DeviceStatus, State
-from coze_edge.credentials import StaticToken
-from coze_edge.daemon import Daemon
+from coze_edge.core.status import State
 from coze_edge.simulator import Simulator
-from coze_edge.supervisor import supervise
-from tests.pulse import PulseEnv, Recording, louder, pulse_server
-from tests.traces import DATA
+from tests.support.daemon import DaemonRun, daemon_config, running_daemon
+from tests.support.data import DATA
+from tests.support.pulseaudio import PulseEnv, Recording, louder, pulse_server
 
 UTTERANCE = DATA / "utterance-weather.wav"
 REPLY_S = 9.7  # the simulator's reply (coze_edge/simulator/data/reply.wav)
@@ -33,20 +30,23 @@ REPLY_LOUD_S = 7.18  # how much of it loud_seconds() counts (measured on the WAV
 
 @dataclass
 class Live:
+    """The daemon on the PulseAudio devices, and the simulator it talks to."""
+
     sim: Simulator
-    pulse: PulseEnv
-    daemon: Daemon
-    events: list[dict[str, Any]] = field(default_factory=list)
-    states: list[tuple[float, State, str | None]] = field(default_factory=list)
+    run: DaemonRun
 
     def when(self, state: State, after: float = 0.0) -> float | None:
-        return next((t for t, s, _ in self.states if s is state and t >= after), None)
+        return self.run.when(state, after)
+
+    async def wait(self, predicate: Callable[[], bool], within_s: float) -> None:
+        await self.run.wait(predicate, within_s)
 
     def story(self) -> str:
         """The states with their times, and what Coze received (appends counted): for
         failure messages."""
-        start = self.states[0][0] if self.states else 0.0
-        states = " ".join(f"{t - start:.2f}:{s.value}" for t, s, _ in self.states)
+        states = self.run.states
+        start = states[0][0] if states else 0.0
+        told = " ".join(f"{t - start:.2f}:{s.value}" for t, s, _ in states)
         received: list[str] = []
         for conn in self.sim.connections:
             for kind in conn.event_types():
@@ -54,14 +54,14 @@ class Live:
                     received[-1] = f"+{int(received[-1][1:]) + 1}"
                 else:
                     received.append("+1" if kind == "input_audio_buffer.append" else kind)
-        return f"states {states}; received {' '.join(received)}"
+        return f"states {told}; received {' '.join(received)}"
 
     def barge_ins(self) -> int:
         """How many times a reply was talked over (speaking, then listening). Whether that
         also sends ``chat.cancel`` depends on whether Coze still streams the reply."""
         return sum(
             1
-            for (_, before, _), (_, after, _) in itertools.pairwise(self.states)
+            for (_, before, _), (_, after, _) in itertools.pairwise(self.run.states)
             if before is State.SPEAKING and after is State.LISTENING
         )
 
@@ -77,24 +77,6 @@ class Live:
         await self.wait(lambda: self.when(State.IDLE, after=speaking) is not None, REPLY_S + 8)
         return speaking
 
-    async def wait(self, predicate: Callable[[], bool], within_s: float) -> None:
-        async with asyncio.timeout(within_s):
-            while not predicate():  # noqa: ASYNC110 - polling the recorded history
-                await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-def pulse(tmp_path: Path) -> Iterator[PulseEnv]:
-    with pulse_server(tmp_path / "pulse") as env:
-        yield env
-
-
-@pytest.fixture
-def echoing_pulse(tmp_path: Path) -> Iterator[PulseEnv]:
-    """Everything the speaker plays also reaches the microphone, 40 ms later."""
-    with pulse_server(tmp_path / "pulse", echo_path=True) as env:
-        yield env
-
 
 @asynccontextmanager
 async def live_daemon(
@@ -104,48 +86,24 @@ async def live_daemon(
     audio: dict[str, Any] | None = None,
     vad: dict[str, Any] | None = None,
 ) -> AsyncIterator[Live]:
+    """The daemon in this process on ``pulse``'s devices (PortAudio), once it is idle."""
     async with Simulator(reply_speed=4.0) as sim:
-        config = config_from_mapping(
-            {
-                "coze": {"api_base": sim.api_base, "ws_base": sim.ws_base, "bot_id": "7"},
-                "auth": {"method": "pat"},
-                "device": {"id": "42"},
-                "state_dir": str(tmp_path),
-                "audio": {
-                    "backend": "sounddevice",
-                    "input_device": "pulse",
-                    "output_device": "pulse",
-                    "earcons": False,
-                    **(audio or {}),
-                },
-                "vad": vad or {},
+        config = daemon_config(
+            sim,
+            tmp_path,
+            audio={
+                "backend": "sounddevice",
+                "input_device": "pulse",
+                "output_device": "pulse",
+                "earcons": False,
+                **(audio or {}),
             },
-            env={},
+            vad=vad or {},
         )
-        loop = asyncio.get_running_loop()
-        live: Live | None = None
-
-        def on_status(status: DeviceStatus) -> None:
-            assert live is not None
-            if not live.states or live.states[-1][1:] != (status.state, status.detail):
-                live.states.append((loop.time(), status.state, status.detail))
-
-        daemon = Daemon(
-            config,
-            tokens=StaticToken("sim-pat"),
-            on_status=on_status,
-            on_event=lambda e: live.events.append(e) if live else None,
-            env={},
-        )
-        live = Live(sim, pulse, daemon)
-        stop = asyncio.Event()
-        task = asyncio.create_task(supervise(daemon.services(), stop=stop, signals=()))
-        try:
+        async with running_daemon(config) as run:
+            live = Live(sim, run)
             await live.wait(lambda: live.when(State.IDLE) is not None, 10)
             yield live
-        finally:
-            stop.set()
-            await task
 
 
 async def stop_recording(recording: Recording) -> bytes:
@@ -173,7 +131,7 @@ async def test_an_utterance_into_the_microphone_gives_a_spoken_reply(
         await live.reply_played()
         recorded = await stop_recording(recorder)
         appended = live.sim.connections[-1].appended_audio()
-        conversation = live.daemon.conversation
+        conversation = live.run.daemon.conversation
         assert conversation is not None
         latency = conversation.metrics.latency
 
@@ -212,7 +170,7 @@ async def test_talking_over_the_reply_cancels_it_and_starts_a_new_turn(
         await live.wait(lambda: live.sent("input_audio_buffer.complete") == 2, 10)
         recorded = await stop_recording(recorder)
         assert await asyncio.to_thread(player.wait) == 0
-        conversation = live.daemon.conversation
+        conversation = live.run.daemon.conversation
         assert conversation is not None
         [flush] = conversation.metrics.latency["capture_to_flush"]
         assert 0 <= flush < 0.5
@@ -231,7 +189,7 @@ async def test_the_sound_server_restarting_is_survived(pulse: PulseEnv, tmp_path
         await live.wait(lambda: live.when(State.ERROR) is not None, 8)
         failed = live.when(State.ERROR)
         assert failed is not None
-        detail = next(d for t, s, d in live.states if s is State.ERROR)
+        detail = next(d for t, s, d in live.run.states if s is State.ERROR)
         assert detail is not None
         assert "audio" in detail
         await live.wait(lambda: live.when(State.IDLE, after=failed) is not None, 10)

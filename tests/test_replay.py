@@ -16,7 +16,7 @@ from coze_edge.config import config_from_mapping
 from coze_edge.credentials import StaticToken
 from coze_edge.daemon import Daemon
 from coze_edge.supervisor import supervise
-from tests.traces import DATA, load_trace, trace_audio
+from tests.support.data import DATA, load_trace, trace_audio
 
 TIMEOUT_S = 30
 

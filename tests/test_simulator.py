@@ -14,9 +14,9 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from coze_edge.simulator import Faults, Simulator
-from tests.sim_clients import (
+from tests.support.data import DATA
+from tests.support.simulator_clients import (
     BOT,
-    MS,
     chat_socket,
     configure,
     next_event,
@@ -24,7 +24,7 @@ from tests.sim_clients import (
     send,
     settled,
 )
-from tests.traces import DATA
+from tests.support.timing import MS
 
 REST_LOGID = re.compile(r"\d{14}[0-9A-F]{20}")
 WS_LOGID = re.compile(r"02\d{13}[0-9a-f]{38}")

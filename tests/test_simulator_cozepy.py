@@ -12,7 +12,7 @@ import pytest
 from coze_edge.adapters.wav import read_wav_as
 from coze_edge.core.audio import CAPTURE
 from coze_edge.simulator import Simulator
-from tests.traces import DATA, trace_audio
+from tests.support.data import DATA, trace_audio
 
 with warnings.catch_warnings(record=True):
     # cozepy imports authlib's deprecated jose module. authlib warns, and installs an

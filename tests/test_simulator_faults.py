@@ -16,9 +16,8 @@ import websockets
 from websockets.asyncio.client import connect
 
 from coze_edge.simulator import REAL_EXPIRY, Faults, Simulator, TokenFault
-from tests.sim_clients import (
+from tests.support.simulator_clients import (
     BOT,
-    MS,
     chat_socket,
     configure,
     log_in,
@@ -29,6 +28,7 @@ from tests.sim_clients import (
     send,
     settled,
 )
+from tests.support.timing import MS
 
 OTHER_BOT = "7496347519799787000"
 

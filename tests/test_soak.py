@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scripts.soak import soak
+from tests.support.soak import soak
 
 
 async def test_sixty_turns_leak_no_file_descriptors_tasks_or_memory(tmp_path: Path) -> None:

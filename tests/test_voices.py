@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
-import sys
 import unicodedata
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,29 +18,29 @@ from coze_edge.config import Config, config_from_mapping
 from coze_edge.errors import EXIT_NO_AUTH
 from coze_edge.simulator import Simulator
 from coze_edge.voices import format_voices, list_voices
-from tests.mqtt_broker import MS, free_port
+from tests.support.cli import run_cli
+from tests.support.daemon import daemon_settings
+from tests.support.ports import free_port
 
 PAT = "voices-pat-secret"
 CLIENT_ID = "voices-client"
 SIMULATOR_VOICES = ("7426720361733046281", "7426720361733144585", "7426725529589661723")
 
 
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    async with Simulator(pats=(PAT,)) as simulator:
-        yield simulator
+pytestmark = pytest.mark.simulator(pats=(PAT,))
 
 
 def settings(tmp_path: Path, sim: Simulator, *, pat: str = PAT, **auth: Any) -> dict[str, Any]:
     pat_file = tmp_path / "pat"
     pat_file.write_text(pat + "\n")
     pat_file.chmod(0o600)
-    return {
-        "coze": {"api_base": sim.api_base, "ws_base": sim.ws_base, "bot_id": "7496"},
-        "auth": {"method": "pat", "pat_file": str(pat_file), **auth},
-        "device": {"id": "5551234"},
-        "state_dir": str(tmp_path / "state"),
-    }
+    return daemon_settings(
+        sim,
+        tmp_path / "state",
+        coze={"bot_id": "7496"},
+        auth={"pat_file": str(pat_file), **auth},
+        device={"id": "5551234"},
+    )
 
 
 def oauth_config(tmp_path: Path, sim: Simulator) -> Config:
@@ -193,23 +190,9 @@ async def test_the_cli_lists_the_simulator_voices(tmp_path: Path, sim: Simulator
     """`python -m coze_edge voices -c FILE` prints the simulator's voices and exits 0."""
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(settings(tmp_path, sim)))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COZE_EDGE_")}
 
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "coze_edge",
-        "voices",
-        "-c",
-        str(path),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    async with asyncio.timeout(20000 * MS):
-        out, err = await proc.communicate()
+    result = await run_cli("voices", "-c", str(path), stderr=asyncio.subprocess.PIPE)
 
-    assert proc.returncode == 0, err.decode()
+    assert result.returncode == 0, result.stderr
     for voice_id in SIMULATOR_VOICES:
-        assert voice_id in out.decode()
+        assert voice_id in result.stdout

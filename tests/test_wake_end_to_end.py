@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 from pathlib import Path
-from typing import Any
 
 from coze_edge.adapters.wav import read_wav_as
 from coze_edge.config import config_from_mapping
 from coze_edge.core.audio import CAPTURE
-from coze_edge.credentials import StaticToken
-from coze_edge.daemon import Daemon
 from coze_edge.simulator import Simulator
-from coze_edge.supervisor import supervise
-from tests.traces import DATA
+from tests.support.daemon import daemon_config, running_daemon
+from tests.support.data import DATA
 
 QUESTION_STARTS_S = 1.43  # in wake-okay-nabu-then-question.wav (tests/data/README.md)
 
@@ -21,30 +18,19 @@ QUESTION_STARTS_S = 1.43  # in wake-okay-nabu-then-question.wav (tests/data/READ
 async def run_daemon_on(
     wav: Path, tmp_path: Path, *, seconds: float
 ) -> tuple[Simulator, list[str]]:
-    events: list[str] = []
+    """The daemon with the wake word on, ``wav`` as its microphone, until its first turn or
+    for ``seconds``; the simulator and the types of the events."""
     async with Simulator(reply_speed=50.0) as sim:
-        config = config_from_mapping(
-            {
-                "coze": {"api_base": sim.api_base, "ws_base": sim.ws_base, "bot_id": "7"},
-                "auth": {"method": "pat"},
-                "device": {"id": "42"},
-                "state_dir": str(tmp_path),
-                "audio": {"backend": "file", "file_input": str(wav), "file_realtime": False},
-                "wake": {"word": "okay_nabu"},
-            },
-            env={},
+        config = daemon_config(
+            sim,
+            tmp_path,
+            audio={"backend": "file", "file_input": str(wav), "file_realtime": False},
+            wake={"word": "okay_nabu"},
         )
-        stop = asyncio.Event()
-
-        def on_event(event: dict[str, Any]) -> None:
-            events.append(event["type"])
-            if event["type"] == "turn":
-                stop.set()
-
-        daemon = Daemon(config, tokens=StaticToken("sim-pat"), on_event=on_event, env={})
-        asyncio.get_running_loop().call_later(seconds, stop.set)
-        await supervise(daemon.services(), stop=stop, signals=())
-    return sim, events
+        async with running_daemon(config) as run:
+            with contextlib.suppress(TimeoutError):
+                await run.wait(lambda: any(e["type"] == "turn" for e in run.events), seconds)
+    return sim, [event["type"] for event in run.events]
 
 
 async def test_the_wake_word_opens_a_turn_with_only_the_audio_after_it(tmp_path: Path) -> None:

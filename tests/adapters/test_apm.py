@@ -18,8 +18,8 @@ from coze_edge.adapters.apm import INSTALL_HINT, ApmUnavailable, AudioProcessor,
 from coze_edge.adapters.resample import StreamResampler
 from coze_edge.adapters.wav import read_wav_as
 from coze_edge.core.audio import CAPTURE, AudioFormat
+from tests.support.data import DATA
 
-DATA = Path(__file__).parents[1] / "data"
 REPLY_WAV = Path(apm.__file__).parents[1] / "simulator" / "data" / "reply.wav"
 RATE = CAPTURE.rate
 SPEAKER = AudioFormat(24000)

@@ -15,12 +15,11 @@ from coze_edge.adapters.audio_io import Microphone, Speaker
 from coze_edge.adapters.file_audio import FileMicrophone, FileSpeaker
 from coze_edge.adapters.wav import WavFormatError, read_wav_as
 from coze_edge.core.audio import CAPTURE, AudioFormat, apply_gain
+from tests.support.data import DATA
+from tests.support.timing import MS
 
-DATA = Path(__file__).parents[1] / "data"
 WEATHER = DATA / "utterance-weather.wav"
-
-MS = 0.001 * float(os.environ.get("COZE_EDGE_TEST_SLOWDOWN", "1"))
-"""A millisecond of slack, scaled up on slow machines; lower bounds are never scaled."""
+# Timing bounds: MS is slack, scaled up on slow machines; lower bounds are never scaled.
 
 REPLY = AudioFormat(24000)
 

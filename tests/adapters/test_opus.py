@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,8 +18,8 @@ from coze_edge.adapters.opus import (
 )
 from coze_edge.adapters.wav import read_wav_as
 from coze_edge.core.audio import CAPTURE
+from tests.support.data import DATA
 
-DATA = Path(__file__).parents[1] / "data"
 SPEECH = read_wav_as(DATA / "utterance-weather.wav", CAPTURE)
 LOOKAHEAD = 104  # samples: the encoder's delay at 16 kHz (measured; 6.5 ms)
 

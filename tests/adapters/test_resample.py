@@ -7,7 +7,7 @@ import pytest
 
 from coze_edge.adapters.resample import StreamResampler, to_mono
 from coze_edge.core.audio import rms
-from tests.signals import dominant_hz, sine, values
+from tests.support.signals import dominant_hz, sine, values
 
 
 def s16(wave_: np.ndarray) -> bytes:

@@ -17,12 +17,14 @@ from coze_edge.adapters.sound_devices import (
 from coze_edge.adapters.wav import read_wav_as
 from coze_edge.core.audio import CAPTURE, AudioFormat
 from coze_edge.errors import AudioDeviceLost
-from tests.pulse import PulseEnv, Recording, pulse_server
-from tests.traces import DATA
+from tests.support.data import DATA
+from tests.support.pulseaudio import PulseEnv, Recording, pulse_server
 
 
 @pytest.fixture(scope="module")
 def pulse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PulseEnv]:
+    """One server for all of this module's tests (conftest's ``pulse`` starts one per test);
+    the test that kills it starts it again for the rest."""
     with pulse_server(tmp_path_factory.mktemp("pulse")) as env:
         yield env
 

@@ -17,8 +17,8 @@ from coze_edge.core.endpointer import (
     SpeechEnded,
     SpeechStarted,
 )
+from tests.support.data import DATA
 
-DATA = Path(__file__).parents[1] / "data"
 DEMO = Path(__file__).parents[2] / "coze_edge" / "data" / "demo-utterance.wav"
 FRAME = CAPTURE.frame_bytes(20)
 BLOCK = CAPTURE.frame_bytes(60)  # what a microphone delivers

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +12,8 @@ from coze_edge.adapters.wakeword import WakeWordDetector, probability_cutoff
 from coze_edge.adapters.wav import read_wav_as
 from coze_edge.core.audio import CAPTURE, AudioFormat
 from coze_edge.core.wake import WAKE_WORDS
+from tests.support.data import DATA
 
-DATA = Path(__file__).parents[1] / "data"
 BLOCK = CAPTURE.frame_bytes(60)  # what a microphone delivers
 
 

@@ -12,9 +12,8 @@ import pytest
 
 from coze_edge.adapters.wav import WavFormatError, read_wav_as
 from coze_edge.core.audio import CAPTURE, AudioFormat, rms
-from tests.signals import dominant_hz, sine, values
-
-DATA = Path(__file__).parents[1] / "data"
+from tests.support.data import DATA
+from tests.support.signals import dominant_hz, sine, values
 
 
 def write_wav(

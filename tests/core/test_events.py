@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from coze_edge.core import events as ev
 from coze_edge.errors import RemoteProtocolError
-from tests.traces import load_trace, trace_audio
+from tests.support.data import load_trace, trace_audio
 
 
 def test_every_frame_of_the_chat_trace_decodes_to_a_known_event() -> None:

@@ -17,7 +17,7 @@ from coze_edge.core.session import (
     refusal,
 )
 from coze_edge.core.status import State
-from tests.core.test_session import (
+from tests.support.session import (
     CHAT,
     CONV,
     SPEECH,

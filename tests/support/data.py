@@ -1,4 +1,7 @@
-"""Reading the recorded Coze traces in tests/data (coze-go test data, MIT, see LICENSE.coze-go)."""
+"""
+The files in tests/data: speech WAVs (README.md there says how each was made) and the
+recorded Coze traces (coze-go test data, MIT, see LICENSE.coze-go), with their readers.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 
 
 @dataclass(frozen=True)

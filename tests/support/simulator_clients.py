@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,8 +13,8 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
 from coze_edge.simulator import Simulator
+from tests.support.timing import MS
 
-MS = 0.001 * float(os.environ.get("COZE_EDGE_TEST_SLOWDOWN", "1"))
 BOT = "7496347519799787557"
 CLIENT_ID = "1234.app.coze"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"

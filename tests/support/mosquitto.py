@@ -17,23 +17,15 @@ import contextlib
 import itertools
 import os
 import signal
-import socket
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-MS = 0.001 * float(os.environ.get("COZE_EDGE_TEST_SLOWDOWN", "1"))
-"""A millisecond, scaled up on slow machines through $COZE_EDGE_TEST_SLOWDOWN."""
+from tests.support.ports import free_port
+from tests.support.timing import MS
 
 PROBE_TOPIC = "coze-test-probe"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 # --- TLS material ------------------------------------------------------------------------------
