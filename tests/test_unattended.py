@@ -9,10 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
@@ -36,7 +34,8 @@ from coze_edge.daemon import Daemon, whose_conversation
 from coze_edge.login import OAuthTokens
 from coze_edge.simulator import Simulator, TokenFault
 from coze_edge.supervisor import supervise
-from tests.traces import DATA
+from tests.support.cli import start_cli
+from tests.support.data import DATA
 
 CLIENT = "1234.app.coze"
 BOT = "7496347519799787557"
@@ -91,17 +90,8 @@ class Running:
 
 
 async def cli(*args: str) -> Running:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("COZE_EDGE_")}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "coze_edge",
-        *args,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={**clean, "PYTHONUNBUFFERED": "1"},
-    )
+    """``coze-edge ARGS``, its output read line by line as it comes."""
+    proc = await start_cli(*args, env={"PYTHONUNBUFFERED": "1"})
     running = Running(proc)
     running.reader = asyncio.create_task(running.read())
     return running
