@@ -95,3 +95,37 @@ def volume_unchanged_by_bad_payload(watcher: Watcher) -> bool:
         if s.payload and json.loads(s.payload)["state"] != "starting"
     }
     return volumes <= {35, 100}
+
+
+@pytest.mark.simulator(reply_speed=20.0)
+async def test_a_refused_bot_and_a_kept_mute_show_on_the_state_topic(
+    tmp_path: Path, broker: Broker, sim: Simulator
+) -> None:
+    """Coze refusing the bot shows as state error with its hint on MQTT (the same document
+    ``ctl status`` gives); mute set over MQTT survives a SIGKILL and a new start."""
+    sim.faults.bot_error = 4015
+    config = write_cli_config(
+        tmp_path,
+        sim,
+        audio={"file_input": str(DATA / "silence-2s.wav")},
+        mqtt={"host": "127.0.0.1", "port": broker.port},
+        coze={"refused_retry_s": 1.0},
+    )
+    async with watching(broker, [f"{PREFIX}/#"]) as watcher:
+        async with running_cli(config) as daemon:
+            refused = await watcher.wait_for(state_is("error"))
+            assert refused is not None
+            detail = json.loads(refused.payload)["detail"]
+            assert "publish it as API in Coze" in detail
+            assert "4015" in detail
+            sim.faults.bot_error = None
+            await watcher.wait_for(state_is("idle"))
+            await mqtt_publish(broker, f"{PREFIX}/cmd/mute", b"PRESS")
+            await watcher.wait_for(state_is("idle", muted=True))
+            daemon.process.kill()  # a power cut, as far as the daemon can tell
+            await daemon.process.wait()
+        mark = watcher.mark()
+        async with running_cli(config) as daemon:
+            await watcher.wait_for(state_is("idle", muted=True), since=mark)
+            async with asyncio.timeout(30):
+                await daemon.read_until("muted (as it was left)")
