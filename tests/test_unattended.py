@@ -186,7 +186,7 @@ async def test_first_boot_with_coze_down_waits_then_logs_in_and_talks(tmp_path: 
 
             sim.approve(code)
             approved = time.monotonic()
-            await daemon.line(r"\blogged in\b", 10)
+            await daemon.line(r"status_board: logged in$", 10)
             logged_in = time.monotonic()
             await daemon.line("turn:", 30)
             assert daemon.proc.returncode is None
@@ -486,10 +486,14 @@ async def test_a_conversation_coze_forgot_is_dropped_and_the_next_turn_works(
         store = ConversationStore(config.state_dir, whose_conversation(config))
         store.save("7000000000000000001")
         async with live_daemon(sim, config) as live:
+            await live.wait(lambda: live.seen(State.IDLE) is not None, 15)
             await live.wait(lambda: any(e["type"] == "turn" for e in live.events), 30)
         remembered = store.load()
     errors = [e for e in live.events if e["type"] == "error"]
     assert [e["code"] for e in errors] == [4002]
+    idle, started = live.seen(State.IDLE), live.states[0][0]
+    assert idle is not None
+    print(f"idle in a new conversation {idle - started:.2f} s after the daemon started")
     assert remembered is not None
     assert remembered != "7000000000000000001"
     assert remembered in sim.known_conversations(BOT)
@@ -569,10 +573,13 @@ async def test_corrupt_state_files_are_set_aside_and_the_daemon_starts(tmp_path:
         (state / "bindings.json").write_text("42")
         (state / "conversation.json").write_text("null")
         (state / "controls.json").mkdir()
+        started = time.monotonic()
         async with daemon_process(config) as daemon:
             await daemon.line("state: unauthorized", 15)
+            waiting = time.monotonic()
             await asyncio.sleep(0.5)
             assert await daemon.stop() == 0
+    print(f"waiting for a login {waiting - started:.2f} s after start, files set aside")
     unusable = [line for line in daemon.lines if "is unusable" in line]
     assert len(unusable) == 4, daemon.text
     for name in ("token.json", "bindings.json", "conversation.json", "controls.json"):
@@ -591,8 +598,10 @@ async def test_a_second_daemon_on_the_same_state_dir_exits_78(tmp_path: Path) ->
         )
         async with daemon_process(config) as first:
             await first.line("state: idle", 15)
+            started = time.monotonic()
             second = await cli("run", "-c", str(config))
             assert await second.finish(15) == 78
+            print(f"the second daemon exited 78 after {time.monotonic() - started:.2f} s")
             assert f"another coze-edge (pid {first.proc.pid})" in second.text
             assert (await ctl_status(config))["state"] == "idle"
             assert first.proc.returncode is None
