@@ -118,23 +118,18 @@ class GatewayError(CozeAPIError):
     pass
 
 
-_BY_STATUS: dict[int, type[CozeAPIError]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    408: RequestTimeoutError,
-    429: RateLimitError,
-    502: GatewayError,
-}
-_BY_CODE: dict[int, type[CozeAPIError]] = {
-    4000: BadRequestError,
-    4100: AuthenticationError,
-    4101: PermissionDeniedError,
-    4200: NotFoundError,
-    4013: RateLimitError,
-    5000: InternalServerError,
-}
+_CHECKED_IN_ORDER: tuple[tuple[type[CozeAPIError], int, int | None], ...] = (
+    (BadRequestError, 400, 4000),
+    (AuthenticationError, 401, 4100),
+    (PermissionDeniedError, 403, 4101),
+    (NotFoundError, 404, 4200),
+    (RateLimitError, 429, 4013),  # 4013 is "model service error" in Coze's docs; coze-js
+    # files it under rate limits all the same, and so do we (the hint names it right)
+    (RequestTimeoutError, 408, None),
+    (GatewayError, 502, None),
+)
+"""The class coze-js's ``APIError.generate`` picks: the first row whose HTTP status or
+body code matches, in this order (coze-protocol.md 1.6); then any 5xx; then the base."""
 
 
 def api_error(
@@ -144,14 +139,15 @@ def api_error(
     http_status: int | None = None,
     logid: str | None = None,
 ) -> CozeAPIError:
-    """The error class the official SDKs would pick: HTTP status first, then the body code."""
+    """The error class the official SDKs would pick (coze-js's order, :data:`_CHECKED_IN_ORDER`)."""
     cls: type[CozeAPIError] = CozeAPIError
-    if http_status is not None and http_status in _BY_STATUS:
-        cls = _BY_STATUS[http_status]
-    elif isinstance(code, int) and code in _BY_CODE:
-        cls = _BY_CODE[code]
-    elif http_status is not None and http_status >= 500:
-        cls = InternalServerError
+    for candidate, status, body_code in _CHECKED_IN_ORDER:
+        if http_status == status or (body_code is not None and code == body_code):
+            cls = candidate
+            break
+    else:
+        if http_status is not None and http_status >= 500:
+            cls = InternalServerError
     return cls(msg, code=code, http_status=http_status, logid=logid)
 
 

@@ -287,6 +287,13 @@ async def test_polling_follows_the_rules_through_expiry_and_denial() -> None:
         (200, {"code": 4013, "msg": "rate"}, RateLimitError),
         (500, {"msg": "boom"}, InternalServerError),
         (502, {"msg": "gw"}, GatewayError),
+        # coze-js's order: the codes are checked before 408 and 502, and a status that
+        # names one class wins over a later row's code.
+        (502, {"code": 4000, "msg": "bad"}, BadRequestError),
+        (408, {"code": 4101, "msg": "perm"}, PermissionDeniedError),
+        (400, {"code": 4100, "msg": "auth"}, BadRequestError),
+        (503, {"code": 4013, "msg": "model"}, RateLimitError),
+        (200, {"code": 5000, "msg": "internal"}, CozeAPIError),
     ],
 )
 async def test_every_error_class_from_status_and_body(
@@ -301,6 +308,7 @@ async def test_every_error_class_from_status_and_body(
         with pytest.raises(expected) as caught:
             await http.voices("t")
 
+    assert type(caught.value) is expected
     assert caught.value.logid == "LOG42"
     assert caught.value.http_status == status
     assert "LOG42" in caught.value.describe()

@@ -13,6 +13,7 @@ import json
 import logging
 import socket
 import urllib.parse
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -86,6 +87,8 @@ class CozeSocket:
     def __init__(self, ws: ClientConnection, opus: OpusSettings | None = None) -> None:
         self._ws = ws
         self._opus = OpusStream(opus.encoder()) if opus is not None else None
+        self._id_prefix = uuid.uuid4().hex[:12]  # this connection's; a counter per event
+        self._sent = 0
         self.logid: str | None = None
         if ws.response is not None:
             self.logid = ws.response.headers.get(LOGID_HEADER)
@@ -149,7 +152,8 @@ class CozeSocket:
         await self._send(event)
 
     async def _send(self, event: ClientEvent) -> None:
-        message = encode(event)
+        self._sent += 1
+        message = encode(event, f"{self._id_prefix}-{self._sent}")
         if not isinstance(event, AudioAppend):
             log.debug("> %s", message if len(message) < 600 else event)
         try:

@@ -114,35 +114,45 @@ CHAT_CANCEL: Final = "conversation.chat.cancel"
 """The event type of :class:`ChatCancel` (an error's ``origin`` may name it)."""
 
 
-def _dump(event_type: str, data: Mapping[str, Any] | None = None) -> str:
-    frame: dict[str, Any] = {"event_type": event_type}
+def _dump(event_type: str, data: Mapping[str, Any] | None = None, event_id: str = "") -> str:
+    frame: dict[str, Any] = {"id": event_id} if event_id else {}
+    frame["event_type"] = event_type
     if data is not None:
         frame["data"] = data
     return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
 
 
-def encode(event: ClientEvent) -> str:
-    """The JSON text frame for ``event`` (no ``id``: the server accepts its absence)."""
+def encode(event: ClientEvent, event_id: str = "") -> str:
+    """
+    The JSON text frame for ``event``. ``event_id`` is the frame's ``id``, which Coze's docs
+    ask of every upstream event ("client-generated, for troubleshooting"; the server
+    accepts its absence, and cozepy and the traces send none). It must be JSON-safe
+    (letters, digits, ``-``, ``_``): the socket makes it.
+    """
     match event:
         case AudioAppend(audio):
             # The hot path: base64 text needs no JSON escaping, so skip json.dumps.
             delta = base64.b64encode(audio).decode("ascii")
-            return '{"event_type":"input_audio_buffer.append","data":{"delta":"' + delta + '"}}'
+            head = f'{{"id":"{event_id}",' if event_id else "{"
+            return (
+                head + '"event_type":"input_audio_buffer.append","data":{"delta":"' + delta + '"}}'
+            )
         case ChatUpdate(data):
-            return _dump("chat.update", data)
+            return _dump("chat.update", data, event_id)
         case AudioComplete():
-            return _dump("input_audio_buffer.complete")
+            return _dump("input_audio_buffer.complete", None, event_id)
         case AudioClear():
-            return _dump("input_audio_buffer.clear")
+            return _dump("input_audio_buffer.clear", None, event_id)
         case MessageCreate(content, role, content_type):
             return _dump(
                 "conversation.message.create",
                 {"role": role, "content_type": content_type, "content": content},
+                event_id,
             )
         case ConversationClear():
-            return _dump("conversation.clear")
+            return _dump("conversation.clear", None, event_id)
         case ChatCancel():
-            return _dump(CHAT_CANCEL)
+            return _dump(CHAT_CANCEL, None, event_id)
         case SubmitToolOutputs(chat_id, outputs):
             return _dump(
                 "conversation.chat.submit_tool_outputs",
@@ -150,11 +160,12 @@ def encode(event: ClientEvent) -> str:
                     "chat_id": chat_id,
                     "tool_outputs": [{"tool_call_id": i, "output": o} for i, o in outputs],
                 },
+                event_id,
             )
         case GenerateAudio(text):
             if not text or len(text.encode()) > MAX_TEXT_BYTES:
                 raise ValueError(f"generate_audio text must be 1..{MAX_TEXT_BYTES} bytes")
-            return _dump("input_text.generate_audio", {"mode": "text", "text": text})
+            return _dump("input_text.generate_audio", {"mode": "text", "text": text}, event_id)
     raise TypeError(f"not a client event: {event!r}")  # pragma: no cover - exhaustive above
 
 

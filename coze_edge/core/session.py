@@ -77,6 +77,7 @@ ERROR_HINTS: Final[dict[int, str]] = {
     4008: "daily usage limit of this bot reached",
     4009: "Coze is busy; retrying",
     4011: "the Coze account's token balance is insufficient",
+    4013: "the bot's model service failed; retrying",
     4015: "the bot is not published to the API channel: publish it as API in Coze",
     4016: "another chat is running in this conversation",
     4019: "the Coze account is in arrears",

@@ -184,8 +184,23 @@ def test_oversized_frames_are_refused() -> None:
         ev.decode("x" * (ev.MAX_FRAME_BYTES + 1))
 
 
+def test_every_event_carries_the_id_it_is_given() -> None:
+    """Coze's docs ask for a client ``id`` on every upstream event; the socket gives one."""
+    for event in (
+        ev.AudioAppend(b"\x00\x01"),
+        ev.AudioComplete(),
+        ev.ChatCancel(),
+        ev.GenerateAudio("hi"),
+        ev.ChatUpdate({"chat_config": {}}),
+        ev.SubmitToolOutputs("7", (("call", "{}"),)),
+    ):
+        message = json.loads(ev.encode(event, "a1b2-7"))
+        assert message["id"] == "a1b2-7"
+        assert message["event_type"]
+
+
 def test_audio_append_encodes_base64_delta_without_id() -> None:
-    """Appends carry base64 audio in data.delta and no id, like cozepy and the traces."""
+    """Appends carry base64 audio in data.delta; without an id none, like the traces."""
     message = json.loads(ev.encode(ev.AudioAppend(b"\x00\x01\xff")))
 
     assert message == {
