@@ -62,7 +62,8 @@ async def test_a_full_turn_through_the_real_cli(
     [conn] = sim.connections
     types = conn.event_types()
     ids = [frame.get("id") for frame in conn.received]
-    assert all(ids) and len(set(ids)) == len(ids)  # an id on every upstream event, each its own
+    assert all(ids)  # an id on every upstream event,
+    assert len(set(ids)) == len(ids)  # each its own
     assert conn.headers["User-Agent"].startswith("coze-edge/")
     first_append = types.index("input_audio_buffer.append")
     update = conn.received[types.index("chat.update")]
