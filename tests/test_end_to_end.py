@@ -65,6 +65,9 @@ async def test_a_full_turn_through_the_real_cli(
     assert all(ids)  # an id on every upstream event,
     assert len(set(ids)) == len(ids)  # each its own
     assert conn.headers["User-Agent"].startswith("coze-edge/")
+    about = json.loads(conn.headers["X-Coze-Client-User-Agent"])
+    assert about["lang"] == "python"
+    assert set(about) == {"version", "lang", "lang_version", "os_name", "os_version"}
     first_append = types.index("input_audio_buffer.append")
     update = conn.received[types.index("chat.update")]
     assert types.index("chat.update") < first_append

@@ -9,8 +9,10 @@ the environment (``HTTPS_PROXY``). Tokens never appear in error texts.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import platform
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from coze_edge import __version__
 from coze_edge.core.events import LOGID_HEADER
 from coze_edge.core.tokens import Token, expiry
 from coze_edge.errors import CozeAPIError, CozeUnavailable, api_error
@@ -65,6 +68,25 @@ _OAUTH_ERRORS: dict[str, type[DeviceFlowError]] = {
 }
 
 
+@functools.cache
+def client_headers() -> dict[str, str]:
+    """What the official SDKs send about themselves (coze-protocol.md 1.2): ``User-Agent``
+    and ``X-Coze-Client-User-Agent``, a JSON object of version, language and OS."""
+    python = platform.python_version()
+    system, release = platform.system().lower() or "unknown", platform.release() or "unknown"
+    about = {
+        "version": __version__,
+        "lang": "python",
+        "lang_version": python,
+        "os_name": system,
+        "os_version": release,
+    }
+    return {
+        "User-Agent": f"coze-edge/{__version__} python/{python} {system}/{release}",
+        "X-Coze-Client-User-Agent": json.dumps(about, separators=(",", ":")),
+    }
+
+
 def network_advice(url: str) -> str:
     """What to check when ``url`` cannot be reached (doctor, login and the log say the same)."""
     return f"check the network, the firewall and a proxy for {urllib.parse.urlsplit(url).netloc}"
@@ -108,7 +130,7 @@ class CozeHttp:
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
             trust_env=True,
             transport=transport,
-            headers={"User-Agent": "coze-edge"},
+            headers=client_headers(),
         )
 
     async def __aenter__(self) -> CozeHttp:

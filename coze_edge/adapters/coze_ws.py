@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from coze_edge import __version__
+from coze_edge.adapters.coze_http import client_headers
 from coze_edge.adapters.opus import OpusSettings, OpusStream
 from coze_edge.core.events import (
     LOGID_HEADER,
@@ -99,8 +99,11 @@ class CozeSocket:
         try:
             ws = await connect(
                 url,
-                additional_headers={"Authorization": f"Bearer {token}"},
-                user_agent_header=f"coze-edge/{__version__}",
+                additional_headers={
+                    "Authorization": f"Bearer {token}",
+                    "X-Coze-Client-User-Agent": client_headers()["X-Coze-Client-User-Agent"],
+                },
+                user_agent_header=client_headers()["User-Agent"],
                 # JSON with base64 audio barely compresses: deflate would only cost CPU.
                 compression=None,
                 open_timeout=settings.open_timeout_s,
