@@ -11,6 +11,10 @@ Per connection: availability ``online`` (the Last Will says ``offline``), the Ho
 discovery documents, the state, the login; then each change as it comes. Home Assistant's
 birth message (``<discovery_prefix>/status`` = ``online``) makes it announce itself again.
 On a clean stop it publishes the state and ``offline``, then disconnects, within about 1.5 s.
+
+Two settings narrow what the broker's users may do and see: ``mqtt.remote_listen: false``
+refuses ``cmd/listen`` (an ``error`` event says why), ``mqtt.publish_text: false`` keeps the
+``transcript`` and ``reply`` events, what was said, off the broker.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ from collections.abc import Callable, Iterator, Mapping
 from coze_edge.adapters.mqtt import BrokerSettings, MqttConnection, Received, Will, connect
 from coze_edge.config import Config
 from coze_edge.core.backoff import backoff
-from coze_edge.core.commands import Command, CommandError, QueryStatus, parse_command
+from coze_edge.core.commands import Command, CommandError, Listen, QueryStatus, parse_command
 from coze_edge.core.status import (
     AVAILABLE,
     NOT_AVAILABLE,
+    TEXT_EVENTS,
     DeviceStatus,
     LoginPrompt,
     Topics,
@@ -49,6 +54,8 @@ DISCONNECT_TIMEOUT_S = 0.5
 
 INBOX_SIZE = 64
 """Received messages waiting to be handled; a flood beyond this drops the oldest."""
+
+LISTEN_REFUSED = "listen over MQTT is off on this device (mqtt.remote_listen: false)"
 
 
 def default_delays() -> Iterator[float]:
@@ -83,6 +90,7 @@ class Publisher:
         self._discovery_prefix = config.mqtt.discovery_prefix
         self._inbox: asyncio.Queue[Received] = asyncio.Queue(INBOX_SIZE)
         self._rediscover = asyncio.Event()
+        self._listen_refused = False
         self.dropped_messages = 0
         """Received messages dropped because they came faster than they could be handled."""
 
@@ -153,6 +161,8 @@ class Publisher:
     async def _forward_events(self, connection: MqttConnection) -> None:
         while True:
             event = await self._events.get()
+            if event.get("type") in TEXT_EVENTS and not self._config.mqtt.publish_text:
+                continue  # what was said stays off the broker
             fields = dict(event)
             kind = str(fields.pop("type", "event"))
             await connection.publish(self._topics.event, event_payload(kind, **fields))
@@ -160,14 +170,25 @@ class Publisher:
     async def _announce(self, connection: MqttConnection) -> None:
         if self._discovery_prefix is None:
             return
-        device = self._config.device
+        device, mqtt = self._config.device, self._config.mqtt
         messages = discovery_messages(
-            device.id, device.name, self._topics, self._discovery_prefix, self._sw_version
+            device.id,
+            device.name,
+            self._topics,
+            self._discovery_prefix,
+            self._sw_version,
+            remote_listen=mqtt.remote_listen,
+            publish_text=mqtt.publish_text,
         )
         async with asyncio.TaskGroup() as tasks:
             for topic, payload in messages:
                 tasks.create_task(connection.publish(topic, payload, retain=True))
-        log.debug("= announced %d entities to Home Assistant", len(messages))
+        withdrawn = sum(1 for _, payload in messages if not payload)
+        log.debug(
+            "= announced %d entities to Home Assistant, withdrew %d",
+            len(messages) - withdrawn,
+            withdrawn,
+        )
 
     async def _announce_on_birth(self, connection: MqttConnection) -> None:
         self._rediscover.clear()
@@ -232,11 +253,22 @@ class Publisher:
             log.warning("! MQTT command refused: %s", exc)
             self._events.put_nowait({"type": "error", "message": str(exc), "command": name})
             return
+        if isinstance(command, Listen) and not self._config.mqtt.remote_listen:
+            self._refuse_listen()
+            return
         log.info("MQTT command: %s", name)
         if isinstance(command, QueryStatus):
             self._publish_state_again()
         else:
             self._on_command(command)
+
+    def _refuse_listen(self) -> None:
+        # Each refusal answers its sender; the log says it once, so a flood of them is no
+        # flood in the journal.
+        if not self._listen_refused:
+            self._listen_refused = True
+            log.warning("! MQTT: %s; ignoring cmd/listen (said once)", LISTEN_REFUSED)
+        self._events.put_nowait({"type": "error", "message": LISTEN_REFUSED, "command": "listen"})
 
 
 def _state(status: DeviceStatus) -> bytes:

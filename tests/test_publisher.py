@@ -349,6 +349,85 @@ async def test_a_retained_command_is_not_obeyed(broker: Broker, tmp_path: Path) 
     assert device.commands == [Listen()]
 
 
+# --- what the broker's users may do and see: mqtt.remote_listen, mqtt.publish_text ---------------
+
+
+async def test_without_remote_listen_cmd_listen_is_refused_and_said_once_in_the_log(
+    broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """remote_listen off: cmd/listen reaches nothing; each gets an error event saying why,
+    the log says it once; other commands still work."""
+    async with (
+        publishing(config_for(broker, tmp_path, remote_listen=False)) as device,
+        watching(broker, [TOPICS.event]) as watcher,
+    ):
+        for name in ["listen", "listen", "cancel"]:
+            await mqtt_publish(broker, TOPICS.cmd(name), b"PRESS")
+        await eventually(lambda: device.commands != [] and len(watcher.on(TOPICS.event)) == 2)
+
+    assert device.commands == [Cancel()]
+    errors = [json.loads(seen.payload) for seen in watcher.on(TOPICS.event)]
+    assert errors == 2 * [
+        {"type": "error", "command": "listen", "message": errors[0]["message"]},
+    ]
+    assert "mqtt.remote_listen: false" in errors[0]["message"]
+    said = [r for r in caplog.records if "remote_listen" in r.getMessage()]
+    assert [r.levelno for r in said] == [logging.WARNING]
+
+
+async def test_without_publish_text_no_transcript_or_reply_reaches_the_broker(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """publish_text off: the transcript and reply events are not published; the turn's
+    figures and errors still are, and no text of them is anywhere on the broker."""
+    events: list[dict[str, Any]] = [
+        {"type": "transcript", "text": "what is the weather"},
+        {"type": "reply", "text": "晴，25 度。", "chat_id": "c1"},
+        {"type": "turn", "chat_id": "c1", "speech_ms": 1200, "first_audio_ms": 640},
+        {"type": "error", "message": "connection to Coze lost mid-turn"},
+    ]
+    async with (
+        publishing(config_for(broker, tmp_path, publish_text=False)) as device,
+        watching(broker, ["#"]) as watcher,
+    ):
+        for event in events:
+            device.events.put_nowait(event)
+        # Events go out in order: once the error is there, the others had their chance.
+        await watcher.wait_topic(TOPICS.event, lambda payload: b'"error"' in payload)
+
+    assert [json.loads(seen.payload) for seen in watcher.on(TOPICS.event)] == events[2:]
+    everything = b"".join(seen.payload for seen in watcher.seen)
+    assert b"weather" not in everything
+    assert "晴".encode() not in everything
+
+
+async def test_switching_either_off_withdraws_its_home_assistant_entities(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """A run with remote_listen and publish_text off removes the listen button and the text
+    sensors an earlier run left on the broker; the other entities stay."""
+    entities = discovery_messages(DEVICE_ID, "Kitchen speaker", TOPICS, "homeassistant", VERSION)
+    topics = {topic for topic, _ in entities}
+    async with watching(broker, ["homeassistant/#"]) as watcher:
+        async with publishing(config_for(broker, tmp_path)):
+            await eventually(lambda: topics <= {seen.topic for seen in watcher.seen})
+        mark = watcher.mark()
+        config = config_for(broker, tmp_path, remote_listen=False, publish_text=False)
+        async with publishing(config):
+            await eventually(lambda: topics <= {seen.topic for seen in watcher.seen[mark:]})
+    async with watching(broker, ["homeassistant/#"]) as late:
+        pass
+
+    retained = {seen.topic for seen in late.seen if seen.retained}
+    withdrawn = {
+        f"homeassistant/button/coze_edge_{DEVICE_ID}/listen/config",
+        f"homeassistant/sensor/coze_edge_{DEVICE_ID}/transcript/config",
+        f"homeassistant/sensor/coze_edge_{DEVICE_ID}/reply/config",
+    }
+    assert retained == topics - withdrawn
+    assert {seen.topic for seen in watcher.seen[mark:] if not seen.payload} == withdrawn
+
+
 # --- stopping, dying, losing the broker ---------------------------------------------------------
 
 

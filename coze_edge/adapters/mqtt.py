@@ -46,7 +46,15 @@ from paho.mqtt.reasoncodes import ReasonCode
 from coze_edge.config import Config, read_secret
 from coze_edge.errors import BrokerUnavailable, ConfigError
 
-__all__ = ["BrokerSettings", "MqttConnection", "Received", "Will", "connect", "tls_context"]
+__all__ = [
+    "MAX_PAYLOAD_BYTES",
+    "BrokerSettings",
+    "MqttConnection",
+    "Received",
+    "Will",
+    "connect",
+    "tls_context",
+]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +63,11 @@ CONNECT_TIMEOUT_S = 10.0
 
 JOIN_TIMEOUT_S = 1.0
 """How long paho's thread may take to end once its link is down (its select wakes each 1 s)."""
+
+MAX_PAYLOAD_BYTES = 64 * 1024
+"""Longest received payload handed on whole. A longer one is cut to one byte more than this:
+still too long for whatever checks it (the longest command, ``say``, takes 16,000 bytes), but
+its memory is not held while it waits to be handled."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,7 +391,8 @@ class MqttConnection:
             topic = message.topic
         except UnicodeDecodeError:
             return  # not a topic we subscribed to
-        self._soon(self._on_message, Received(topic, bytes(message.payload), bool(message.retain)))
+        payload = bytes(message.payload[: MAX_PAYLOAD_BYTES + 1])
+        self._soon(self._on_message, Received(topic, payload, bool(message.retain)))
 
     # ------------------------------------------------------------------ back on the loop
 

@@ -383,6 +383,14 @@ class MqttConfig:
     client_id: str | None = None
     """MQTT client id; None = derived from the device id."""
 
+    remote_listen: bool = True
+    """``cmd/listen`` opens the microphone without the wake word; False = MQTT may not (the
+    command gets an ``error`` event, Home Assistant no listen button), ``ctl listen`` still may."""
+
+    publish_text: bool = True
+    """Publish what was said: ``transcript`` and ``reply`` events; False = no text of the
+    user's or the bot's goes on MQTT (nor the two Home Assistant sensors that showed it)."""
+
     def problems(self) -> Iterator[Problem]:
         """What is wrong with these values; keys are relative to the section."""
         if self.host is not None:

@@ -503,7 +503,11 @@ class Session:
                 turn.audio_bytes / (2 * self._settings.output_rate) * 1000
             )
             effects.append(Emit("turn", figures))
-        self._gate.reply_finished(now)
+        if turn is not None:
+            # The bot answered the user, who may answer back without the wake word. Text the
+            # device was told to say opens no window: Coze never heard it, and `say` must not
+            # open the microphone where `listen` may not (mqtt.remote_listen).
+            self._gate.reply_finished(now)
         return effects + self._back_to_idle()
 
     # ------------------------------------------------------------------ connection

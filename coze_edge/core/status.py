@@ -23,6 +23,7 @@ from typing import Any, Final
 __all__ = [
     "AVAILABLE",
     "NOT_AVAILABLE",
+    "TEXT_EVENTS",
     "Controls",
     "DeviceStatus",
     "LoginPrompt",
@@ -185,6 +186,10 @@ class Topics:
         return name if name and "/" not in name else None
 
 
+TEXT_EVENTS: Final = frozenset({"transcript", "reply"})
+"""The events that carry what the user said or the bot answered (``mqtt.publish_text``)."""
+
+
 def event_payload(type: str, /, **fields: Any) -> bytes:
     """One ``event`` message: ``{"type": type, **fields}``; values JSON can't hold become text."""
     return json.dumps({"type": type, **fields}, ensure_ascii=False, default=str).encode()
@@ -217,7 +222,8 @@ def iso_utc(moment: datetime) -> str:
 # (Home Assistant's discovery.py matches node_id and object_id against [a-zA-Z0-9_-]+). Each
 # document carries the keys the component's schema requires (sensor, binary_sensor: state_topic;
 # switch, number, text, button: command_topic), a unique_id (without one an entity is not tied to
-# its device) and the device block, whose identifiers make every entity one device.
+# its device) and the device block, whose identifiers make every entity one device. An empty
+# retained config message removes an entity (and the one a broker may still hold).
 
 MODEL: Final = "coze-edge voice assistant"
 MANUFACTURER: Final = "coze-edge"
@@ -242,8 +248,16 @@ def discovery_messages(
     topics: Topics,
     discovery_prefix: str,
     sw_version: str,
+    *,
+    remote_listen: bool = True,
+    publish_text: bool = True,
 ) -> list[tuple[str, bytes]]:
-    """The retained Home Assistant discovery messages (topic, payload) of one device."""
+    """
+    The retained Home Assistant discovery messages (topic, payload) of one device. Without
+    ``remote_listen`` there is no listen button, without ``publish_text`` no last transcript
+    and last reply sensors: their messages are empty, which removes what an earlier run with
+    them announced.
+    """
     node = "coze_edge_" + _UNSAFE_ID.sub("_", device_id)
     device = {
         "identifiers": [node],
@@ -385,10 +399,18 @@ def discovery_messages(
             },
         ),
     ]
+    withdrawn = set()
+    if not remote_listen:
+        withdrawn.add("listen")
+    if not publish_text:
+        withdrawn |= {"transcript", "reply"}
     messages: list[tuple[str, bytes]] = []
     for component, key, fields in entities:
-        document = {**fields, "unique_id": f"{node}_{key}", **common}
         topic = f"{discovery_prefix}/{component}/{node}/{key}/config"
+        if key in withdrawn:
+            messages.append((topic, b""))
+            continue
+        document = {**fields, "unique_id": f"{node}_{key}", **common}
         messages.append((topic, json.dumps(document, ensure_ascii=False).encode()))
     return messages
 

@@ -483,6 +483,19 @@ def test_after_the_window_a_wake_word_is_needed_again() -> None:
     assert talk(session, speech_ms=300, silence_ms=0, now=8.5) == []
 
 
+def test_spoken_text_opens_no_follow_up_window() -> None:
+    """After `say` has played, speech alone opens no turn: only a reply may be answered."""
+    session = wake_session(follow_up_s=5.0)
+    session.say(["Dinner is ready."], 1.0)
+    session.received(ev.AudioDelta("0", b"ab"), 1.1)
+    session.received(ev.AudioCompleted("0"), 1.2)
+    assert session.playback_drained(2.0) == [Announce(State.IDLE)]
+
+    assert session.next_deadline() is None
+    assert talk(session, speech_ms=300, silence_ms=0, now=2.5) == []
+    assert session.state is State.IDLE
+
+
 def test_the_wake_word_during_a_reply_cancels_it() -> None:
     """Saying the wake word over the reply stops it, even though speech alone would not."""
     session = wake_session()

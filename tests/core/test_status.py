@@ -30,6 +30,7 @@ from coze_edge.core.commands import (
     parse_command,
 )
 from coze_edge.core.status import (
+    TEXT_EVENTS,
     DeviceStatus,
     LoginPrompt,
     State,
@@ -278,3 +279,38 @@ def test_discovery_payloads_are_plain_utf8_json() -> None:
     messages = discovery_messages("42", "客厅音箱", TOPICS, "homeassistant", "1")
 
     assert all("客厅音箱".encode() in payload for _, payload in messages)
+
+
+def test_without_remote_listen_the_listen_button_is_withdrawn() -> None:
+    """remote_listen off: the listen button's config is the empty message that removes it."""
+    messages = dict(
+        discovery_messages("42", "Kitchen", TOPICS, "homeassistant", "1", remote_listen=False)
+    )
+
+    assert messages.pop("homeassistant/button/coze_edge_42/listen/config") == b""
+    assert all(payload for payload in messages.values())
+    assert len(messages) == len(documents()) - 1
+
+
+def test_without_publish_text_the_text_sensors_are_withdrawn() -> None:
+    """publish_text off: no last transcript or last reply sensor; nothing else reads text."""
+    messages = dict(
+        discovery_messages("42", "Kitchen", TOPICS, "homeassistant", "1", publish_text=False)
+    )
+
+    assert messages.pop("homeassistant/sensor/coze_edge_42/transcript/config") == b""
+    assert messages.pop("homeassistant/sensor/coze_edge_42/reply/config") == b""
+    assert all(payload for payload in messages.values())
+    templates = [json.loads(payload).get("value_template", "") for payload in messages.values()]
+    assert not [template for template in templates if "value_json.text" in template]
+
+
+def test_the_events_home_assistant_shows_the_text_of_are_the_text_events() -> None:
+    """TEXT_EVENTS, what publish_text keeps off MQTT, are the events whose text is shown."""
+    shown = set()
+    for _, document in documents().values():
+        template = document.get("value_template", "")
+        if "value_json.text" in template:
+            shown |= set(re.findall(r"value_json\.type == '(\w+)'", template))
+
+    assert shown == TEXT_EVENTS

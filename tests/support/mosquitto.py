@@ -3,11 +3,16 @@ A real mosquitto for tests, on a free loopback port, and the stock command-line 
 (mosquitto_sub, mosquitto_pub) as the user's view of it.
 
 * :func:`running_broker` starts one (plain, or TLS with a client certificate and a password
-  file) and stops it; :meth:`Broker.restart` brings it back on the same port (with
-  ``persistence false``, so retained messages are gone); :meth:`Broker.pause` freezes it
-  (SIGSTOP), which is what a slow broker looks like from the device.
+  file, or several users under an ACL file) and stops it; :meth:`Broker.restart` brings it
+  back on the same port (with ``persistence false``, so retained messages are gone);
+  :meth:`Broker.pause` freezes it (SIGSTOP), which is what a slow broker looks like from the
+  device.
 * :func:`make_tls_files` makes a throwaway CA, server and client certificate with ``openssl``.
 * :class:`Watcher` is a ``mosquitto_sub`` whose every message is kept for assertions.
+* :func:`mqtt_publish` publishes as a user would; :func:`publish_refusal` publishes with
+  MQTT 5, whose acknowledgement says whether the broker's ACL let it through.
+
+The stock clients log in as the broker's ``user`` unless told ``as_user``, one of ``users``.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ import asyncio
 import contextlib
 import itertools
 import os
+import re
 import signal
 import subprocess
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +32,10 @@ from tests.support.ports import free_port
 from tests.support.timing import MS
 
 PROBE_TOPIC = "coze-test-probe"
+
+PROBE_ACL = f"pattern readwrite {PROBE_TOPIC}/#"
+"""Added to an ACL under test: every user may use the probe topic that tells a
+:class:`Watcher` its subscription is in place. It grants nothing else."""
 
 
 # --- TLS material ------------------------------------------------------------------------------
@@ -89,16 +99,32 @@ def make_tls_files(directory: Path) -> TlsFiles:
 
 
 class Broker:
-    """One mosquitto; ``start``/``stop``/``restart`` keep the same port."""
+    """
+    One mosquitto; ``start``/``stop``/``restart`` keep the same port. Anonymous clients may
+    do anything, unless there is a ``user`` (the stock clients' login) or ``users`` (more
+    logins, name -> password): then only they may log in. With an ``acl`` file (mosquitto's
+    ``acl_file`` format, plus :data:`PROBE_ACL`) each may do what it grants.
+    """
 
     def __init__(
-        self, directory: Path, *, tls: TlsFiles | None = None, user: tuple[str, str] | None = None
+        self,
+        directory: Path,
+        *,
+        tls: TlsFiles | None = None,
+        user: tuple[str, str] | None = None,
+        users: Mapping[str, str] | None = None,
+        acl: Path | None = None,
     ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self.port = free_port()
         self.tls = tls
         self.user = user
+        self.users = dict(users or {})
+        """Every login, name -> password."""
+        if user is not None:
+            self.users[user[0]] = user[1]
+        self.acl = acl
         self._process: asyncio.subprocess.Process | None = None
 
     @property
@@ -116,17 +142,23 @@ class Broker:
         ]
         if os.geteuid() == 0:
             lines.append("user root")  # else mosquitto drops to `mosquitto`, which can't read keys
-        if self.user is None:
+        if not self.users:
             lines.append("allow_anonymous true")
         else:
             passwd = self.directory / "passwd"
-            subprocess.run(
-                ["mosquitto_passwd", "-b", "-c", str(passwd), *self.user],
-                check=True,
-                capture_output=True,
-            )
-            passwd.chmod(0o600)
+            passwd.unlink(missing_ok=True)
+            passwd.touch(0o600)
+            for name, password in self.users.items():
+                subprocess.run(
+                    ["mosquitto_passwd", "-b", str(passwd), name, password],
+                    check=True,
+                    capture_output=True,
+                )
             lines += ["allow_anonymous false", f"password_file {passwd}"]
+        if self.acl is not None:
+            acl = self.directory / "acl"
+            acl.write_text(f"{self.acl.read_text()}\n{PROBE_ACL}\n")
+            lines.append(f"acl_file {acl}")
         if self.tls is not None:
             lines += [
                 f"cafile {self.tls.ca}",
@@ -178,11 +210,13 @@ class Broker:
         path = self.directory / "mosquitto.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def client_args(self) -> list[str]:
-        """What mosquitto_sub / mosquitto_pub need to reach this broker."""
+    def client_args(self, as_user: str | None = None) -> list[str]:
+        """What mosquitto_sub / mosquitto_pub need to reach this broker (as ``user``, or
+        ``as_user``)."""
         args = ["-h", "127.0.0.1", "-p", str(self.port), "-q", "1"]
-        if self.user is not None:
-            args += ["-u", self.user[0], "-P", self.user[1]]
+        name = as_user if as_user is not None else self.user[0] if self.user else None
+        if name is not None:
+            args += ["-u", name, "-P", self.users[name]]
         if self.tls is not None:
             tls = self.tls
             args += ["--cafile", str(tls.ca), "--cert", str(tls.client_cert)]
@@ -192,9 +226,14 @@ class Broker:
 
 @contextlib.asynccontextmanager
 async def running_broker(
-    directory: Path, *, tls: TlsFiles | None = None, user: tuple[str, str] | None = None
+    directory: Path,
+    *,
+    tls: TlsFiles | None = None,
+    user: tuple[str, str] | None = None,
+    users: Mapping[str, str] | None = None,
+    acl: Path | None = None,
 ) -> AsyncIterator[Broker]:
-    broker = Broker(directory, tls=tls, user=user)
+    broker = Broker(directory, tls=tls, user=user, users=users, acl=acl)
     await broker.start()
     try:
         yield broker
@@ -202,16 +241,54 @@ async def running_broker(
         await broker.stop()
 
 
-async def mqtt_publish(broker: Broker, topic: str, payload: bytes, *, retain: bool = False) -> None:
-    """Publish as a user would, with mosquitto_pub."""
-    args = [*broker.client_args(), "-t", topic]
+async def mqtt_publish(
+    broker: Broker,
+    topic: str,
+    payload: bytes,
+    *,
+    retain: bool = False,
+    as_user: str | None = None,
+) -> None:
+    """Publish as a user would, with mosquitto_pub (MQTT 3.1.1: a message the ACL refuses
+    is dropped without a word; :func:`publish_refusal` hears it)."""
+    err = await _mosquitto_pub(broker, topic, payload, retain=retain, as_user=as_user)
+    assert not err, err
+
+
+_REFUSED = re.compile(r"Warning: Publish \d+ failed: (.+?)\.?$", re.MULTILINE)
+
+
+async def publish_refusal(
+    broker: Broker, topic: str, payload: bytes, *, as_user: str
+) -> str | None:
+    """Publish as ``as_user`` with MQTT 5, whose PUBACK carries a reason code: why the broker
+    refused the message (``Not authorized``), or None if it took it."""
+    err = await _mosquitto_pub(broker, topic, payload, as_user=as_user, mqtt5=True)
+    refused = _REFUSED.search(err)
+    assert refused or not err, err
+    return refused[1] if refused else None
+
+
+async def _mosquitto_pub(
+    broker: Broker,
+    topic: str,
+    payload: bytes,
+    *,
+    retain: bool = False,
+    as_user: str | None = None,
+    mqtt5: bool = False,
+) -> str:
+    """mosquitto_pub once; what it printed on stderr (AssertionError if it failed to run)."""
+    args = [*broker.client_args(as_user), "-t", topic]
     args += ["-r"] if retain else []
+    args += ["-V", "mqttv5"] if mqtt5 else []
     args += ["-s"] if payload else ["-n"]
     process = await asyncio.create_subprocess_exec(
         "mosquitto_pub", *args, stdin=subprocess.PIPE, stderr=subprocess.PIPE
     )
     _, err = await process.communicate(payload)
     assert process.returncode == 0, err.decode(errors="replace")
+    return err.decode(errors="replace").strip()
 
 
 # --- watching ----------------------------------------------------------------------------------
@@ -227,13 +304,15 @@ class Seen:
 
 
 class Watcher:
-    """A ``mosquitto_sub`` on ``topics``; everything it prints is kept in ``seen``."""
+    """A ``mosquitto_sub`` on ``topics`` (as ``as_user``, if given); everything it prints is
+    kept in ``seen``."""
 
     _probes = itertools.count()
 
-    def __init__(self, broker: Broker, topics: list[str]) -> None:
+    def __init__(self, broker: Broker, topics: list[str], *, as_user: str | None = None) -> None:
         self._broker = broker
         self._topics = topics
+        self._as_user = as_user
         self.seen: list[Seen] = []
         self._arrived = asyncio.Event()
         self._process: asyncio.subprocess.Process | None = None
@@ -241,7 +320,7 @@ class Watcher:
 
     async def start(self) -> None:
         """Start, and return once the subscription is in place (a probe message came back)."""
-        args = [*self._broker.client_args(), "-F", "%r %t %x"]
+        args = [*self._broker.client_args(self._as_user), "-F", "%r %t %x"]
         for topic in [*self._topics, f"{PROBE_TOPIC}/#"]:
             args += ["-t", topic]
         self._process = await asyncio.create_subprocess_exec(
@@ -251,7 +330,7 @@ class Watcher:
         probe = f"{PROBE_TOPIC}/{next(self._probes)}"
         async with asyncio.timeout(5000 * MS):
             while not any(seen.topic == probe for seen in self.seen):
-                await mqtt_publish(self._broker, probe, b"")
+                await mqtt_publish(self._broker, probe, b"", as_user=self._as_user)
                 await self.wait_for(lambda seen: seen.topic == probe, within=100 * MS, quiet=True)
 
     async def stop(self) -> None:
@@ -325,8 +404,10 @@ class Watcher:
 
 
 @contextlib.asynccontextmanager
-async def watching(broker: Broker, topics: list[str]) -> AsyncIterator[Watcher]:
-    watcher = Watcher(broker, topics)
+async def watching(
+    broker: Broker, topics: list[str], *, as_user: str | None = None
+) -> AsyncIterator[Watcher]:
+    watcher = Watcher(broker, topics, as_user=as_user)
     try:
         await watcher.start()
         yield watcher
