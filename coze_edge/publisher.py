@@ -35,6 +35,7 @@ from coze_edge.core.status import (
 )
 from coze_edge.errors import BrokerUnavailable
 from coze_edge.latest import EventQueue, Latest
+from coze_edge.logs import redact_fields
 from coze_edge.supervisor import Service, keep_running
 
 __all__ = ["Publisher"]
@@ -153,7 +154,9 @@ class Publisher:
     async def _forward_events(self, connection: MqttConnection) -> None:
         while True:
             event = await self._events.get()
-            fields = dict(event)
+            # A Coze error may quote what it was sent, the token included: masked, as in
+            # the log, before it leaves the device.
+            fields = redact_fields(dict(event))
             kind = str(fields.pop("type", "event"))
             await connection.publish(self._topics.event, event_payload(kind, **fields))
 

@@ -101,10 +101,12 @@ Answer = Redirect | Reply | Accept
 
 
 def echo(request: Request) -> str:
-    """What a careless server says back: the client's credentials, verbatim."""
+    """What a careless server says back: the client's credentials and body, verbatim (the
+    bearer token also bare, as a server that names "the token" it refused would)."""
     authorization = request.authorization or "(none)"
     token = authorization.removeprefix("Bearer ")
-    return f"rejected Authorization: {authorization}; token {token} is not valid here"
+    body = request.body.decode(errors="replace")
+    return f"rejected Authorization: {authorization}; token {token} is not valid; body {body}"
 
 
 class Hostile:
@@ -117,7 +119,7 @@ class Hostile:
         """Every request that reached this server, in order."""
         self.peers: list[Peer] = []
         """Every WebSocket it accepted."""
-        self._script: dict[tuple[str, str], Answer] = {}
+        self._script: dict[tuple[str, str], Answer | Callable[[Request], Answer]] = {}
 
     @property
     def origin(self) -> str:
@@ -132,8 +134,9 @@ class Hostile:
     def ws_base(self) -> str:
         return f"ws://{self.origin}"
 
-    def script(self, method: str, path: str, answer: Answer) -> None:
-        """Answer every ``method path`` request (query ignored) with ``answer``."""
+    def script(self, method: str, path: str, answer: Answer | Callable[[Request], Answer]) -> None:
+        """Answer every ``method path`` request (query ignored) with ``answer``, or with what
+        ``answer(request)`` returns (a different answer each time, if it likes)."""
         self._script[(method.upper(), path)] = answer
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -149,6 +152,8 @@ class Hostile:
         )
         self.seen.append(seen)
         answer = self._script.get((request.method, request.path))
+        if callable(answer):
+            answer = answer(seen)
         match answer:
             case None:
                 return web.json_response({"code": 4200, "msg": "not scripted"}, status=404)
