@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -129,6 +130,26 @@ def test_fields_are_masked_in_keys_values_and_nested_lists() -> None:
 def test_config_keys_and_the_shown_login_code_are_not_mistaken_for_secrets(line: str) -> None:
     """What names a key (auth.pat_file, mqtt.password) or is meant to be read stays."""
     assert redact(line) == line
+
+
+async def test_a_traceback_is_masked_too() -> None:
+    """A crash's traceback (the interpreter's, printed after main returned) passes the mask
+    once output is redacted, as the CLI makes it."""
+    crash = (
+        "from coze_edge.logs import redact_output, register_secret\n"
+        "redact_output()\n"
+        f"register_secret({TOKEN!r})\n"
+        f"raise RuntimeError('Coze said: token {TOKEN} refused')\n"
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", crash, stderr=asyncio.subprocess.PIPE
+    )
+    async with asyncio.timeout(10000 * MS):
+        _, err = await process.communicate()
+
+    assert process.returncode == 1
+    assert "RuntimeError: Coze said: token *** refused" in err.decode()
+    assert not leaked(err)
 
 
 # --- what the commands print -------------------------------------------------------------------
