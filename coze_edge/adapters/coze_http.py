@@ -107,9 +107,9 @@ class CozeHttp:
     ) -> None:
         self._client = httpx.AsyncClient(
             base_url=api_base.rstrip("/"),
+            follow_redirects=False,  # and a redirect is refused in _call: adapters.origins
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
             trust_env=True,
-            follow_redirects=False,
             transport=transport,
             headers={"User-Agent": "coze-edge"},
         )
