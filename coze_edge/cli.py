@@ -3,6 +3,8 @@ The ``coze-edge`` command: subcommands, and errors turned into exit codes.
 
 0 clean stop; 78 configuration error; 77 no usable credentials and no way to get them
 without a person; anything else is a crash (a traceback: a bug).
+Whatever a command prints, tracebacks included, passes ``logs.redact`` (secrets masked),
+except ``ctl``'s answer: the daemon's status, which shows a pending login's code on purpose.
 Heavy modules are imported by the subcommand that needs them, so ``--help``,
 ``check-config`` and the simulator start fast and work without PortAudio.
 """
@@ -127,7 +129,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             _setup_logging("warning")
             from coze_edge.binding import bind_command
 
-            return asyncio.run(bind_command(config, csv=Path(args.csv) if args.csv else None))
+            csv = Path(args.csv) if args.csv else None
+            return asyncio.run(bind_command(config, csv=csv, out=sys.stdout))
         case "voices":
             config = _load(args)
             _setup_logging("warning")
@@ -152,17 +155,19 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _report(exc: CozeEdgeError) -> int:
-    """One clear line (or block) for a handled error, and its exit code."""
+    """One clear line (or block) for a handled error, secrets masked, and its exit code."""
+    from coze_edge.logs import redact
+
     if isinstance(exc, ConfigError):
-        print(exc.render(), file=sys.stderr)
+        print(redact(exc.render()), file=sys.stderr)
         return EXIT_CONFIG
     if isinstance(exc, AuthError):
-        print(f"coze-edge: {exc}", file=sys.stderr)
+        print(redact(f"coze-edge: {exc}"), file=sys.stderr)
         return EXIT_NO_AUTH
     if isinstance(exc, CozeAPIError):
-        print(f"coze-edge: Coze refused: {exc}", file=sys.stderr)
+        print(redact(f"coze-edge: Coze refused: {exc}"), file=sys.stderr)
         return 1
-    print(f"coze-edge: {exc}", file=sys.stderr)
+    print(redact(f"coze-edge: {exc}"), file=sys.stderr)
     return 1
 
 
@@ -175,6 +180,10 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command != "ctl":
+        from coze_edge.logs import redact_output
+
+        redact_output()
     try:
         return _dispatch(args)
     except KeyboardInterrupt:

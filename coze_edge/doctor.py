@@ -435,7 +435,9 @@ async def _check_rest(config: Config, token: str | None, now: Callable[[], float
         if token is None:
             found = _ok(check, f"{base} reachable; token not checked (no usable token)")
         else:
-            found = _fail(check, f"{base} refused the token: {exc.describe()}", _token_hint(config))
+            # "token (...)", not "token: ...", which the mask would take for a secret's key
+            refused = f"{base} refused the token ({exc.describe()})"
+            found = _fail(check, refused, _token_hint(config))
     except PermissionDeniedError as exc:
         found = _warn(
             check,

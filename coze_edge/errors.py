@@ -20,6 +20,8 @@ Errors raised by coze_edge, and what each branch means for the caller.
         * CozeUnavailable         websocket refused, closed or timed out; REST unreachable
             * CozeRefused         Coze refuses this bot or account (4015, 4101, ...):
                                   a person must change something there; retried slowly
+            * RedirectRefused     Coze's URL answered with a redirect, which the token
+                                  must not follow (a portal, a proxy, a wrong base URL)
         * BrokerUnavailable       MQTT broker unreachable (never stops the audio path)
         * AudioDeviceLost         microphone or speaker vanished or busy
     * Restart                     not a failure: restart the service now (a new
@@ -192,6 +194,16 @@ class CozeRefused(CozeUnavailable):
         super().__init__(msg, logid=logid)
         self.detail = detail
         self.retry_after = retry_after
+
+
+class RedirectRefused(CozeUnavailable):
+    """A Coze URL answered with a redirect, and we do not follow one: the request carries
+    the token. ``target`` is where it pointed, as ``scheme://host:port`` only (a query may
+    hold anything, the token included)."""
+
+    def __init__(self, msg: str, *, target: str, http_status: int) -> None:
+        super().__init__(msg, http_status=http_status)
+        self.target = target
 
 
 class BrokerUnavailable(TransientError):

@@ -130,6 +130,9 @@ class DeviceLogin:
                 code = await self._http.device_code(self._client_id, self._workspace_id)
             except (CozeAPIError, CozeUnavailable) as exc:
                 raise _transient("cannot get a login code", exc) from exc
+            # Whoever holds the device code gets the token once the person approves; the
+            # user code is for showing, and stays readable.
+            register_secret(code.device_code)
             now = self._clock.now()
             flow = DeviceFlow(interval=code.interval, expires_in=code.expires_in, now=now)
             self._on_prompt(

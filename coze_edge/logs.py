@@ -1,6 +1,12 @@
 """
 Logging set-up: one plain line per event; under systemd no timestamps and syslog priority
 prefixes (journald keeps the level); secrets masked in every line that leaves the process.
+
+:func:`redact` is the one mask, for every way text leaves: log records
+(:class:`RedactingFormatter`), what the commands print (:class:`RedactingWriter` over
+stdout and stderr, see ``cli``), and MQTT events (:func:`redact_fields`). It masks the
+values given to :func:`register_secret` (tokens, the MQTT password, a login's device code,
+wherever they are read) and what looks like a credential by its shape.
 """
 
 from __future__ import annotations
@@ -9,8 +15,9 @@ import logging
 import os
 import re
 import sys
+import threading
 from collections.abc import Mapping
-from typing import Final, TextIO
+from typing import Any, Final, TextIO
 
 _PRIORITY: Final = {
     logging.CRITICAL: 2,
@@ -20,12 +27,13 @@ _PRIORITY: Final = {
     logging.DEBUG: 7,
 }
 
-# Bearer tokens, Coze token prefixes, and secret-looking keys in JSON or key=value text.
+# Bearer tokens, Coze token prefixes, and secret-looking keys in JSON or key=value text;
+# not a config key ("set auth.pat_file", "mqtt.password: unknown key" name no secret).
 _PATTERNS: Final = (
     re.compile(r"(?i)(bearer\s+|authorization=)[^\s\"',&]+"),
-    re.compile(r"\b(pat_|czu_|sat_)[A-Za-z0-9_\-]{4,}"),
+    re.compile(r"(?<![.\w])(pat_|czu_|sat_)[A-Za-z0-9_\-]{8,}"),
     re.compile(
-        r"(?i)([\"']?(?:access_token|refresh_token|device_code|user_code|password|secret|token)"
+        r"(?i)(?<!\.)([\"']?(?:access_token|refresh_token|device_code|user_code|password|secret|token)"
         r"[\"']?\s*[:=]\s*[\"']?)([^\"'\s,&}]+)"
     ),
 )
@@ -45,6 +53,70 @@ def redact(text: str) -> str:
     text = _PATTERNS[0].sub(r"\1***", text)
     text = _PATTERNS[1].sub(r"\1***", text)
     return _PATTERNS[2].sub(r"\1***", text)
+
+
+def redact_fields(value: Any) -> Any:
+    """``value`` with :func:`redact` applied to every string in it (in dicts and lists, keys
+    and values alike); anything else unchanged."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {redact_fields(key): redact_fields(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_fields(item) for item in value]
+    return value
+
+
+class RedactingWriter:
+    """
+    A text stream that passes what is written to ``target`` through :func:`redact`, a line
+    at a time: a secret that arrives in pieces (``print`` writes the text, then the
+    newline) is still whole when it is masked. ``flush`` passes on a partial line too, so
+    a prompt shows at once. Everything else (``fileno``, ``isatty``, ``encoding``) is the
+    target's.
+    """
+
+    MAX_PENDING: Final = 64 * 1024
+    """A line this long is passed on without waiting for its end."""
+
+    def __init__(self, target: TextIO) -> None:
+        self.target = target
+        self._pending = ""
+        self._lock = threading.Lock()  # a traceback from a thread may interleave with a log
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            self._pending += text
+            end = self._pending.rfind("\n") + 1
+            if end == 0 and len(self._pending) >= self.MAX_PENDING:
+                end = len(self._pending)
+            if end:
+                lines, self._pending = self._pending[:end], self._pending[end:]
+                self.target.write(redact(lines))
+        return len(text)
+
+    def writelines(self, lines: list[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._pending:
+                rest, self._pending = self._pending, ""
+                self.target.write(redact(rest))
+            self.target.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.target, name)
+
+
+def redact_output() -> None:
+    """From now on, mask secrets in everything this process writes to stdout and stderr
+    (tracebacks included); once is enough, a second call changes nothing."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not isinstance(stream, RedactingWriter):
+            setattr(sys, name, RedactingWriter(stream))
 
 
 class RedactingFormatter(logging.Formatter):

@@ -40,6 +40,7 @@ from coze_edge.core.status import (
 )
 from coze_edge.errors import BrokerUnavailable
 from coze_edge.latest import EventQueue, Latest
+from coze_edge.logs import redact_fields
 from coze_edge.supervisor import Service, keep_running
 
 __all__ = ["Publisher"]
@@ -163,7 +164,9 @@ class Publisher:
             event = await self._events.get()
             if event.get("type") in TEXT_EVENTS and not self._config.mqtt.publish_text:
                 continue  # what was said stays off the broker
-            fields = dict(event)
+            # A Coze error may quote what it was sent, the token included: masked, as in
+            # the log, before it leaves the device.
+            fields = redact_fields(dict(event))
             kind = str(fields.pop("type", "event"))
             await connection.publish(self._topics.event, event_payload(kind, **fields))
 

@@ -20,6 +20,7 @@ from dataclasses import replace
 from coze_edge.adapters.stores import ControlsStore
 from coze_edge.core.status import Controls, DeviceStatus, LoginPrompt, State, StatusParts
 from coze_edge.latest import Latest
+from coze_edge.logs import redact
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,10 @@ class StatusBoard:
         before = self.status.get_nowait()
         self._parts = parts
         status = parts.status()
+        if status.detail:
+            # Coze's or a library's words (a refused handshake quotes the server's answer):
+            # masked once here for the log, MQTT, ``ctl status`` and the state hook.
+            status = replace(status, detail=redact(status.detail))
         if status == before:
             return
         if status.state is not before.state or status.detail != before.detail:

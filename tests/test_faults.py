@@ -121,7 +121,7 @@ async def test_a_name_that_does_not_resolve_is_retried_and_said_plainly(
     config = daemon_config(
         sim,
         tmp_path,
-        coze={"ws_base": "ws://coze-edge.invalid"},
+        coze={"ws_base": "wss://coze-edge.invalid"},
         audio={"backend": "file", "file_input": str(DATA / "silence-2s.wav")},
     )
     async with running_daemon(config) as run:

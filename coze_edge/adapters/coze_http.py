@@ -4,7 +4,8 @@ Coze REST on httpx: OAuth device flow, refresh, bind device, voices.
 The body is read whatever the HTTP status (coze-protocol.md 1.5): ``code != 0``, an OAuth
 ``error_code``/``error``, or a non-2xx status is an error, mapped to the class the
 official SDKs use, with the Coze logid. ``https`` is always verified; proxies come from
-the environment (``HTTPS_PROXY``). Tokens never appear in error texts.
+the environment (``HTTPS_PROXY``). Tokens never appear in error texts. A redirect is never
+followed (``RedirectRefused``, a ``CozeUnavailable``; why: ``adapters.origins``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import httpx
 
 from coze_edge import __version__
+from coze_edge.adapters.origins import redirect_refused
 from coze_edge.core.events import LOGID_HEADER
 from coze_edge.core.tokens import Token, expiry
 from coze_edge.errors import CozeAPIError, CozeUnavailable, api_error
@@ -127,6 +129,7 @@ class CozeHttp:
     ) -> None:
         self._client = httpx.AsyncClient(
             base_url=api_base.rstrip("/"),
+            follow_redirects=False,  # and a redirect is refused in _call: adapters.origins
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
             trust_env=True,
             transport=transport,
@@ -160,6 +163,13 @@ class CozeHttp:
             )
         except httpx.HTTPError as exc:
             raise CozeUnavailable(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+        if 300 <= response.status_code < 400:
+            raise redirect_refused(
+                f"{method} {path}",
+                str(response.request.url),
+                response.status_code,
+                response.headers.get("Location"),
+            )
         logid = response.headers.get(LOGID_HEADER)
         try:
             data = response.json()

@@ -3,7 +3,8 @@ The Coze voice-chat WebSocket (``/v1/chat``) on ``websockets``: JSON frames <-> 
 
 Library errors stop here: callers see ``CozeUnavailable`` (retry later),
 ``AuthenticationError`` (refresh the token) or another ``CozeAPIError`` from a refused
-handshake, each with the Coze ``logid``.
+handshake, each with the Coze ``logid``. A redirect of the handshake is never followed
+(``RedirectRefused``, a ``CozeUnavailable``; why: ``adapters.origins``).
 """
 
 from __future__ import annotations
@@ -21,9 +22,12 @@ from urllib.parse import urlencode
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.datastructures import HeadersLike
+from websockets.http11 import USER_AGENT
 
 from coze_edge.adapters.coze_http import client_headers
 from coze_edge.adapters.opus import OpusSettings, OpusStream
+from coze_edge.adapters.origins import redirect_refused
 from coze_edge.core.events import (
     LOGID_HEADER,
     MAX_FRAME_BYTES,
@@ -81,6 +85,36 @@ def _refusal(exc: websockets.InvalidStatus) -> Exception:
     return CozeUnavailable(msg, logid=logid, http_status=response.status_code)
 
 
+class _NoRedirect(ClientConnection):
+    """
+    A connection whose handshake fails on any redirect with ``RedirectRefused``.
+
+    ``websockets`` follows a 3xx answer to the handshake by itself (up to 10 times), and
+    before 16.1 it sent the ``Authorization`` header along to another origin
+    (tests/adapters/test_redirects.py). Raising here, on the first answer, means no version
+    of it ever connects to where a redirect points. ``connect``'s ``create_connection``
+    argument is the library's documented way to customise the connection.
+    """
+
+    async def handshake(
+        self,
+        additional_headers: HeadersLike | None = None,
+        user_agent_header: str | None = USER_AGENT,
+    ) -> None:
+        try:
+            await super().handshake(additional_headers, user_agent_header)
+        except websockets.InvalidStatus as exc:
+            status = exc.response.status_code
+            if not 300 <= status < 400:
+                raise
+            uri = self.protocol.uri
+            host = f"[{uri.host}]" if ":" in uri.host else uri.host
+            url = f"{'wss' if uri.secure else 'ws'}://{host}:{uri.port}{uri.resource_name}"
+            location = exc.response.headers.get("Location")
+            # Not chained: the response holds the whole Location, query and all.
+            raise redirect_refused("the chat handshake", url, status, location) from None
+
+
 class CozeSocket:
     """One open voice-chat session. Use ``async with CozeSocket.open(...) as sock``."""
 
@@ -112,6 +146,7 @@ class CozeSocket:
                 close_timeout=2,
                 max_size=MAX_FRAME_BYTES,
                 max_queue=64,
+                create_connection=_NoRedirect,
             )
         except websockets.InvalidStatus as exc:
             raise _refusal(exc) from exc

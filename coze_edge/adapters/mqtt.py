@@ -45,6 +45,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from coze_edge.config import Config, read_secret
 from coze_edge.errors import BrokerUnavailable, ConfigError
+from coze_edge.logs import register_secret
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",
@@ -90,6 +91,8 @@ class BrokerSettings:
         if mqtt.host is None:
             raise ConfigError([("mqtt.host", "MQTT is off (no host)")])
         password = read_secret(mqtt.password_file, "mqtt_password", env=env)
+        if password is not None:
+            register_secret(password)  # masked in every log line and output from now on
         context = tls_context(mqtt.ca_file, mqtt.cert_file, mqtt.key_file) if mqtt.tls else None
         return cls(
             host=mqtt.host,

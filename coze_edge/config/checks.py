@@ -8,8 +8,10 @@ what it was, so the user can fix the file without reading the code.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import urllib.parse
 from collections.abc import Iterable, Iterator
+from typing import Final
 
 Problem = tuple[str, str]
 """A dotted key (relative to its section inside ``problems()``) and what is wrong with it."""
@@ -77,6 +79,36 @@ def url(key: str, value: str, schemes: tuple[str, ...]) -> Iterator[Problem]:
         yield key, f"must be a URL starting with {allowed}, got {show(value)}"
     elif parts.query or parts.fragment:
         yield key, f"must be a base URL without ?query or #fragment, got {show(value)}"
+
+
+CLEAR_SCHEMES: Final = ("http", "ws")
+"""URL schemes without TLS: a token sent over them can be read on the way."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine: ``localhost``, 127.0.0.0/8 or ::1."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def only_loopback_in_clear(key: str, value: str, allow_key: str) -> Iterator[Problem]:
+    """``http://`` / ``ws://`` in ``value`` only to loopback; ``allow_key`` lifts that."""
+    try:
+        parts = urllib.parse.urlsplit(value)
+        host = parts.hostname or ""
+    except ValueError:
+        return  # not a URL: url() says so
+    if parts.scheme in CLEAR_SCHEMES and not is_loopback(host):
+        secure = {"http": "https", "ws": "wss"}[parts.scheme]
+        yield (
+            key,
+            f"{parts.scheme}:// to {host} would send the token unencrypted: use {secure}://, "
+            f"or set coze.{allow_key}: true for a test bench",
+        )
 
 
 def not_blank(key: str, value: str | None, what: str = "must not be empty") -> Iterator[Problem]:

@@ -24,6 +24,7 @@ from coze_edge.config.checks import (
     ms,
     not_blank,
     one_of,
+    only_loopback_in_clear,
     positive,
     show,
     topic,
@@ -58,10 +59,18 @@ class CozeConfig:
     """``cn`` (coze.cn) or ``com`` (coze.com); picks the default hosts below."""
 
     api_base: str = ""
-    """REST base URL (OAuth, bind, voices); ``""`` = the region's. http:// is for the simulator."""
+    """REST base URL (OAuth, bind, voices); ``""`` = the region's. ``http://`` only to
+    loopback (the simulator), unless ``allow_insecure``."""
 
     ws_base: str = ""
-    """WebSocket base URL (the chat path is ``/v1/chat``); ``""`` = the region's."""
+    """WebSocket base URL (the chat path is ``/v1/chat``); ``""`` = the region's. ``ws://``
+    only to loopback, unless ``allow_insecure``."""
+
+    allow_insecure: bool = False
+    """Allow ``http://`` and ``ws://`` base URLs to hosts other than loopback (127.0.0.0/8,
+    ::1, localhost). The token then crosses the network in the clear, readable and usable
+    by anyone on the path: for a simulator on another machine of a test bench, never for
+    Coze itself."""
 
     bot_id: str = ""
     """The bot to talk to (published to the API channel). Required."""
@@ -101,8 +110,12 @@ class CozeConfig:
         yield from one_of("region", self.region, tuple(REGION_HOSTS))
         if self.api_base:  # "" only with an unknown region, which is reported above
             yield from url("api_base", self.api_base, ("http", "https"))
+            if not self.allow_insecure:
+                yield from only_loopback_in_clear("api_base", self.api_base, "allow_insecure")
         if self.ws_base:
             yield from url("ws_base", self.ws_base, ("ws", "wss"))
+            if not self.allow_insecure:
+                yield from only_loopback_in_clear("ws_base", self.ws_base, "allow_insecure")
         if not self.bot_id.strip():
             yield "bot_id", "required: the id of the bot to talk to (from its URL in Coze)"
         yield from not_blank("voice_id", self.voice_id, "must not be empty; null = bot default")

@@ -14,5 +14,7 @@ built on it are in tests/conftest.py):
 * ``simulator_clients``: plain loopback clients (httpx, websockets) for the simulator's
   own tests.
 * ``mosquitto``: a real MQTT broker and its command-line clients.
+* ``hostile``: a scriptable server (HTTP and WebSocket on one loopback port) that
+  redirects, refuses or quotes back what it was sent, and records every request.
 * ``soak``: turns as fast as they go, with memory, file descriptor and task samples.
 """
