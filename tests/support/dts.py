@@ -454,6 +454,14 @@ class Declarations:
         return problems
 
     def _check_union(self, value: object, members: tuple[Type, ...], path: str) -> list[Problem]:
+        resolved = [self.resolve(member) for member in members]
+        if all(isinstance(member, Lit) for member in resolved):
+            if any(not self._check(value, member, path) for member in resolved):
+                return []
+            allowed = ", ".join(
+                repr(member.value) for member in resolved if isinstance(member, Lit)
+            )
+            return [Problem(path, f"not one of {allowed}: {value!r}")]
         results = []
         for member in members:
             if self._contradicts_a_literal(value, member):
