@@ -255,6 +255,28 @@ async def test_an_unknown_turn_detection_type_is_refused() -> None:
     assert refused["data"]["code"] == 4000
 
 
+@pytest.mark.parametrize(
+    "update",
+    [{"input_audio": "pcm"}, {"output_audio": {"pcm_config": 24000}}, {"turn_detection": []}],
+)
+async def test_a_chat_update_with_a_field_of_the_wrong_shape_is_refused(
+    update: dict[str, Any],
+) -> None:
+    """A configuration object given as something else: error 4000, the session goes on."""
+    async with Simulator() as sim, chat_socket(sim) as ws:
+        await send(ws, "chat.update", update)
+        refused = await next_event(ws)
+        assert (await configure_pcm(ws))["event_type"] == "chat.updated"
+
+    assert refused["event_type"] == "error"
+    assert refused["data"]["code"] == 4000
+
+
+async def configure_pcm(ws: ClientConnection) -> dict[str, Any]:
+    await send(ws, "chat.update", PCM_CONFIG)
+    return await next_event(ws)
+
+
 async def test_need_play_prologue_speaks_the_opening_line_once() -> None:
     """need_play_prologue: after chat.updated, a chat of the bot's opening line (text and
     audio, no question); a later chat.update does not say it again."""

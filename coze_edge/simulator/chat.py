@@ -300,6 +300,27 @@ def effective_config(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_OBJECTS: Final = (
+    ("chat_config",),
+    ("input_audio",),
+    ("output_audio",),
+    ("output_audio", "pcm_config"),
+    ("output_audio", "opus_config"),
+    ("turn_detection",),
+)
+
+
+def _not_objects(data: dict[str, Any]) -> str | None:
+    """The first field of a ``chat.update`` that must be an object and is something else."""
+    for path in _OBJECTS:
+        value: Any = data
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is not None and not isinstance(value, dict):
+            return ".".join(path)
+    return None
+
+
 @dataclass
 class _Chat:
     """One chat (a bot turn) of the session: its ids, kept for all of its events."""
@@ -512,6 +533,10 @@ class ChatSession:
         refusal = self._bot_refusal()
         if refusal is not None:
             await self.error(*refusal, frame.text)
+            return
+        malformed = _not_objects(frame.data)
+        if malformed:
+            await self.error(4000, f"{malformed} must be an object", frame.text)
             return
         config = {**self._config, **frame.data}
         chat_config = dict(config.get("chat_config") or {})
