@@ -68,3 +68,24 @@ ensure_apt() {
         return 1
     fi
 }
+
+ensure_node_packages() {
+    # ensure_node_packages DIR: `npm ci` in DIR (its package.json and package-lock.json pin
+    # every package) when DIR/node_modules is missing or was made from another lock file.
+    local dir="$1"
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        ensure_apt nodejs npm
+    fi
+    if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)'; then
+        echo "!! Node.js >= 18 is needed for $dir, found $(node --version)" >&2
+        return 1
+    fi
+    local stamp="$dir/node_modules/.coze-edge-lock"
+    local lock
+    lock="$(sha256sum "$dir/package-lock.json" | cut -c1-16)"
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$lock" ]; then
+        echo "== npm ci in $dir"
+        (cd "$dir" && npm ci --loglevel=error)
+        echo "$lock" >"$stamp"
+    fi
+}

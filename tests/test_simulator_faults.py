@@ -280,15 +280,32 @@ async def test_a_bot_error_refuses_chat_update_and_turns(code: int) -> None:
 
 
 async def test_only_published_bots_are_served() -> None:
-    """With published_bots, a listed bot is configured; any other gets 4015."""
-    async with Simulator(published_bots={BOT}) as sim:
+    """With published_bots, a listed bot is configured; an unpublished one gets 4015 and
+    one that does not exist 4006 (coze-protocol.md 1.7), on a socket that stays open."""
+    unpublished = "7496347519799787111"
+    async with Simulator(published_bots={BOT}, unpublished_bots={unpublished}) as sim:
+        async with chat_socket(sim) as ws:
+            assert (await configure(ws))["event_type"] == "chat.updated"
+        async with chat_socket(sim, bot=unpublished) as ws:
+            not_published = await configure(ws)
+        async with chat_socket(sim, bot=OTHER_BOT) as ws:
+            unknown = await configure(ws)
+            await send(ws, "conversation.chat.cancel")
+            await next_of(ws, "error")  # the socket is still open and answering
+
+    assert not_published["event_type"] == unknown["event_type"] == "error"
+    assert not_published["data"]["code"] == 4015
+    assert "published" in not_published["data"]["msg"]
+    assert unknown["data"]["code"] == 4006
+    assert "does not exist" in unknown["data"]["msg"]
+
+
+async def test_without_published_bots_only_the_unpublished_are_refused() -> None:
+    """By default every bot id is served but those listed as unpublished (4015)."""
+    async with Simulator(unpublished_bots={OTHER_BOT}) as sim:
         async with chat_socket(sim) as ws:
             assert (await configure(ws))["event_type"] == "chat.updated"
         async with chat_socket(sim, bot=OTHER_BOT) as ws:
             refused = await configure(ws)
-            await send(ws, "conversation.chat.cancel")
-            await next_of(ws, "error")  # the socket is still open and answering
 
-    assert refused["event_type"] == "error"
     assert refused["data"]["code"] == 4015
-    assert "published" in refused["data"]["msg"]

@@ -106,7 +106,8 @@ def refusal(code: int | str | None, msg: str, logid: str | None) -> str:
 
 _TRANSITIONS: Final[dict[State, frozenset[State]]] = {
     State.CONNECTING: frozenset({State.IDLE}),
-    State.IDLE: frozenset({State.LISTENING, State.SPEAKING, State.CONNECTING}),
+    # IDLE -> THINKING: with server_vad, Coze started a chat the device did not ask for.
+    State.IDLE: frozenset({State.LISTENING, State.THINKING, State.SPEAKING, State.CONNECTING}),
     State.LISTENING: frozenset({State.THINKING, State.IDLE, State.CONNECTING}),
     State.THINKING: frozenset({State.SPEAKING, State.LISTENING, State.IDLE, State.CONNECTING}),
     State.SPEAKING: frozenset({State.LISTENING, State.IDLE, State.CONNECTING}),
@@ -395,6 +396,7 @@ class Session:
         self._chat_id: str | None = None  # the bot chat currently producing output
         self._busy = False  # Coze is (or is about to be) producing output a cancel would stop
         self._tts = False  # ... and that output is spoken text (input_text.generate_audio)
+        self._unwanted_turn = False  # server_vad: Coze will answer a turn we abandoned
         self._configured = False
         self.fault: str | None = None
         """Why Coze refuses the session (a :data:`REFUSALS` code, with what to do); cleared
@@ -472,6 +474,10 @@ class Session:
         return effects + self._enter(State.THINKING, deadline=now + self._settings.reply_timeout_s)
 
     def _back_to_idle(self) -> list[Effect]:
+        awaited = self.state is State.THINKING and self._turn is not None and not self._turn.chat_id
+        if self._settings.server_vad and (self.state is State.LISTENING or awaited):
+            # Coze's VAD still ends the turn we gave up on and answers it: not wanted.
+            self._unwanted_turn = True
         self._turn = None
         if self._busy:  # given up on while Coze still produces it: its late output is unwanted
             if self._chat_id is not None:
@@ -515,6 +521,7 @@ class Session:
     def connected(self, now: float) -> list[Effect]:
         """A new socket is open: configure it (nothing is appended before chat.updated)."""
         self._configured = False
+        self._unwanted_turn = False
         self._deadline = now + self._settings.configure_timeout_s
         return [Send(self._settings.chat_update(self.conversation_id))]
 
@@ -530,6 +537,7 @@ class Session:
         self._turn = None
         self._chat_id = None
         self._busy = self._tts = False
+        self._unwanted_turn = False
         self._configured = False
         if self.state is State.CONNECTING:
             self._deadline = None
@@ -616,6 +624,14 @@ class Session:
                     effects.append(RememberConversation(conversation_id))
                 if chat_id in self._canceled:
                     return effects
+                if self._settings.server_vad and self.state is State.IDLE:
+                    if not self._unwanted_turn:
+                        # Coze's VAD ended a turn (or Coze speaks first): play its reply.
+                        self._turn = _Turn(started=now)
+                        effects += self._enter(
+                            State.THINKING, deadline=now + self._settings.reply_timeout_s
+                        )
+                    self._unwanted_turn = False
                 if self.state not in (State.THINKING, State.SPEAKING):
                     # A chat of a turn the user already talked over or gave up on: it runs
                     # now, so it can be cancelled (if it ends first, the 4104 is ignored).
@@ -681,21 +697,20 @@ class Session:
                     return self._back_to_idle()
                 return []
             case ServerSpeechStarted():
-                if self.state is State.SPEAKING:
-                    effects = [FlushPlayback()]
-                    if self._chat_id is not None:
-                        self._canceled.add(self._chat_id)
-                        self._chat_id = None
-                    self._turn = _Turn(started=now)
-                    return effects + self._enter(
-                        State.LISTENING, deadline=now + self._settings.max_utterance_s
-                    )
-                if self.state is State.IDLE:
-                    self._turn = _Turn(started=now)
-                    return self._enter(
-                        State.LISTENING, deadline=now + self._settings.max_utterance_s
-                    )
-                return []
+                # A new turn, also over a reply (Coze cancels that chat itself, code 1).
+                if self.state not in (State.IDLE, State.THINKING, State.SPEAKING):
+                    return []
+                effects = [FlushPlayback()] if self.state is State.SPEAKING else []
+                if self._chat_id is not None:
+                    self._canceled.add(self._chat_id)
+                    self._chat_id = None
+                elif self._tts:
+                    self._canceled.add(TTS_CHAT_ID)
+                self._busy = self._tts = self._unwanted_turn = False
+                self._turn = _Turn(started=now)
+                return effects + self._enter(
+                    State.LISTENING, deadline=now + self._settings.max_utterance_s
+                )
             case ServerSpeechStopped():
                 if self.state is State.LISTENING:
                     self._busy = True  # Coze's VAD committed the turn: a chat follows

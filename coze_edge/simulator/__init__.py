@@ -4,7 +4,8 @@ and the ``/v1/chat`` voice WebSocket on one port, for the demo, the tests and de
 
 Shaped after coze-protocol.md and the recorded traces (proven with the official cozepy
 client in tests/test_simulator_cozepy.py). It does no speech recognition: a committed
-utterance is "heard" as the configured ``transcript``. The reply is the real Coze reply of
+utterance (or, with server VAD, one its voice detection ended) is "heard" as the
+configured ``transcript``. The reply is the real Coze reply of
 the recorded trace (text, sentence starts and audio, in the trace's uneven delta sizes),
 streamed ``reply_speed`` times faster than real time. Where the protocol notes mark
 behaviour as inferred, the choice made here is noted beside the code.
@@ -18,6 +19,7 @@ The parts, one module each:
 * ``conversations``  the conversation ids it issued, per bot
 * ``chat``           the /v1/chat handshake and the server side of each voice session
 * ``reply``          the recorded reply and its pacing
+* ``vad``            server-side voice detection (``turn_detection: server_vad``)
 * ``ids``            logids and resource ids shaped like the real server's
 """
 

@@ -135,6 +135,12 @@ class Faults:
     # ---- REST
     bind_error_code: int | None = None
     """Answer bind requests with this business code."""
+    rest_error_code: int | None = None
+    """Answer the voice list and conversation create with this business code (4000, 4101,
+    4200, 4013, 5000, ...; coze-protocol.md 1.7) and ``rest_error_status``."""
+    rest_error_status: int = 200
+    """The HTTP status of ``rest_error_code``'s answer: 200, as coze-py's tests mock
+    business errors, or the status some other layer would add (coze-protocol.md 1.5)."""
 
     # ---- the token endpoint
     token_fault: TokenFault | None = None

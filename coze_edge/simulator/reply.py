@@ -2,8 +2,10 @@
 The bot's reply: the real Coze reply recorded in coze-go's test data, and its pacing.
 
 ``data/reply.json`` is the reply of ``websocket_chat_success.txt`` as a script (text
-deltas, sentence starts, and the byte size of each audio delta, in the trace's order and
-uneven sizes); ``data/reply.wav`` is the trace's audio, 24 kHz mono s16le.
+deltas, sentence starts, the byte size of each audio delta, and where the answer's and the
+verbose ``conversation.message.completed`` came, in the trace's order and uneven sizes):
+the real server completes the answer's text message while its audio is still streaming,
+not after it. ``data/reply.wav`` is the trace's audio, 24 kHz mono s16le.
 """
 
 from __future__ import annotations
@@ -42,13 +44,21 @@ class Audio:
     pcm: bytes
 
 
-ReplyItem = Text | Sentence | Audio
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """A ``conversation.message.completed`` of the answer's ``kind``: ``answer`` (its
+    whole text) or ``verbose`` (the ``generate_answer_finish`` note)."""
+
+    kind: str
+
+
+ReplyItem = Text | Sentence | Completed | Audio
 
 
 @dataclass(frozen=True)
 class RecordedReply:
-    script: tuple[Text | Sentence | int, ...]
-    """Text, sentence starts, and audio deltas as their size in bytes at 24 kHz."""
+    script: tuple[Text | Sentence | Completed | int, ...]
+    """Text, sentence starts, completions, and audio deltas as their size in bytes at 24 kHz."""
     audio: bytes
     """All of the reply's audio, 24 kHz mono s16le."""
 
@@ -58,13 +68,15 @@ class RecordedReply:
         """The reply of data/, read once per process (it is never changed)."""
         data = resources.files(__package__) / "data"
         raw = json.loads((data / "reply.json").read_text(encoding="utf-8"))["script"]
-        script: list[Text | Sentence | int] = []
+        script: list[Text | Sentence | Completed | int] = []
         for kind, value in raw:
             match kind:
                 case "text":
                     script.append(Text(value))
                 case "sentence":
                     script.append(Sentence(value))
+                case "completed" if value in ("answer", "verbose"):
+                    script.append(Completed(value))
                 case "audio":
                     script.append(int(value))
                 case _:

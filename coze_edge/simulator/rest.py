@@ -118,9 +118,20 @@ class Rest:
         self.bindings.append({"connector_id": request.match_info["connector_id"], **body})
         return ok(request)
 
-    async def _voices(self, request: web.Request) -> web.Response:
+    def _refusal(self, request: web.Request) -> web.Response | None:
+        """The answer when the token is bad or ``Faults.rest_error_code`` is set."""
         if self._authorize(request) is None:
             return unauthorized(request)
+        faults = self._faults()
+        if faults.rest_error_code is not None:
+            return fail(
+                request, faults.rest_error_code, "simulated error", faults.rest_error_status
+            )
+        return None
+
+    async def _voices(self, request: web.Request) -> web.Response:
+        if (refused := self._refusal(request)) is not None:
+            return refused
         voices = [
             _voice("7426720361733046281", "柔美女友", "zh", "中文"),
             _voice("7426720361733144585", "阳光少年", "zh", "中文"),
@@ -132,8 +143,8 @@ class Rest:
         return ok(request, {"voice_list": chunk, "has_more": page * size < len(voices)})
 
     async def _create_conversation(self, request: web.Request) -> web.Response:
-        if self._authorize(request) is None:
-            return unauthorized(request)
+        if (refused := self._refusal(request)) is not None:
+            return refused
         body = await read_json(request) if request.body_exists else {}
         bot_id = body.get("bot_id")
         conversation = self._conversations.issue(None if bot_id is None else str(bot_id))

@@ -44,12 +44,18 @@ class Simulator:
         poll_interval_s: int = 5,
         reply_speed: float = 6.0,
         published_bots: Iterable[str] | None = None,
+        unpublished_bots: Iterable[str] = (),
+        prologue: str | None = None,
+        record_sent: bool = False,
     ) -> None:
         """
         ``pats``: the personal access tokens it accepts. ``reply_speed``: how many times
         faster than real time the reply's audio is sent (the real server: about 6).
-        ``published_bots``: the bot ids published to the API channel; a session for any
-        other bot is refused with error 4015 (None: every bot id is).
+        ``published_bots``: the bot ids published to the API channel (None: every bot id
+        but the ``unpublished_bots``). A session for an unpublished bot is refused with
+        error 4015, for a bot in neither list (one that does not exist) with 4006.
+        ``prologue``: the bots' opening line (``need_play_prologue``). ``record_sent``:
+        keep every frame sent in ``ChatConnection.sent`` (tests that check them).
         """
         self.host = host
         self.port = port
@@ -75,6 +81,9 @@ class Simulator:
                 transcript=transcript,
                 reply_speed=reply_speed,
                 published_bots=None if published_bots is None else frozenset(published_bots),
+                unpublished_bots=frozenset(unpublished_bots),
+                record_sent=record_sent,
+                **({} if prologue is None else {"prologue": prologue}),
             ),
             reply=RecordedReply.load(),
             authorize=self._oauth.authorize,
