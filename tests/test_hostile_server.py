@@ -82,8 +82,9 @@ async def test_a_20_minute_reply_at_full_speed_is_held_back_and_cancel_silences_
     tmp_path: Path,
 ) -> None:
     """A server streams a 20-minute reply as fast as it can: the daemon reads only as fast
-    as it plays (memory grows by less than 8 MB) while the microphone and commands keep
-    working, and a cancel silences it at once while the rest is read and dropped."""
+    as it plays (memory grows by less than 8 MB, and pongs stuck behind the unread audio
+    do not end the connection) while the microphone and commands keep working, and a
+    cancel silences it at once while the rest is read and dropped."""
     memory = PeakRss()
     reply = stream_reply(long_reply)
 
@@ -98,7 +99,11 @@ async def test_a_20_minute_reply_at_full_speed_is_held_back_and_cancel_silences_
         return question, FileSpeaker(output, rate=RATE, realtime=True)
 
     async with hostile_coze(turn) as coze, memory.sampling():
-        config = daemon_config(coze, tmp_path, audio={"earcons": False})
+        # Pings every second: each one's pong waits behind the minute of audio the
+        # server has sent ahead, unread.
+        config = daemon_config(
+            coze, tmp_path, audio={"earcons": False}, coze={"ping_interval_s": 1.0}
+        )
         async with running_daemon(config, audio=audio) as run:
             await run.wait(lambda: run.state is State.SPEAKING, 10_000 * MS)
             speaker = speaker_of(run)
@@ -123,7 +128,7 @@ async def test_a_20_minute_reply_at_full_speed_is_held_back_and_cancel_silences_
             await cancel
             silenced_at = speaker.played_ms()
             assert run.state is State.IDLE
-            await run.wait(lambda: coze.reply_sent, 120_000 * MS)  # the rest, read and dropped
+            await run.wait(lambda: coze.reply_sent, 60_000 * MS)  # the rest, read and dropped
             await asyncio.sleep(200 * MS)
             assert speaker.played_ms() == silenced_at
             assert run.state is State.IDLE
@@ -132,3 +137,27 @@ async def test_a_20_minute_reply_at_full_speed_is_held_back_and_cancel_silences_
     growth_mb = memory.growth / MB
     print(f"RSS grew by {growth_mb:.1f} MB while a {LONG_REPLY_S // 60}-minute reply streamed")
     assert growth_mb < 8, f"RSS grew by {growth_mb:.1f} MB"
+
+
+async def nothing(coze: HostileCoze, ws: object) -> None:
+    """An ``on_turn`` that never answers."""
+
+
+async def test_a_server_that_stops_answering_pings_is_left_for_a_new_one(tmp_path: Path) -> None:
+    """A connection whose server hangs (no pong) is given up after the ping interval and
+    timeout, and a new one is opened."""
+    async with hostile_coze(nothing) as coze:
+        coze.freeze = 1
+        config = daemon_config(
+            coze,
+            tmp_path,
+            audio={"backend": "file", "file_input": str(DATA / "silence-2s.wav")},
+            coze={"ping_interval_s": 0.5},
+        )
+        async with running_daemon(config) as run:
+            await run.wait(lambda: coze.received.count("chat.update") == 1, 5000 * MS)
+            hung = asyncio.get_running_loop().time()
+            await run.wait(lambda: coze.received.count("chat.update") == 2, 5000 * MS)
+            elapsed = asyncio.get_running_loop().time() - hung
+    print(f"a new connection {elapsed:.2f} s after the server hung")
+    assert 0.9 < elapsed < 6000 * MS  # 1 s to notice, 2 s for the close handshake

@@ -8,6 +8,7 @@ handshake, each with the Coze ``logid``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -49,7 +50,9 @@ class SocketSettings:
     device_id: str | None = None
     open_timeout_s: float = 10.0
     ping_interval_s: float | None = 20.0
+    """Quiet for this long while :meth:`CozeSocket.events` waits: send a ping."""
     ping_timeout_s: float | None = 20.0
+    """... and if nothing answers it for this long (no pong, no frame): the socket is dead."""
     opus: OpusSettings | None = None
     """Encode the appended PCM as Opus, one packet per append; None = send PCM."""
 
@@ -83,9 +86,18 @@ def _refusal(exc: websockets.InvalidStatus) -> Exception:
 class CozeSocket:
     """One open voice-chat session. Use ``async with CozeSocket.open(...) as sock``."""
 
-    def __init__(self, ws: ClientConnection, opus: OpusSettings | None = None) -> None:
+    def __init__(
+        self,
+        ws: ClientConnection,
+        opus: OpusSettings | None = None,
+        *,
+        ping_interval_s: float | None = None,
+        ping_timeout_s: float | None = None,
+    ) -> None:
         self._ws = ws
         self._opus = OpusStream(opus.encoder()) if opus is not None else None
+        self._ping_interval_s = ping_interval_s
+        self._ping_timeout_s = ping_timeout_s
         self.logid: str | None = None
         if ws.response is not None:
             self.logid = ws.response.headers.get(LOGID_HEADER)
@@ -101,8 +113,7 @@ class CozeSocket:
                 # JSON with base64 audio barely compresses: deflate would only cost CPU.
                 compression=None,
                 open_timeout=settings.open_timeout_s,
-                ping_interval=settings.ping_interval_s,
-                ping_timeout=settings.ping_timeout_s,
+                ping_interval=None,  # events() pings (see _receive)
                 close_timeout=2,
                 max_size=MAX_FRAME_BYTES,
                 max_queue=64,
@@ -120,7 +131,12 @@ class CozeSocket:
             raise CozeUnavailable(
                 f"cannot reach {settings.ws_base}: {exc or type(exc).__name__}"
             ) from exc
-        sock = cls(ws, settings.opus)
+        sock = cls(
+            ws,
+            settings.opus,
+            ping_interval_s=settings.ping_interval_s,
+            ping_timeout_s=settings.ping_timeout_s,
+        )
         log.info("connected to Coze %s (logid=%s)", settings.ws_base, sock.logid or "-")
         return sock
 
@@ -161,7 +177,7 @@ class CozeSocket:
         """Every event Coze sends, until the socket closes (then CozeUnavailable)."""
         while True:
             try:
-                frame = await self._ws.recv()
+                frame = await self._receive()
             except websockets.ConnectionClosed as exc:
                 raise CozeUnavailable(f"websocket closed: {exc}", logid=self.logid) from exc
             try:
@@ -176,6 +192,32 @@ class CozeSocket:
                 continue
             log.debug("< %s", event)
             yield event
+
+    async def _receive(self) -> str | bytes:
+        """
+        The next frame, keeping the connection alive while waiting for it: quiet for a
+        ping interval, a ping; then one every ping timeout, as long as each is answered
+        in time (else CozeUnavailable).
+
+        Not websockets' own keepalive: it also runs while the driver leaves the socket
+        unread for playback to catch up, and then the server's pong waits in TCP behind
+        the reply audio the server sent before it (a minute of it, measured on loopback),
+        so a healthy connection would be dropped mid-reply. Here only time spent waiting
+        for a frame counts.
+        """
+        interval, timeout = self._ping_interval_s, self._ping_timeout_s
+        pong: asyncio.Future[float] | None = None
+        while True:
+            try:
+                async with asyncio.timeout(interval if pong is None else timeout or interval):
+                    return await self._ws.recv()  # cancellation-safe: nothing is lost
+            except TimeoutError:
+                pass
+            if pong is not None and not pong.done() and timeout is not None:
+                raise CozeUnavailable(
+                    f"Coze did not answer a ping within {timeout:g} s", logid=self.logid
+                )
+            pong = asyncio.ensure_future(await self._ws.ping())
 
     async def close(self) -> None:
         await self._ws.close()
