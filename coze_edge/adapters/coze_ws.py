@@ -17,6 +17,7 @@ import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Final
 from urllib.parse import urlencode
 
 import websockets
@@ -41,6 +42,13 @@ from coze_edge.errors import CozeUnavailable, RemoteProtocolError, api_error
 log = logging.getLogger(__name__)
 
 CHAT_PATH = "/v1/chat"
+
+RECEIVE_BUFFER_BYTES: Final = 128 * 1024
+"""The kernel's receive buffer for the socket (SO_RCVBUF; Linux doubles it for its own
+bookkeeping): about 2 s of reply audio as base64 JSON, 6 times what playback needs on a
+link with a 300 ms round trip. Fixed, so that a server we hold back (the driver reads
+reply audio only as fast as it plays) cannot make the kernel grow it to tcp_rmem's
+maximum (32 MB here) in our memory."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +107,9 @@ class CozeSocket:
         self._ping_interval_s = ping_interval_s
         self._ping_timeout_s = ping_timeout_s
         self.logid: str | None = None
+        raw = ws.transport.get_extra_info("socket")
+        if raw is not None:
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
         if ws.response is not None:
             self.logid = ws.response.headers.get(LOGID_HEADER)
 
@@ -116,7 +127,7 @@ class CozeSocket:
                 ping_interval=None,  # events() pings (see _receive)
                 close_timeout=2,
                 max_size=MAX_FRAME_BYTES,
-                max_queue=64,
+                max_queue=4,  # parsed ahead of events(), each up to MAX_FRAME_BYTES
             )
         except websockets.InvalidStatus as exc:
             raise _refusal(exc) from exc

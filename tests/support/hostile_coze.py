@@ -9,6 +9,7 @@ or errors. It does as little as a session needs (``chat.update`` is answered wit
 * :func:`stream_reply`: an ``on_turn`` that answers with a reply of any length, sent as fast
   as the socket takes it, in deltas of the sizes given (odd ones too).
 * :func:`pattern_pcm`: reply audio with no zero sample, whose every byte matters.
+* :func:`unread_by_clients`: what the kernel holds that the device has not read yet.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,6 +54,10 @@ class HostileCoze:
     so pings go unanswered (the server process is stuck, the kernel still holds the
     connection)."""
     connections: list[ServerConnection] = field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        return int(self.ws_base.rsplit(":", 1)[1])
 
     async def send(self, ws: ServerConnection, event_type: str, data: Any = None) -> None:
         frame: dict[str, Any] = {"event_type": event_type, "id": str(uuid.uuid4())}
@@ -135,3 +141,15 @@ def split(pcm: bytes, sizes: Iterable[int]) -> Iterator[bytes]:
             return
         yield pcm[position : position + size]
         position += size
+
+
+def unread_by_clients(port: int) -> int:
+    """Bytes waiting in the kernel's receive queues of the loopback TCP sockets connected
+    to ``port`` (the clients' side; from /proc/net/tcp)."""
+    total = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        remote_port = int(fields[2].split(":")[1], 16)
+        if remote_port == port:
+            total += int(fields[4].split(":")[1], 16)
+    return total
