@@ -231,4 +231,12 @@ class CozeSocket:
             pong = asyncio.ensure_future(await self._ws.ping())
 
     async def close(self) -> None:
-        await self._ws.close()
+        try:
+            await self._ws.close()
+        finally:
+            # Python 3.11's asyncio.timeout raises CancelledError, not TimeoutError, in a
+            # task already being cancelled: a close handshake that outlasts close_timeout
+            # while the daemon stops (the peer's answer waits behind audio we did not
+            # read) then leaves before websockets aborts the connection. A no-op after a
+            # clean close.
+            self._ws.transport.abort()
