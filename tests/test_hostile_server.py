@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from websockets.asyncio.server import ServerConnection
 
 from coze_edge.adapters.file_audio import FileMicrophone, FileSpeaker
 from coze_edge.core.commands import Cancel, SetVolume
@@ -108,9 +109,9 @@ async def test_a_20_minute_reply_at_full_speed_is_held_back_and_cancel_silences_
     memory = PeakRss()
     reply = stream_reply(long_reply(delta_ms))
 
-    async def turn(coze: HostileCoze, ws: object) -> None:
+    async def turn(coze: HostileCoze, ws: ServerConnection) -> None:
         memory.start()  # the device is connected and has committed its turn
-        await reply(coze, ws)  # type: ignore[arg-type]
+        await reply(coze, ws)
 
     output = tmp_path / "played.wav"
 
@@ -162,7 +163,7 @@ async def test_a_20_minute_reply_at_full_speed_is_held_back_and_cancel_silences_
     assert growth_mb < max_growth_mb, f"RSS grew by {growth_mb:.1f} MB"
 
 
-async def nothing(coze: HostileCoze, ws: object) -> None:
+async def nothing(coze: HostileCoze, ws: ServerConnection) -> None:
     """An ``on_turn`` that never answers."""
 
 
@@ -184,3 +185,38 @@ async def test_a_server_that_stops_answering_pings_is_left_for_a_new_one(tmp_pat
             elapsed = asyncio.get_running_loop().time() - hung
     print(f"a new connection {elapsed:.2f} s after the server hung")
     assert 0.9 < elapsed < 6000 * MS  # 1 s to notice, 2 s for the close handshake
+
+
+async def test_talking_over_a_held_back_reply_silences_it_for_good(tmp_path: Path) -> None:
+    """The user talks over a 20-minute reply while the daemon holds the server back: the
+    microphone is heard, the reply stops at once and none of the rest of it plays."""
+    first = stream_reply(long_reply(200))
+
+    async def turn(coze: HostileCoze, ws: ServerConnection) -> None:
+        if coze.turns == 1:
+            await first(coze, ws)  # the second turn gets no answer
+
+    output = tmp_path / "played.wav"
+    async with hostile_coze(turn) as coze:
+        config = daemon_config(
+            coze,
+            tmp_path,
+            audio={
+                "backend": "file",
+                "file_input": str(DATA / "two-utterances.wav"),  # 2.5 s between them
+                "file_output": str(output),
+                "file_realtime": True,
+                "earcons": False,
+            },
+        )
+        async with running_daemon(config) as run:
+            await run.wait(lambda: run.state is State.SPEAKING, 10_000 * MS)
+            speaking = run.when(State.SPEAKING)
+            assert speaking is not None
+            await run.wait(lambda: run.when(State.LISTENING, speaking) is not None, 10_000 * MS)
+            silenced_at = speaker_of(run).played_ms()
+            assert coze.sent_audio_bytes < LONG_REPLY_S * 2 * RATE / 2  # held back till then
+            await run.wait(lambda: coze.reply_sent, 60_000 * MS)  # the rest, read and dropped
+            assert speaker_of(run).played_ms() == silenced_at
+            assert 1000 < silenced_at < 4000
+            assert "conversation.chat.cancel" in coze.received

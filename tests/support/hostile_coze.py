@@ -14,6 +14,7 @@ or errors. It does as little as a session needs (``chat.update`` is answered wit
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import itertools
@@ -84,20 +85,26 @@ async def hostile_coze(on_turn: Turn) -> AsyncIterator[HostileCoze]:
     """A voice-chat server on 127.0.0.1 that runs ``on_turn`` for every committed turn."""
     coze = HostileCoze()
 
+    async def answer(ws: ServerConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await on_turn(coze, ws)
+
     async def handler(ws: ServerConnection) -> None:
         coze.connections.append(ws)
-        with contextlib.suppress(ConnectionClosed):
-            async for message in ws:
-                event_type = str(json.loads(message).get("event_type"))
-                coze.received.append(event_type)
-                if event_type == "chat.update":
-                    await coze.send(ws, "chat.updated", {"chat_config": {}})
-                    if coze.freeze:
-                        coze.freeze -= 1
-                        ws.transport.pause_reading()
-                elif event_type == "input_audio_buffer.complete":
-                    coze.turns += 1
-                    await on_turn(coze, ws)
+        # Each turn is answered beside the reading, which goes on (barge-ins, cancels).
+        async with asyncio.TaskGroup() as turns:
+            with contextlib.suppress(ConnectionClosed):
+                async for message in ws:
+                    event_type = str(json.loads(message).get("event_type"))
+                    coze.received.append(event_type)
+                    if event_type == "chat.update":
+                        await coze.send(ws, "chat.updated", {"chat_config": {}})
+                        if coze.freeze:
+                            coze.freeze -= 1
+                            ws.transport.pause_reading()
+                    elif event_type == "input_audio_buffer.complete":
+                        coze.turns += 1
+                        turns.create_task(answer(ws))
 
     async with serve(handler, "127.0.0.1", 0, max_size=None) as server:
         host, port = next(iter(server.sockets)).getsockname()[:2]
