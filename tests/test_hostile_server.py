@@ -10,24 +10,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import wave
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from websockets.asyncio.server import ServerConnection
 
+from coze_edge.adapters.audio_io import Microphone, Speaker
 from coze_edge.adapters.file_audio import FileMicrophone, FileSpeaker
+from coze_edge.adapters.sound_devices import SoundDeviceSpeaker
+from coze_edge.core.audio import apply_gain
 from coze_edge.core.commands import Cancel, SetVolume
 from coze_edge.core.status import State
-from tests.support.daemon import DaemonRun, daemon_config, running_daemon
+from tests.support.daemon import ONE_QUESTION, DaemonRun, daemon_config, running_daemon
 from tests.support.data import DATA
 from tests.support.hostile_coze import (
     HostileCoze,
     hostile_coze,
     pattern_pcm,
+    split,
     stream_reply,
     unread_by_clients,
 )
+from tests.support.pulseaudio import PulseEnv
 from tests.support.timing import MS
 
 RATE = 24000
@@ -220,3 +227,95 @@ async def test_talking_over_a_held_back_reply_silences_it_for_good(tmp_path: Pat
             assert speaker_of(run).played_ms() == silenced_at
             assert 1000 < silenced_at < 4000
             assert "conversation.chat.cancel" in coze.received
+
+
+SPLIT_REPLY = pattern_pcm(1.5)
+VOLUME = 50
+"""Gain is applied to what the speaker is given, chunk by chunk: half a sample in a chunk
+would shift every sample after it (unity gain would hide that on PortAudio)."""
+SPLITS = {
+    "even": [4800],  # 100 ms deltas
+    "odd": [4801, 3, 1, 9597, 7, 2399],  # mid-sample cuts, a 1-byte delta among them
+}
+
+
+async def reply_as_played(
+    tmp_path: Path, sizes: list[int], speaker: Callable[[Path], Speaker]
+) -> bytes:
+    """The daemon's turn, at :data:`VOLUME`, against a server that sends
+    :data:`SPLIT_REPLY` in deltas of ``sizes``: what the speaker ``speaker(tmp_path)``
+    played."""
+    made: list[Speaker] = []
+    volume_set = asyncio.Event()
+
+    def audio() -> tuple[Microphone, Speaker]:
+        made.append(speaker(tmp_path))
+        return FileMicrophone(DATA / "utterance-weather.wav", realtime=False), made[-1]
+
+    stream = stream_reply(lambda: split(SPLIT_REPLY, sizes))
+
+    async def reply(coze: HostileCoze, ws: ServerConnection) -> None:
+        await volume_set.wait()
+        await stream(coze, ws)
+
+    async with hostile_coze(reply) as coze:
+        config = daemon_config(coze, tmp_path, audio={**ONE_QUESTION, "earcons": False})
+        async with running_daemon(config, audio=audio) as run:
+            await run.wait(lambda: run.daemon.conversation is not None, 10_000 * MS)
+            volume = run.daemon.submit(SetVolume(VOLUME))
+            assert volume is not None
+            await volume
+            volume_set.set()
+            await run.wait(lambda: any(e["type"] == "turn" for e in run.events), 10_000 * MS)
+            await made[-1].wait_drained()
+    [played] = made
+    if isinstance(played, FileSpeaker):
+        return wav_pcm(played.path)
+    assert isinstance(played, RenderedSpeaker)
+    return played.rendered()
+
+
+class RenderedSpeaker(SoundDeviceSpeaker):
+    """The PortAudio speaker, keeping what it handed to the device."""
+
+    def __init__(self) -> None:
+        super().__init__(None, rate=RATE)
+        self.chunks: list[bytes] = []
+        self.on_render = self._rendered
+
+    def _rendered(self, pcm: bytes, rate: int) -> None:
+        assert rate == RATE, "the sink resamples: the bytes could not be compared"
+        self.chunks.append(pcm)
+
+    def rendered(self) -> bytes:
+        """The reply's samples, without the device's silence (the reply has no zeros)."""
+        samples = np.frombuffer(b"".join(self.chunks), dtype="<i2")
+        return bytes(samples[samples != 0].tobytes())
+
+
+def wav_pcm(path: Path) -> bytes:
+    with wave.open(str(path), "rb") as wav:
+        return wav.readframes(wav.getnframes())
+
+
+@pytest.mark.parametrize("split_name", sorted(SPLITS))
+async def test_reply_audio_split_anywhere_plays_its_bytes_on_a_file(
+    tmp_path: Path, split_name: str
+) -> None:
+    """Deltas cut mid-sample play the same bytes as whole-sample ones (file speaker)."""
+    played = await reply_as_played(
+        tmp_path, SPLITS[split_name], lambda tmp: FileSpeaker(tmp / "played.wav", rate=RATE)
+    )
+
+    assert played == apply_gain(SPLIT_REPLY, VOLUME)
+
+
+@pytest.mark.parametrize("split_name", sorted(SPLITS))
+async def test_reply_audio_split_anywhere_plays_its_bytes_on_portaudio(
+    tmp_path: Path, pulse: PulseEnv, split_name: str
+) -> None:
+    """Deltas cut mid-sample hand the device the same bytes as whole-sample ones
+    (PortAudio on PulseAudio)."""
+    played = await reply_as_played(tmp_path, SPLITS[split_name], lambda _: RenderedSpeaker())
+
+    assert played == apply_gain(SPLIT_REPLY, VOLUME)  # no sample of it is 0
