@@ -38,6 +38,7 @@ from coze_edge.core.events import (
     frame_logid,
 )
 from coze_edge.errors import CozeUnavailable, RemoteProtocolError, api_error
+from coze_edge.flood_log import FloodLog
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,7 @@ class CozeSocket:
         self._opus = OpusStream(opus.encoder()) if opus is not None else None
         self._ping_interval_s = ping_interval_s
         self._ping_timeout_s = ping_timeout_s
+        self._floods = FloodLog(log)
         self.logid: str | None = None
         raw = ws.transport.get_extra_info("socket")
         if raw is not None:
@@ -194,8 +196,10 @@ class CozeSocket:
             try:
                 event = decode(frame)
             except RemoteProtocolError as exc:
-                # One bad frame must not end a conversation: say so, and read on.
-                log.warning(
+                # One bad frame must not end a conversation: say so, and read on; a flood
+                # of them is a line per interval (the count of the rest at close at most).
+                self._floods.warning(
+                    "bad frames from Coze",
                     "! ignored a bad frame from Coze: %s (logid=%s)",
                     exc,
                     frame_logid(frame) or self.logid or "-",
@@ -231,6 +235,7 @@ class CozeSocket:
             pong = asyncio.ensure_future(await self._ws.ping())
 
     async def close(self) -> None:
+        self._floods.flush()
         try:
             await self._ws.close()
         finally:

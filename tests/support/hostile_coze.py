@@ -30,7 +30,8 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 Turn = Callable[["HostileCoze", ServerConnection], Awaitable[None]]
-"""What the server does once the device committed a turn (``input_audio_buffer.complete``)."""
+"""What the server does once the device committed a turn (``input_audio_buffer.complete``),
+or, as ``on_configured``, once it configured a session."""
 
 CHAT_ID = "7000000000000000001"
 
@@ -50,6 +51,8 @@ class HostileCoze:
     returned, so it says how far TCP let the server get)."""
     reply_sent: bool = False
     """The last reply was sent to its end."""
+    flooded: int = 0
+    """Frames sent by :func:`flood`."""
     freeze: int = 0
     """Hang this many of the next connections once they are configured: stop reading them,
     so pings go unanswered (the server process is stuck, the kernel still holds the
@@ -81,13 +84,16 @@ class HostileCoze:
 
 
 @contextlib.asynccontextmanager
-async def hostile_coze(on_turn: Turn) -> AsyncIterator[HostileCoze]:
-    """A voice-chat server on 127.0.0.1 that runs ``on_turn`` for every committed turn."""
+async def hostile_coze(
+    on_turn: Turn, *, on_configured: Turn | None = None
+) -> AsyncIterator[HostileCoze]:
+    """A voice-chat server on 127.0.0.1 that runs ``on_turn`` for every committed turn (and
+    ``on_configured`` once each session is configured), each beside the reading."""
     coze = HostileCoze()
 
-    async def answer(ws: ServerConnection) -> None:
+    async def answer(ws: ServerConnection, what: Turn) -> None:
         with contextlib.suppress(ConnectionClosed):
-            await on_turn(coze, ws)
+            await what(coze, ws)
 
     async def handler(ws: ServerConnection) -> None:
         coze.connections.append(ws)
@@ -102,9 +108,11 @@ async def hostile_coze(on_turn: Turn) -> AsyncIterator[HostileCoze]:
                         if coze.freeze:
                             coze.freeze -= 1
                             ws.transport.pause_reading()
+                        if on_configured is not None:
+                            turns.create_task(answer(ws, on_configured))
                     elif event_type == "input_audio_buffer.complete":
                         coze.turns += 1
-                        turns.create_task(answer(ws))
+                        turns.create_task(answer(ws, on_turn))
 
     async with serve(handler, "127.0.0.1", 0, max_size=None) as server:
         host, port = next(iter(server.sockets)).getsockname()[:2]
@@ -160,3 +168,25 @@ def unread_by_clients(port: int) -> int:
         if remote_port == port:
             total += int(fields[4].split(":")[1], 16)
     return total
+
+
+def flood(frame: str | Callable[[int], str], per_s: int, seconds: float) -> Turn:
+    """A ``Turn`` that sends ``frame`` (or ``frame(n)``) ``per_s`` times a second for
+    ``seconds``, then closes the connection (on the first connection only);
+    ``HostileCoze.flooded`` counts what it sent."""
+
+    async def send(coze: HostileCoze, ws: ServerConnection) -> None:
+        if coze.flooded:
+            return  # once: the device's next connection is left in peace
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        total = round(per_s * seconds)
+        while coze.flooded < total:
+            due = min(total, round((loop.time() - start) * per_s) + 1)
+            while coze.flooded < due:
+                await ws.send(frame if isinstance(frame, str) else frame(coze.flooded))
+                coze.flooded += 1
+            await asyncio.sleep(0.005)
+        await ws.close()
+
+    return send
