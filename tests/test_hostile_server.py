@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 import os
+import re
 import wave
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -23,11 +26,13 @@ from coze_edge.adapters.file_audio import FileMicrophone, FileSpeaker
 from coze_edge.adapters.sound_devices import SoundDeviceSpeaker
 from coze_edge.core.audio import apply_gain
 from coze_edge.core.commands import Cancel, SetVolume
+from coze_edge.core.floods import FLOOD_INTERVAL_S
 from coze_edge.core.status import State
 from tests.support.daemon import ONE_QUESTION, DaemonRun, daemon_config, running_daemon
 from tests.support.data import DATA
 from tests.support.hostile_coze import (
     HostileCoze,
+    flood,
     hostile_coze,
     pattern_pcm,
     split,
@@ -38,6 +43,8 @@ from tests.support.pulseaudio import PulseEnv
 from tests.support.timing import MS
 
 RATE = 24000
+SILENCE = str(DATA / "silence-2s.wav")
+HELD = re.compile(r"(\d+) more ")
 LONG_REPLY_S = 20 * 60
 MB = 1024 * 1024
 
@@ -319,3 +326,36 @@ async def test_reply_audio_split_anywhere_plays_its_bytes_on_portaudio(
     played = await reply_as_played(tmp_path, SPLITS[split_name], lambda _: RenderedSpeaker())
 
     assert played == apply_gain(SPLIT_REPLY, VOLUME)  # no sample of it is 0
+
+
+FLOOD_PER_S = 1000
+FLOOD_S = 2.0
+ERROR_FRAME = json.dumps({"event_type": "error", "data": {"code": 5000, "msg": "boom"}})
+
+
+@pytest.mark.parametrize(
+    ("frame", "logger", "kind"),
+    [
+        pytest.param("{this is not json", "coze_edge.adapters.coze_ws", "bad frame", id="bad"),
+        pytest.param(ERROR_FRAME, "coze_edge.daemon", "error event", id="errors"),
+    ],
+)
+async def test_a_flood_from_the_server_is_a_line_per_interval_in_the_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, frame: str, logger: str, kind: str
+) -> None:
+    """A thousand bad frames (or error events) a second: a line for the first, one per
+    interval after it, and one with the count of the rest when the flood ends."""
+    async with hostile_coze(nothing, on_configured=flood(frame, FLOOD_PER_S, FLOOD_S)) as coze:
+        config = daemon_config(coze, tmp_path, audio={**ONE_QUESTION, "file_input": SILENCE})
+        with caplog.at_level(logging.WARNING, logger=logger):
+            async with running_daemon(config) as run:
+                await run.wait(lambda: coze.received.count("chat.update") >= 2, 20_000 * MS)
+    records = [r for r in caplog.records if r.name == logger and r.levelno >= logging.WARNING]
+    print(f"{len(records)} log lines for {coze.flooded} {kind}s in {FLOOD_S:g} s")
+    for record in records:
+        print(f"  {record.getMessage()}")
+    assert len(records) <= 2 + FLOOD_S / FLOOD_INTERVAL_S
+    messages = [r.getMessage() for r in records]
+    tails = [m for m in messages if m.endswith(" since the last such line")]
+    held = sum(int(n) for m in messages for n in HELD.findall(m))
+    assert len(messages) - len(tails) + held == coze.flooded  # each one logged or counted
