@@ -8,7 +8,9 @@ its inbox. The tasks, each started once in :meth:`Conversation.run`'s TaskGroup:
 * ``coze-connection``: one WebSocket session per run, under the supervisor's policy
   (:func:`~coze_edge.supervisor.keep_running`): at once after a drop, then with backoff;
   a deliberate reconnect (new conversation, refreshed token) is free; a refusal of the bot
-  or account waits minutes;
+  or account waits minutes. It reads reply audio only as fast as it plays: after each
+  delta it waits until the driver has queued it and the speaker holds less than
+  :data:`PLAYBACK_AHEAD_MS` (so TCP holds back a server that sends faster);
 * ``microphone``: opens the microphone once Coze first answered (nothing waits unread on
   an open microphone while the device logs in) and pumps its blocks;
 * ``drain-watch``: reports when the speaker has played out a reply the session watches;
@@ -41,7 +43,7 @@ from coze_edge.core.commands import (
     split_for_speech,
 )
 from coze_edge.core.earcons import earcon
-from coze_edge.core.events import ServerEvent
+from coze_edge.core.events import AudioDelta, ServerEvent
 from coze_edge.core.session import (
     REFUSALS,
     Announce,
@@ -78,6 +80,14 @@ log = logging.getLogger(__name__)
 REFUSED_RETRY_S: Final = 300.0
 """After Coze refused the bot or account (REFUSALS): the next try, at the earliest."""
 
+PLAYBACK_AHEAD_MS: Final = 4000
+"""Reply audio the speaker may hold before the socket is read again (190 kB at 24 kHz).
+Coze sends a reply about six times faster than it plays (the recorded trace: 10 s of audio
+in 1.5 s), so without a cap a long reply piles up in memory; with it, the rest waits in
+TCP's buffers and the server's. 4 s of lead rides out any network hiccup short of a stall
+that would also hold up a reply that fit in memory. A constant, not a setting: nothing
+about a device or its network makes another value better."""
+
 
 @dataclass(frozen=True, slots=True)
 class Captured:
@@ -91,6 +101,8 @@ class Received:
     event: ServerEvent
     at: float = 0.0
     """When it was read from the socket (the loop's clock)."""
+    done: asyncio.Future[None] | None = None
+    """Resolved once its effects were carried out (the reader waits for reply audio)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +159,7 @@ class Conversation:
         earcons: bool = True,
         inbox_size: int = 256,
         refused_retry_s: float = REFUSED_RETRY_S,
+        playback_ahead_ms: float = PLAYBACK_AHEAD_MS,
     ) -> None:
         self._session = session
         self._socket_settings = socket_settings
@@ -158,6 +171,7 @@ class Conversation:
         self._remember_conversation = remember_conversation
         self._earcons = earcons
         self._refused_retry_s = refused_retry_s
+        self._playback_ahead_ms = playback_ahead_ms
         self._inbox: asyncio.Queue[Input] = asyncio.Queue(inbox_size)
         self._socket: CozeSocket | None = None
         self._token: str | None = None
@@ -269,7 +283,12 @@ class Conversation:
                 await self._inbox.put(Connected(sock))
                 loop = asyncio.get_running_loop()
                 async for event in sock.events():
-                    await self._inbox.put(Received(event, loop.time()))
+                    if isinstance(event, AudioDelta):
+                        await self._hand_over_audio(
+                            Received(event, loop.time(), loop.create_future())
+                        )
+                    else:
+                        await self._inbox.put(Received(event, loop.time()))
         except CozeUnavailable as exc:
             reason = str(exc)
             closing = self._closing
@@ -286,6 +305,16 @@ class Conversation:
             raise CozeUnavailable(closing.reason) from None
         finally:
             self._post_nowait(Disconnected(reason))
+
+    async def _hand_over_audio(self, item: Received) -> None:
+        """Give reply audio to the driver, then wait for playback to catch up. Meanwhile
+        nobody reads the socket, so TCP holds the server back; the driver goes on serving
+        the microphone and commands, and a flush (cancel, barge-in) ends the wait at once.
+        One delta at a time is in the inbox, however slow the driver."""
+        assert item.done is not None
+        await self._inbox.put(item)
+        await item.done
+        await self._speaker.wait_queued_below(self._playback_ahead_ms)
 
     def _refused(self, code: int | str | None, described: str, logid: str | None) -> Exception:
         """The error for a handshake Coze refused with a business error."""
@@ -346,7 +375,11 @@ class Conversation:
                     received_at=item.at if isinstance(item, Received) else None,
                     was_playing=was_playing,
                 )
-            if isinstance(item, Commanded) and item.done is not None and not item.done.done():
+            if (
+                isinstance(item, Commanded | Received)
+                and item.done is not None
+                and not item.done.done()
+            ):
                 item.done.set_result(None)
 
     def _feed(self, item: Input, now: float) -> list[Effect]:

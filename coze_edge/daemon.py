@@ -48,6 +48,7 @@ from coze_edge.core.status import DeviceStatus
 from coze_edge.credentials import TokenSource, pat_tokens
 from coze_edge.ctl import CtlServer, socket_path
 from coze_edge.errors import AudioDeviceLost, AuthError, ConfigError, TransientError
+from coze_edge.flood_log import FloodLog
 from coze_edge.hooks import StateHook
 from coze_edge.latest import EventQueue
 from coze_edge.login import OAuthTokens
@@ -244,6 +245,7 @@ class Daemon:
         self.login = self.board.login
         """The pending device login, if any."""
         self.events = EventQueue(maxsize=256)
+        self._errors = FloodLog(log)  # a server may send error events by the thousand
         self._http = http
         self._keeper: OAuthTokens | None = None
         if tokens is None:
@@ -290,7 +292,7 @@ class Daemon:
     def _on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         if kind == "error":
-            log.warning("! %s", _describe(event))
+            self._errors.warning("error events", "! %s", _describe(event))
         elif kind == "turn":
             log.info("turn: %s", _describe(event))
         else:
@@ -373,6 +375,7 @@ class Daemon:
                 await conversation.run()
             finally:
                 self._conversation = None
+                self._errors.flush()
 
     def _conversation_failed(self, exc: TransientError) -> None:
         if isinstance(exc, AudioDeviceLost):

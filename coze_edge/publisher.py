@@ -39,6 +39,7 @@ from coze_edge.core.status import (
     login_payload,
 )
 from coze_edge.errors import BrokerUnavailable
+from coze_edge.flood_log import FloodLog
 from coze_edge.latest import EventQueue, Latest
 from coze_edge.logs import redact_fields
 from coze_edge.supervisor import Service, keep_running
@@ -94,6 +95,7 @@ class Publisher:
         self._listen_refused = False
         self.dropped_messages = 0
         """Received messages dropped because they came faster than they could be handled."""
+        self._drops = FloodLog(log)
 
     @property
     def topics(self) -> Topics:
@@ -227,7 +229,11 @@ class Publisher:
         if self._inbox.full():
             self._inbox.get_nowait()
             self.dropped_messages += 1
-            log.warning("! MQTT: commands come too fast; dropped one (%d)", self.dropped_messages)
+            self._drops.warning(
+                "dropped MQTT commands",
+                "! MQTT: commands come too fast; dropped one (%d in all)",
+                self.dropped_messages,
+            )
         self._inbox.put_nowait(message)
 
     async def _handle_messages(self) -> None:

@@ -76,6 +76,10 @@ class Speaker(Protocol):
     async def wait_drained(self) -> None:
         """Return once nothing is queued or playing."""
 
+    async def wait_queued_below(self, ms: float) -> None:
+        """Return once less than ``ms`` of audio is queued (at once if so already, and when
+        the device is lost): how the driver lets playback catch up before reading more."""
+
     def set_volume(self, percent: int) -> None:
         """Software gain 0..100 for audio played from now on (100 leaves samples unchanged)."""
 

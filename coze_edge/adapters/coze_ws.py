@@ -9,6 +9,7 @@ handshake, each with the Coze ``logid``. A redirect of the handshake is never fo
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -18,6 +19,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Final
 from urllib.parse import urlencode
 
 import websockets
@@ -41,10 +43,18 @@ from coze_edge.core.events import (
     frame_logid,
 )
 from coze_edge.errors import CozeUnavailable, RemoteProtocolError, api_error
+from coze_edge.flood_log import FloodLog
 
 log = logging.getLogger(__name__)
 
 CHAT_PATH = "/v1/chat"
+
+RECEIVE_BUFFER_BYTES: Final = 128 * 1024
+"""The kernel's receive buffer for the socket (SO_RCVBUF; Linux doubles it for its own
+bookkeeping): about 2 s of reply audio as base64 JSON, 6 times what playback needs on a
+link with a 300 ms round trip. Fixed, so that a server we hold back (the driver reads
+reply audio only as fast as it plays) cannot make the kernel grow it to tcp_rmem's
+maximum (32 MB here) in our memory."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +64,9 @@ class SocketSettings:
     device_id: str | None = None
     open_timeout_s: float = 10.0
     ping_interval_s: float | None = 20.0
+    """Quiet for this long while :meth:`CozeSocket.events` waits: send a ping."""
     ping_timeout_s: float | None = 20.0
+    """... and if nothing answers it for this long (no pong, no frame): the socket is dead."""
     opus: OpusSettings | None = None
     """Encode the appended PCM as Opus, one packet per append; None = send PCM."""
 
@@ -118,12 +130,25 @@ class _NoRedirect(ClientConnection):
 class CozeSocket:
     """One open voice-chat session. Use ``async with CozeSocket.open(...) as sock``."""
 
-    def __init__(self, ws: ClientConnection, opus: OpusSettings | None = None) -> None:
+    def __init__(
+        self,
+        ws: ClientConnection,
+        opus: OpusSettings | None = None,
+        *,
+        ping_interval_s: float | None = None,
+        ping_timeout_s: float | None = None,
+    ) -> None:
         self._ws = ws
         self._opus = OpusStream(opus.encoder()) if opus is not None else None
         self._id_prefix = uuid.uuid4().hex[:12]  # this connection's; a counter per event
         self._sent = 0
+        self._ping_interval_s = ping_interval_s
+        self._ping_timeout_s = ping_timeout_s
+        self._floods = FloodLog(log)
         self.logid: str | None = None
+        raw = ws.transport.get_extra_info("socket")
+        if raw is not None:
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
         if ws.response is not None:
             self.logid = ws.response.headers.get(LOGID_HEADER)
 
@@ -141,11 +166,10 @@ class CozeSocket:
                 # JSON with base64 audio barely compresses: deflate would only cost CPU.
                 compression=None,
                 open_timeout=settings.open_timeout_s,
-                ping_interval=settings.ping_interval_s,
-                ping_timeout=settings.ping_timeout_s,
+                ping_interval=None,  # events() pings (see _receive)
                 close_timeout=2,
                 max_size=MAX_FRAME_BYTES,
-                max_queue=64,
+                max_queue=4,  # parsed ahead of events(), each up to MAX_FRAME_BYTES
                 create_connection=_NoRedirect,
             )
         except websockets.InvalidStatus as exc:
@@ -161,7 +185,12 @@ class CozeSocket:
             raise CozeUnavailable(
                 f"cannot reach {settings.ws_base}: {exc or type(exc).__name__}"
             ) from exc
-        sock = cls(ws, settings.opus)
+        sock = cls(
+            ws,
+            settings.opus,
+            ping_interval_s=settings.ping_interval_s,
+            ping_timeout_s=settings.ping_timeout_s,
+        )
         log.info("connected to Coze %s (logid=%s)", settings.ws_base, sock.logid or "-")
         return sock
 
@@ -203,14 +232,16 @@ class CozeSocket:
         """Every event Coze sends, until the socket closes (then CozeUnavailable)."""
         while True:
             try:
-                frame = await self._ws.recv()
+                frame = await self._receive()
             except websockets.ConnectionClosed as exc:
                 raise CozeUnavailable(f"websocket closed: {exc}", logid=self.logid) from exc
             try:
                 event = decode(frame)
             except RemoteProtocolError as exc:
-                # One bad frame must not end a conversation: say so, and read on.
-                log.warning(
+                # One bad frame must not end a conversation: say so, and read on; a flood
+                # of them is a line per interval (the count of the rest at close at most).
+                self._floods.warning(
+                    "bad frames from Coze",
                     "! ignored a bad frame from Coze: %s (logid=%s)",
                     exc,
                     frame_logid(frame) or self.logid or "-",
@@ -219,5 +250,40 @@ class CozeSocket:
             log.debug("< %s", event)
             yield event
 
+    async def _receive(self) -> str | bytes:
+        """
+        The next frame, keeping the connection alive while waiting for it: quiet for a
+        ping interval, a ping; then one every ping timeout, as long as each is answered
+        in time (else CozeUnavailable).
+
+        Not websockets' own keepalive: it also runs while the driver leaves the socket
+        unread for playback to catch up, and then the server's pong waits in TCP behind
+        the reply audio the server sent before it (a minute of it, measured on loopback),
+        so a healthy connection would be dropped mid-reply. Here only time spent waiting
+        for a frame counts.
+        """
+        interval, timeout = self._ping_interval_s, self._ping_timeout_s
+        pong: asyncio.Future[float] | None = None
+        while True:
+            try:
+                async with asyncio.timeout(interval if pong is None else timeout or interval):
+                    return await self._ws.recv()  # cancellation-safe: nothing is lost
+            except TimeoutError:
+                pass
+            if pong is not None and not pong.done() and timeout is not None:
+                raise CozeUnavailable(
+                    f"Coze did not answer a ping within {timeout:g} s", logid=self.logid
+                )
+            pong = asyncio.ensure_future(await self._ws.ping())
+
     async def close(self) -> None:
-        await self._ws.close()
+        self._floods.flush()
+        try:
+            await self._ws.close()
+        finally:
+            # Python 3.11's asyncio.timeout raises CancelledError, not TimeoutError, in a
+            # task already being cancelled: a close handshake that outlasts close_timeout
+            # while the daemon stops (the peer's answer waits behind audio we did not
+            # read) then leaves before websockets aborts the connection. A no-op after a
+            # clean close.
+            self._ws.transport.abort()

@@ -148,6 +148,7 @@ class FileSpeaker:
         self._queued = asyncio.Event()  # the queue holds audio: wakes the player
         self._drained = asyncio.Event()  # nothing queued or playing
         self._drained.set()
+        self._shrunk = asyncio.Event()  # the queue got shorter: wakes wait_queued_below
         self._in_block = False  # the player is in the middle of a block's time
         self._played_bytes = 0
         self._file: BinaryIO | None = None
@@ -195,6 +196,7 @@ class FileSpeaker:
     def flush(self) -> None:
         dropped = len(self._queue)
         self._queue.clear()
+        self._shrunk.set()
         if dropped:
             log.debug("= speaker: flushed %.0f ms", self._fmt.duration_ms(dropped))
         if not self._in_block:
@@ -202,6 +204,12 @@ class FileSpeaker:
 
     async def wait_drained(self) -> None:
         await self._drained.wait()
+
+    async def wait_queued_below(self, ms: float) -> None:
+        limit = ms * self.rate * 2 / 1000
+        while len(self._queue) >= limit and self._file is not None:
+            self._shrunk.clear()
+            await self._shrunk.wait()
 
     def set_volume(self, percent: int) -> None:
         self._volume = min(max(percent, 0), 100)
@@ -224,6 +232,7 @@ class FileSpeaker:
             while self._queue:
                 block = bytes(self._queue[: self._block_bytes])
                 del self._queue[: self._block_bytes]
+                self._shrunk.set()
                 self._in_block = True
                 self._write(apply_gain(block, self._volume))
                 clock += self._fmt.duration_ms(len(block)) / 1000
@@ -258,6 +267,7 @@ class FileSpeaker:
     def _close(self) -> None:
         self._queue.clear()
         self._drained.set()
+        self._shrunk.set()
         self._fix_header()
         log.debug("= speaker: %s closed, %.1f s played", self.path, self.played_ms() / 1000)
         self._file = None

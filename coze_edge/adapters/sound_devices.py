@@ -259,6 +259,8 @@ class SoundDeviceSpeaker:
         self._played_bytes = 0
         self._drained = asyncio.Event()
         self._drained.set()
+        self._room = asyncio.Event()
+        self._room_below: int | None = None  # bytes; _on_output sets _room once fewer are left
         self._stream: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lost: str | None = None
@@ -305,11 +307,13 @@ class SoundDeviceSpeaker:
     ) -> None:
         stream, self._stream = self._stream, None
         _close(stream, "speaker")
+        self._room.set()
 
     def _on_finished(self) -> None:
         if self._stream is not None and self._loop is not None:
             self._lost = "the output stream stopped"
             self._loop.call_soon_threadsafe(self._drained.set)
+            self._loop.call_soon_threadsafe(self._room.set)
 
     def _on_output(self, outdata: Any, frames: int, when: Any, status: Any) -> None:
         # PortAudio's thread: take what is buffered, fill the rest with silence.
@@ -337,6 +341,9 @@ class SoundDeviceSpeaker:
             if emptied:
                 self._started = False
                 self._first_byte_at = 0.0
+            room = self._room_below is not None and len(self._buffer) < self._room_below
+            if room:
+                self._room_below = None
         if len(chunk) < need:
             outdata[: len(chunk)] = chunk
             outdata[len(chunk) :] = b"\x00" * (need - len(chunk))
@@ -348,6 +355,8 @@ class SoundDeviceSpeaker:
             self._loop.call_soon_threadsafe(self.on_render, bytes(outdata), self._device_rate)
         if emptied and self._loop is not None:
             self._loop.call_soon_threadsafe(self._drained.set)
+        if room and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._room.set)
 
     def _check(self) -> None:
         if self._lost is not None:
@@ -370,11 +379,23 @@ class SoundDeviceSpeaker:
             self._buffer.clear()
             self._started = False
             self._first_byte_at = 0.0
+            self._room_below = None
         self._drained.set()
+        self._room.set()
 
     async def wait_drained(self) -> None:
         await self._drained.wait()
         self._check()
+
+    async def wait_queued_below(self, ms: float) -> None:
+        limit = round(ms * self._device_rate * 2 / 1000)
+        while self._lost is None and self._stream is not None:
+            with self._lock:
+                if len(self._buffer) < limit:
+                    return
+                self._room_below = limit
+                self._room.clear()
+            await self._room.wait()
 
     def set_volume(self, percent: int) -> None:
         self._volume = max(0, min(100, percent))

@@ -153,6 +153,37 @@ class FrameSplitter:
         self._pending.clear()
 
 
+class WholeSamples:
+    """
+    Cuts s16le audio that arrives as a byte stream, in pieces of any length (Coze's reply
+    deltas), at sample boundaries: a piece that ends mid-sample leaves its last byte for
+    the next piece of the same stream. A piece of another stream, or :meth:`clear` (the
+    stream ended or was flushed), drops it.
+    """
+
+    def __init__(self) -> None:
+        self._stream: str | None = None
+        self._odd = b""
+
+    def take(self, stream: str, piece: bytes) -> bytes:
+        """What ``stream`` left over, then ``piece``, up to its last whole sample."""
+        if stream != self._stream:
+            self._stream, self._odd = stream, b""
+        if self._odd:
+            piece = self._odd + piece
+        whole = len(piece) - len(piece) % 2
+        self._odd = piece[whole:]
+        return piece if whole == len(piece) else piece[:whole]
+
+    @property
+    def pending(self) -> int:
+        """Bytes kept back (0 or 1)."""
+        return len(self._odd)
+
+    def clear(self) -> None:
+        self._stream, self._odd = None, b""
+
+
 class PreRoll:
     """Keeps the newest ``capacity`` bytes of the audio pushed into it."""
 

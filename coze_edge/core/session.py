@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Final, Protocol
 
-from coze_edge.core.audio import rms
+from coze_edge.core.audio import WholeSamples, rms
 from coze_edge.core.earcons import EarconKind
 from coze_edge.core.endpointer import (
     Endpointer,
@@ -128,8 +128,9 @@ class Send:
 
 @dataclass(frozen=True, slots=True)
 class Play:
-    """Queue ``pcm`` (output-rate s16le mono) on the speaker after what is queued; never
-    waits. The session only asks this in SPEAKING (or on entering it)."""
+    """Queue ``pcm`` (output-rate s16le mono, whole samples: never of odd length, whatever
+    the deltas' lengths) on the speaker after what is queued; never waits. The session only
+    asks this in SPEAKING (or on entering it)."""
 
     pcm: bytes = field(repr=False)
 
@@ -393,6 +394,7 @@ class Session:
         self._turn: _Turn | None = None
         self._canceled = _RecentIds()
         self._play_end = 0.0  # when the audio queued so far will have played, at the latest
+        self._reply_pcm = WholeSamples()  # a delta may end mid-sample; the next completes it
         self._chat_id: str | None = None  # the bot chat currently producing output
         self._busy = False  # Coze is (or is about to be) producing output a cancel would stop
         self._tts = False  # ... and that output is spoken text (input_text.generate_audio)
@@ -422,6 +424,7 @@ class Session:
             self._endpointer.set_start_ms(self._settings.barge_in_start_ms)
         elif self.state is State.SPEAKING:
             self._endpointer.set_start_ms(self._settings.start_ms)
+            self._reply_pcm.clear()  # the reply ended or was flushed: half a sample is noise
         self.state = new
         return [Announce(new)]
 
@@ -651,6 +654,7 @@ class Session:
             case AudioDelta(chat_id, audio):
                 return self._on_audio(chat_id, audio, now)
             case AudioCompleted(chat_id):
+                self._reply_pcm.clear()
                 if chat_id == TTS_CHAT_ID and self._tts:
                     self._busy = self._tts = False  # spoken text has no chat events
                 if chat_id in self._canceled or self.state is not State.SPEAKING:
@@ -790,6 +794,8 @@ class Session:
         if chat_id in self._canceled or self.state in (State.LISTENING, State.CONNECTING):
             self.dropped_deltas += 1
             return []
+        # A byte stream: a delta may end mid-sample, and the speaker takes whole samples.
+        audio = self._reply_pcm.take(chat_id, audio)
         effects: list[Effect] = []
         if self.state in (State.IDLE, State.THINKING):
             # IDLE: proactive speech (input_text.generate_audio, chat id "0").
@@ -802,7 +808,7 @@ class Session:
             if self._turn.first_audio is None:
                 self._turn.first_audio = now
             self._turn.audio_bytes += len(audio)
-        return [*effects, Play(audio)]
+        return [*effects, Play(audio)] if audio else effects
 
     def _on_chat_completed(self, chat_id: str, now: float) -> list[Effect]:
         if chat_id in self._canceled:

@@ -1,4 +1,4 @@
-"""PCM arithmetic: formats, gain, level, echo likeness, framing, pre-roll."""
+"""PCM arithmetic: formats, gain, level, echo likeness, framing, whole samples, pre-roll."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from coze_edge.core.audio import (
     AudioFormat,
     FrameSplitter,
     PreRoll,
+    WholeSamples,
     alignment_scores,
     apply_gain,
     gain_factor,
@@ -172,6 +173,39 @@ def test_splitter_output_is_the_input_in_order(chunks: list[bytes], size: int) -
     data = b"".join(chunks)
     assert joined == data[: len(joined)]
     assert splitter.pending == len(data) - len(joined) < size
+
+
+def test_whole_samples_carry_an_odd_byte_to_the_next_piece() -> None:
+    """A piece ending mid-sample leaves its last byte for the next piece of its stream."""
+    samples = WholeSamples()
+    assert samples.take("a", b"\x01\x02\x03") == b"\x01\x02"
+    assert samples.pending == 1
+    assert samples.take("a", b"\x04") == b"\x03\x04"
+    assert samples.take("a", b"\x05") == b""
+    assert samples.take("a", b"\x06\x07\x08") == b"\x05\x06\x07\x08"
+    assert samples.pending == 0
+
+
+def test_whole_samples_drop_the_odd_byte_of_an_ended_stream() -> None:
+    """Another stream, or clear(), drops the byte left over: it never joins other audio."""
+    samples = WholeSamples()
+    samples.take("a", b"\x01\x02\x03")
+    assert samples.take("b", b"\x04\x05") == b"\x04\x05"
+    samples.take("b", b"\x06")
+    samples.clear()
+    assert samples.pending == 0
+    assert samples.take("b", b"\x07\x08") == b"\x07\x08"
+
+
+@given(st.lists(st.binary(max_size=9), max_size=30))
+def test_whole_samples_of_any_split_are_the_stream(pieces: list[bytes]) -> None:
+    """However a stream is split, the pieces come out as whole samples and together are
+    the stream, less a last odd byte."""
+    samples = WholeSamples()
+    out = [samples.take("reply", piece) for piece in pieces]
+    stream = b"".join(pieces)
+    assert all(len(piece) % 2 == 0 for piece in out)
+    assert b"".join(out) == stream[: len(stream) // 2 * 2]
 
 
 def test_pre_roll_keeps_only_the_newest_bytes() -> None:

@@ -133,6 +133,44 @@ def test_reply_audio_plays_and_the_turn_ends_when_playback_drains() -> None:
     assert turn.fields["first_audio_ms"] == 1100
 
 
+def test_reply_audio_split_mid_sample_plays_as_whole_samples() -> None:
+    """Deltas of odd length are played as whole samples: together, the same bytes in the
+    same order as the stream they split."""
+    session = thinking_session()
+    session.received(ev.ChatStarted(CHAT, CONV), 2.0)
+    stream = bytes(range(1, 22))
+    pieces = [stream[:3], stream[3:4], stream[4:9], stream[9:10], stream[10:]]
+
+    played = [
+        effect.pcm
+        for piece in pieces
+        for effect in session.received(ev.AudioDelta(CHAT, piece), 2.1)
+        if isinstance(effect, Play)
+    ]
+
+    assert [len(pcm) for pcm in played] == [2, 2, 4, 2, 10]
+    assert b"".join(played) == stream[:20]
+
+
+def test_the_odd_byte_of_ended_audio_never_plays() -> None:
+    """A byte left over when a piece of audio completes, or when the reply is talked over,
+    is dropped, not put before the next audio (here spoken text: every piece is chat "0")."""
+    session = idle_session()
+    session.say(["One.", "Two."], 1.0)
+    session.received(ev.AudioDelta("0", b"\x01\x02\x03"), 1.1)
+    session.received(ev.AudioCompleted("0"), 1.2)  # the first piece ended mid-sample
+
+    assert session.received(ev.AudioDelta("0", b"\x04\x05"), 1.3) == [Play(b"\x04\x05")]
+
+    session.received(ev.AudioDelta("0", b"\x06"), 1.4)
+    talk(session, speech_ms=400, silence_ms=0, now=1.5)  # the user talks over it
+    assert session.state is State.LISTENING
+    session.cancel(1.6)
+    assert session.say(["Again."], 2.0)
+
+    assert session.received(ev.AudioDelta("0", b"\x07\x08"), 2.1)[-1] == Play(b"\x07\x08")
+
+
 def test_transcript_and_reply_text_are_emitted() -> None:
     """The user's words and the bot's answer come out as events."""
     session = thinking_session()
