@@ -13,6 +13,8 @@ import json
 import logging
 import os
 import random
+import re
+import resource
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -298,6 +300,16 @@ async def test_turning_clients_away_is_logged_once_per_episode(
 # --- the real daemon --------------------------------------------------------------------------
 
 
+UNIT = Path(__file__).parents[1] / "systemd" / "coze-edge.service"
+
+
+def unit_nofile() -> int:
+    """The unit's LimitNOFILE."""
+    found = re.search(r"^LimitNOFILE=(\d+)$", UNIT.read_text(), re.MULTILINE)
+    assert found, "the unit sets no LimitNOFILE"
+    return int(found[1])
+
+
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -308,12 +320,15 @@ async def test_a_flooded_daemon_still_answers_ctl_status(
 ) -> None:
     """1,500 idle clients, all kept open (before the cap, 1,116 took all 1,024 file
     descriptors of a daemon: the log filled with accept() tracebacks and ctl status was
-    refused), hold at most MAX_CONNECTIONS of its descriptors, and `ctl status` answers."""
+    refused), hold at most MAX_CONNECTIONS of its descriptors, and `ctl status` answers;
+    the daemon runs with the unit's LimitNOFILE and never reaches it."""
     socket_file = tmp_path / "state" / "ctl.sock"
     async with running_cli(cli_config) as daemon:
         async with asyncio.timeout(30):
             await daemon.read_until("state: idle")
         pid = daemon.process.pid
+        # The unit's LimitNOFILE: the flood must fit in it.
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (unit_nofile(), unit_nofile()))
         before = open_fds(pid)
         clients: list[socket.socket] = []
         try:
@@ -337,4 +352,5 @@ async def test_a_flooded_daemon_still_answers_ctl_status(
     assert took < 5000 * MS
     assert held <= before + MAX_CONNECTIONS, (before, held)
     assert "Traceback" not in daemon.output
+    assert "Too many open files" not in daemon.output
     assert daemon.output.count("clients at once (the cap)") == 1
