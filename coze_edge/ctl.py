@@ -6,6 +6,7 @@ mode 0660, so the service's group may use it and nobody else. One request per co
 a JSON line ``{"command": NAME, "argument": TEXT}``; one JSON line back:
 ``{"ok": true, "status": {...}}`` or ``{"ok": false, "error": "..."}``. The commands are
 the MQTT ones and go through the same parser, so neither can run programs or touch files.
+Clients are bounded (how many at once, how long, how large, how deep): see :class:`CtlServer`.
 """
 
 from __future__ import annotations
@@ -16,15 +17,33 @@ import json
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
 from coze_edge.core.commands import CommandError, QueryStatus, parse_command
 from coze_edge.core.status import DeviceStatus, LoginPrompt, login_payload
 
 log = logging.getLogger(__name__)
 
-MAX_REQUEST_BYTES = 8192
+MAX_REQUEST_BYTES: Final = 64 * 1024
+"""Longest request line: ``say`` with its 4,000 characters, each JSON-escaped (12 bytes for
+a character outside the BMP), fits."""
+MAX_JSON_DEPTH: Final = 4
+"""A request is one flat object; Python's json recurses per level (RecursionError past ~1000)."""
+MAX_CONNECTIONS: Final = 16
+"""Clients served at once. The daemon has LimitNOFILE file descriptors in all: without a cap,
+a thousand idle clients took them all, and with them the microphone, Coze and MQTT."""
+ACCEPT_BACKLOG: Final = 32
+"""Connections the kernel queues for us, and asyncio accepts in one go. Each accepted one
+holds a descriptor for a few loop turns even when refused at once: a flood of 1,500 idle
+clients peaked at 257 descriptors with asyncio's 100, at 145 with 32 (LimitNOFILE=512)."""
+REQUEST_DEADLINE_S: Final = 2.0
+"""A client sends its whole request within this, or is closed; ``coze-edge ctl`` sends at once."""
+IDLE_GRACE_S: Final = 0.25
+"""At the cap, a client that has sent no request for this long is closed to make room."""
+REPLY_DEADLINE_S: Final = 2.0
+"""How long writing the reply may take, for a client that does not read it."""
 EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: no daemon listening
 
 
@@ -35,8 +54,31 @@ def socket_path(state_dir: Path, env: Mapping[str, str]) -> Path:
     return state_dir / "ctl.sock"
 
 
+class BadRequest(Exception):
+    """What is wrong with a request, as the client is told (never an echo of its bytes)."""
+
+
+@dataclass(eq=False)
+class _Client:
+    writer: asyncio.StreamWriter
+    since: float
+    """Loop time at which it connected."""
+    reading: bool = True
+    """Still waiting for its request (idle, as far as the server can tell)."""
+    closed_for_room: bool = False
+
+
 class CtlServer:
-    """Serves ctl requests until cancelled; removes its socket on the way out."""
+    """
+    Serves ctl requests until cancelled; removes its socket on the way out.
+
+    Local clients are hostile until bounded: at most MAX_CONNECTIONS at once, each with
+    REQUEST_DEADLINE_S to send one line of at most MAX_REQUEST_BYTES, JSON at most
+    MAX_JSON_DEPTH deep. At the cap the oldest client still silent after IDLE_GRACE_S is
+    closed to make room (so idle clients cannot lock ``ctl status`` out), else the newcomer
+    is refused; each gets one JSON line saying so. Those turned away are logged once per
+    episode, with their count when it ends, not once each.
+    """
 
     def __init__(
         self,
@@ -50,6 +92,10 @@ class CtlServer:
         self._submit = submit
         self._status = status
         self._login = login
+        self._clients: dict[_Client, None] = {}  # oldest first
+        self.turned_away = 0
+        """Clients refused or closed at the cap, in all."""
+        self._turned_away_now = 0  # in the current episode
 
     async def run(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,7 +103,12 @@ class CtlServer:
             self._path.unlink()  # a stale socket of a previous run
         old_umask = os.umask(0o117)  # the socket is created 0660
         try:
-            server = await asyncio.start_unix_server(self._serve, path=str(self._path))
+            server = await asyncio.start_unix_server(
+                self._serve,
+                path=str(self._path),
+                limit=MAX_REQUEST_BYTES + 1,
+                backlog=ACCEPT_BACKLOG,
+            )
         except OSError as exc:
             # Local control is a convenience: without it the speaker still works.
             log.error("! no control socket at %s: %s", self._path, exc)
@@ -73,36 +124,70 @@ class CtlServer:
                 self._path.unlink()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        client = _Client(writer, since=asyncio.get_running_loop().time())
+        if not self._make_room(client.since):
+            self._turn_away(writer, "busy: too many control connections, try again")
+            await _closed(writer)
+            return
+        self._clients[client] = None
         try:
-            async with asyncio.timeout(5):
-                line = await reader.readline()
-            reply = await self._answer(line)
-        except (TimeoutError, ValueError, ConnectionError) as exc:
-            reply = {"ok": False, "error": f"bad request: {exc}"}
-        try:
-            writer.write(json.dumps(reply).encode() + b"\n")
-            await writer.drain()
+            try:
+                async with asyncio.timeout(REQUEST_DEADLINE_S):
+                    line = await reader.readline()
+            except TimeoutError:
+                reply = _refusal(f"no request within {REQUEST_DEADLINE_S:g} s")
+            except ValueError:  # the stream's limit: no newline in MAX_REQUEST_BYTES + 1
+                reply = _refusal(f"request over {MAX_REQUEST_BYTES} bytes")
+            else:
+                if client.closed_for_room:
+                    return
+                client.reading = False
+                reply = await self._answer(line)
+            with contextlib.suppress(ConnectionError, TimeoutError):
+                async with asyncio.timeout(REPLY_DEADLINE_S):
+                    writer.write(json.dumps(reply).encode() + b"\n")
+                    await writer.drain()
         except ConnectionError:
-            pass
+            pass  # the client went away
         finally:
-            writer.close()
+            self._clients.pop(client, None)
+            if not self._clients and self._turned_away_now:
+                log.info(
+                    "control socket: turned away %d connections at the cap", self._turned_away_now
+                )
+                self._turned_away_now = 0
+            await _closed(writer)
+
+    def _make_room(self, now: float) -> bool:
+        """Whether a new client fits, after closing the oldest idle one if need be."""
+        if len(self._clients) < MAX_CONNECTIONS:
+            return True
+        for old in self._clients:
+            if old.reading and now - old.since >= IDLE_GRACE_S:
+                old.closed_for_room = True
+                del self._clients[old]
+                self._turn_away(old.writer, "closed: no request, and others are waiting")
+                return True
+        return False
+
+    def _turn_away(self, writer: asyncio.StreamWriter, why: str) -> None:
+        """One line saying ``why``, then close (the transport flushes it first)."""
+        if not self._turned_away_now:
+            log.warning(
+                "! control socket: %d clients at once (the cap): closing idle ones, refusing more",
+                MAX_CONNECTIONS,
+            )
+        self.turned_away += 1
+        self._turned_away_now += 1
+        with contextlib.suppress(ConnectionError):
+            writer.write(json.dumps(_refusal(why)).encode() + b"\n")
+        writer.close()
 
     async def _answer(self, line: bytes) -> dict[str, Any]:
-        if len(line) > MAX_REQUEST_BYTES:
-            return {"ok": False, "error": f"request over {MAX_REQUEST_BYTES} bytes"}
         try:
-            request = json.loads(line)
-        except ValueError:
-            return {"ok": False, "error": "request is not JSON"}
-        if not isinstance(request, dict) or not isinstance(request.get("command"), str):
-            return {"ok": False, "error": "request needs a 'command' string"}
-        argument = request.get("argument", "")
-        if not isinstance(argument, str):
-            return {"ok": False, "error": "'argument' must be a string"}
-        try:
-            command = parse_command(request["command"], argument.encode())
-        except CommandError as exc:
-            return {"ok": False, "error": str(exc)}
+            command = parse_command(*_parse_request(line))
+        except (BadRequest, CommandError) as exc:
+            return _refusal(str(exc))
         if not isinstance(command, QueryStatus):
             done = self._submit(command)
             if done is not None:
@@ -115,6 +200,71 @@ class CtlServer:
             # The socket is for the service's group only: the code may be shown here.
             status["login"] = json.loads(login_payload(prompt))
         return {"ok": True, "status": status}
+
+
+async def _closed(writer: asyncio.StreamWriter) -> None:
+    """Close ``writer`` and wait until it is (aborting it after REPLY_DEADLINE_S). Waiting
+    also collects a client's reset or broken pipe, which asyncio would otherwise log as
+    "Future exception was never retrieved" when the stream is collected."""
+    writer.close()
+    try:
+        async with asyncio.timeout(REPLY_DEADLINE_S):
+            await writer.wait_closed()
+    except TimeoutError:
+        writer.transport.abort()
+    except OSError:
+        pass  # the client went first
+
+
+def _refusal(error: str) -> dict[str, Any]:
+    return {"ok": False, "error": error}
+
+
+def _parse_request(line: bytes) -> tuple[str, bytes]:
+    """NAME and TEXT of the request line ``{"command": NAME, "argument": TEXT}``, TEXT as
+    UTF-8 bytes (as MQTT payloads are); BadRequest saying what is wrong otherwise."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("request is not UTF-8") from None
+    if _nesting(text) > MAX_JSON_DEPTH:
+        raise BadRequest(f"request nests deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        request = json.loads(text)
+    except ValueError:  # also an int past Python's 4,300 digits
+        raise BadRequest("request is not JSON") from None
+    if not isinstance(request, dict) or not isinstance(request.get("command"), str):
+        raise BadRequest("request needs a 'command' string")
+    argument = request.get("argument", "")
+    if not isinstance(argument, str):
+        raise BadRequest("'argument' must be a string")
+    try:
+        payload = argument.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, "\ud800"
+        raise BadRequest("'argument' is not valid Unicode text") from None
+    return request["command"], payload
+
+
+def _nesting(text: str) -> int:
+    """How deeply the JSON arrays and objects in ``text`` nest (strings skipped)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 async def request(path: Path, command: str, argument: str = "") -> dict[str, Any]:

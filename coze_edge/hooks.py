@@ -1,7 +1,8 @@
 """
 State hooks for LED rings and displays: a configured program runs at every state change,
 with the state in its environment. Runs one at a time in order, never blocks audio (the
-daemon only queues), is killed after ``hooks.timeout_s``; failures are logged.
+daemon only queues), is killed after ``hooks.timeout_s`` with every process it started (its
+process group); failures are logged.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 import logging
 import os
 import shlex
+import signal
 from typing import Final
 
 from coze_edge.core.status import DeviceStatus
@@ -64,6 +66,9 @@ class StateHook:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL,
+                # A group of its own, so that a timeout ends everything it started: a child
+                # left behind (an animation, a `sleep`) would otherwise outlive the kill.
+                process_group=0,
             )
         except OSError as exc:
             log.warning("! state hook %s cannot start: %s", self._argv[0], exc)
@@ -72,10 +77,22 @@ class StateHook:
             async with asyncio.timeout(self._timeout_s):
                 code = await process.wait()
         except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
-            log.warning("! state hook %s killed after %.1f s", self._argv[0], self._timeout_s)
+            await _kill_group(process)
+            log.warning(
+                "! state hook %s killed after %.1f s, with the processes it started",
+                self._argv[0],
+                self._timeout_s,
+            )
             return
+        except asyncio.CancelledError:  # the daemon stops: leave nothing running
+            await asyncio.shield(_kill_group(process))
+            raise
         if code != 0:
             log.warning("! state hook %s exited with %d", self._argv[0], code)
+
+
+async def _kill_group(process: asyncio.subprocess.Process) -> None:
+    """SIGKILL the hook's process group (its pid is the group's id) and reap the hook."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    await process.wait()

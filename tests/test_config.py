@@ -158,12 +158,13 @@ def test_null_means_the_default_for_keys_that_cannot_be_null(machine_id: Path) -
     assert config.coze.api_base == "https://api.coze.cn"
 
 
-def test_values_are_converted_to_the_field_types(machine_id: Path) -> None:
+def test_values_are_converted_to_the_field_types(machine_id: Path, tmp_path: Path) -> None:
     """Ints become floats and (for ids) strings; paths become Paths; device indexes stay ints."""
+    (tmp_path / "pat").write_text("pat_abc\n")
     config = build(
         {
             "coze": {"bot_id": 7496347519799787557, "connect_timeout_s": 5},
-            "auth": {"method": "pat", "pat_file": "/run/pat"},
+            "auth": {"method": "pat", "pat_file": str(tmp_path / "pat")},
             "device": {"id": 5551234},
             "audio": {"input_device": 2, "output_device": "USB Audio"},
             "wake": {"sensitivity": 1},
@@ -174,7 +175,7 @@ def test_values_are_converted_to_the_field_types(machine_id: Path) -> None:
     assert config.coze.bot_id == BOT
     assert config.coze.connect_timeout_s == 5.0
     assert isinstance(config.coze.connect_timeout_s, float)
-    assert config.auth.pat_file == Path("/run/pat")
+    assert config.auth.pat_file == tmp_path / "pat"
     assert config.device.id == "5551234"
     assert (config.audio.input_device, config.audio.output_device) == (2, "USB Audio")
     assert config.wake.sensitivity == 1.0

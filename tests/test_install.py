@@ -61,3 +61,25 @@ def test_uninstall_keeps_config_and_state_unless_purged(tmp_path: Path) -> None:
     install(tmp_path, "--uninstall", "--purge")
     assert not (tmp_path / "etc/coze-edge").exists()
     assert not (tmp_path / "var/lib/coze-edge").exists()
+
+
+def test_a_permissive_umask_leaves_nothing_writable_by_others(tmp_path: Path) -> None:
+    """Run from a root shell with umask 000, the installer still makes nothing under the
+    root group- or world-writable, and the config stays 0640 (it sets its own umask)."""
+    permissive = ["bash", "-c", 'umask 000 && exec bash "$@"', "install"]
+    result = subprocess.run(
+        [*permissive, str(SCRIPT), "--prefix", str(tmp_path), *OFFLINE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+
+    writable = [
+        f"{path.relative_to(tmp_path)} {stat.filemode(path.lstat().st_mode)}"
+        for path in [tmp_path / "etc", tmp_path / "opt", *tmp_path.glob("**/*")]
+        if not path.is_symlink() and path.lstat().st_mode & 0o022
+    ]
+    assert writable == []
+    config = tmp_path / "etc/coze-edge/config.yaml"
+    assert stat.S_IMODE(config.stat().st_mode) == 0o640

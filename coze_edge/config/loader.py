@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 import types
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -23,6 +24,13 @@ from typing import Any, Final, get_type_hints
 import yaml
 
 from coze_edge.config.checks import Problem, hint, show
+from coze_edge.config.files import (
+    CONFIG_LIMIT,
+    SECRET_LIMIT,
+    UnusableFile,
+    read_regular_file,
+    regular_file_problem,
+)
 from coze_edge.config.schema import (
     DEFAULT_STATE_DIR,
     DEFAULT_TOPIC_PREFIX,
@@ -41,7 +49,8 @@ from coze_edge.config.schema import (
     VadConfig,
     WakeConfig,
 )
-from coze_edge.core.identity import device_id_from_machine_id
+from coze_edge.config.secrets import read_secret_file
+from coze_edge.core.identity import device_id_from_machine_id, is_int64_id
 from coze_edge.errors import ConfigError
 from coze_edge.hooks import MUTED_VARIABLE, STATE_VARIABLE
 
@@ -80,18 +89,18 @@ def load_config(
     """
     Read, override from ``env`` (default ``os.environ``), resolve and check the config file.
 
-    Raises ConfigError listing every problem: an unreadable file, invalid YAML (with its line),
-    a top level that is not a mapping, and everything :func:`config_from_mapping` finds.
+    Raises ConfigError listing every problem: a file that is unreadable, not a regular file or
+    too large (:mod:`~coze_edge.config.files`), invalid YAML (with its line) or YAML past the
+    bounds of :class:`_StrictLoader`, a top level that is not a mapping, and everything
+    :func:`config_from_mapping` finds.
     """
     source = str(path)
     try:
-        text = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(
-            [("", f"cannot read the file: {exc.strerror or exc}")], source=source
-        ) from exc
+        text = read_regular_file(path, limit=CONFIG_LIMIT)
+    except UnusableFile as exc:
+        raise ConfigError([("", exc.about("the file"))], source=source) from exc
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader
+        data = _parse_yaml(text)
     except yaml.YAMLError as exc:
         raise ConfigError([("", _yaml_problem(exc))], source=source) from exc
     if data is None:  # an empty file: every default, and the problems that follow from that
@@ -133,7 +142,7 @@ def config_from_mapping(
     device = values["device"]
     if device.get("id") is None or device["id"] == "":
         device["id"] = _machine_device_id(machine_id_path, problems)
-    if device["id"]:  # else device.id says why, and the placeholder stays
+    if is_int64_id(device["id"]):  # else device.id says why, and the placeholder stays
         prefix = values["mqtt"].get("topic_prefix", DEFAULT_TOPIC_PREFIX)
         values["mqtt"]["topic_prefix"] = prefix.replace(DEVICE_ID_PLACEHOLDER, device["id"])
 
@@ -153,6 +162,8 @@ def config_from_mapping(
     reported = {key for key, _ in problems}
     problems += [(key, message) for key, message in config.problems() if key not in reported]
     problems += _file_problems(config.audio)
+    problems += _secret_problems(config)
+    problems += _hook_problems(config.hooks)
 
     if problems:
         problems = [(key, _with_origin(key, message, origins)) for key, message in problems]
@@ -172,7 +183,7 @@ def _apply_overrides(
             continue
         section, sep, key = variable[len(ENV_PREFIX) :].lower().partition("__")
         try:
-            value = yaml.safe_load(env[variable])
+            value = _parse_yaml(env[variable])
         except yaml.YAMLError as exc:
             problems.append((variable, f"not a YAML value: {_yaml_problem(exc)}"))
             continue
@@ -279,6 +290,43 @@ def _file_problems(audio: AudioConfig) -> Iterator[Problem]:
             yield "audio.file_output", f"{sink.parent} (its directory) does not exist"
 
 
+def _hook_problems(hooks: HooksConfig) -> Iterator[Problem]:
+    """The hook's program: an executable regular file (its absolute path is checked above)."""
+    if hooks.on_state is None:
+        return
+    try:
+        program = Path(shlex.split(hooks.on_state)[0])
+    except (ValueError, IndexError):  # reported by HooksConfig.problems()
+        return
+    if not program.is_absolute():
+        return
+    if not program.exists():
+        yield "hooks.on_state", f"{program} does not exist"
+    elif not program.is_file():
+        yield "hooks.on_state", f"{program} is not a regular file"
+    elif not os.access(program, os.X_OK):
+        yield "hooks.on_state", f"{program} is not executable: chmod +x it"
+
+
+def _secret_problems(config: Config) -> Iterator[Problem]:
+    """The secret files the daemon will read, read now, so that ``check-config`` finds what
+    would stop the start. A file this user may not open is judged by its ``stat`` alone:
+    the daemon may run as another user (and reads it again at start)."""
+    files = []
+    if config.auth.method == "pat" and config.auth.pat_file is not None:
+        files.append(("auth.pat_file", config.auth.pat_file))
+    if config.mqtt.host is not None and config.mqtt.password_file is not None:
+        files.append(("mqtt.password_file", config.mqtt.password_file))
+    for key, path in files:
+        try:
+            read_secret_file(path)
+        except UnusableFile as exc:
+            if not exc.denied:
+                yield key, exc.about(str(path))
+            elif problem := regular_file_problem(path, limit=SECRET_LIMIT):
+                yield key, f"{path} {problem}"
+
+
 def _with_origin(key: str, message: str, origins: Mapping[str, str]) -> str:
     variable = origins.get(key)
     return f"{message} (from {variable})" if variable else message
@@ -314,7 +362,8 @@ def _convert(annotation: Any, value: object) -> object:
     ``value`` as the field type ``annotation`` wants it, ``_DEFAULT``, or ``_Wrong``.
 
     bool is never an int; an int is fine for a float and for a str (YAML reads an unquoted
-    ``bot_id: 7496347519799787557`` as an int); a path is a non-empty string without NUL.
+    ``bot_id: 7496347519799787557`` as an int), as it was written (``id: 0123`` is "0123",
+    not YAML 1.1's octal 83); a path is a non-empty string without NUL.
     """
     options = getattr(annotation, "__args__", None) or (annotation,)
     allowed = tuple(t for t in options if t is not type(None))
@@ -327,7 +376,7 @@ def _convert(annotation: Any, value: object) -> object:
         if isinstance(value, bool):
             continue
         if kind is int and isinstance(value, int):
-            return value
+            return int(value)  # a plain int, not a _YamlInt
         if kind is float and isinstance(value, float):
             return value
         if kind is float and isinstance(value, int):
@@ -340,7 +389,7 @@ def _convert(annotation: Any, value: object) -> object:
         if kind is Path and isinstance(value, str) and value and "\0" not in value:
             return Path(value)
     if str in allowed and isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
+        return value.text if isinstance(value, _YamlInt) else str(value)
     names = [_TYPE_NAMES[kind] for kind in allowed] + (["null"] if nullable else [])
     return _Wrong(" or ".join(names))
 
@@ -377,8 +426,78 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return f"invalid YAML: {problem}"
 
 
+MAX_YAML_DEPTH: Final = 32
+"""How deeply the config's YAML may nest, aliases followed; the schema needs 3 levels."""
+
+MAX_YAML_VALUES: Final = 10_000
+"""How many values (scalars, lists, mappings) the config's YAML may hold once every alias
+is followed; the documented example holds about 200. A "billion laughs" document, nine
+lines of anchors each repeating the one before nine times, would hold 9**9."""
+
+
+def _parse_yaml(text: bytes | str) -> Any:
+    """One YAML document, by :class:`_StrictLoader`; yaml.YAMLError for anything it refuses."""
+    return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader
+
+
+class _YamlInt(int):
+    """An int read from YAML that remembers how it was written: ``0123`` is 83 to YAML 1.1
+    (octal), ``1:20`` is 80 (base 60), ``12_345`` is 12345; a key that wants a string (an id)
+    gets the digits the user wrote, not the number YAML made of them."""
+
+    text: str
+
+    def __new__(cls, value: int, text: str) -> _YamlInt:
+        self = super().__new__(cls, value)
+        self.text = text
+        return self
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """yaml.safe_load, but a key given twice in one mapping is an error, not a silent override."""
+    """
+    yaml.safe_load, with bounds and one rule more.
+
+    * A key given twice in one mapping is an error, not a silent override.
+    * Aliases are bounded: the document is walked with every alias followed before anything
+      is built, and refused if that walk goes deeper than MAX_YAML_DEPTH or visits more than
+      MAX_YAML_VALUES values. So a "billion laughs" is refused after 10,000 steps instead of
+      being expanded (it used to be, by the checks that show a wrong value), and an alias
+      to the collection that contains it is refused instead of looping.
+    * Nesting is bounded while composing, too: PyYAML's composer recurses once per level,
+      so 20,000 ``[`` would end in a RecursionError instead of a YAML error.
+    * An int whose digits Python refuses to convert (over 4,300) is a YAML error, not a
+      ValueError, and every int keeps its text (:class:`_YamlInt`).
+    """
+
+    def __init__(self, stream: bytes | str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", self.get_mark()
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_expansion(node)
+        return super().construct_document(node)
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> _YamlInt:
+        text = self.construct_scalar(node)
+        assert isinstance(text, str)
+        try:
+            value = super().construct_yaml_int(node)
+        except ValueError:  # past sys.get_int_max_str_digits()
+            raise yaml.constructor.ConstructorError(
+                None, None, f"an integer of {len(text)} digits is too long", node.start_mark
+            ) from None
+        return _YamlInt(value, text)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[object] = set()
@@ -396,3 +515,46 @@ class _StrictLoader(yaml.SafeLoader):
                     None, None, f"{key!r} is given twice", key_node.start_mark
                 )
         return super().construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Raise a YAML error if ``root``, every alias followed, is deeper than MAX_YAML_DEPTH,
+    holds more than MAX_YAML_VALUES values, or contains itself; at most that many steps."""
+    visited = 0
+    # Depth-first, iterative; ``path`` holds the collections above the node being visited.
+    stack: list[tuple[yaml.Node, int]] = [(root, 0)]
+    path: list[yaml.Node] = []
+    while stack:
+        node, depth = stack.pop()
+        del path[depth:]
+        visited += 1
+        if visited > MAX_YAML_VALUES:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"more than {MAX_YAML_VALUES} values once its aliases are followed "
+                '(a "billion laughs" document?)',
+                node.start_mark,
+            )
+        if any(node is above for above in path):
+            raise yaml.constructor.ConstructorError(
+                None, None, "an alias here refers to a value that contains it", node.start_mark
+            )
+        if depth >= MAX_YAML_DEPTH:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"nested deeper than {MAX_YAML_DEPTH} levels once its aliases are followed",
+                node.start_mark,
+            )
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        if children:
+            path.append(node)
+            stack.extend((child, depth + 1) for child in reversed(children))

@@ -461,7 +461,8 @@ class HooksConfig:
 
     on_state: str | None = None
     """Program and arguments run at every state change (split like a shell would, but run
-    without one), with the state in $COZE_EDGE_HOOK_STATE; None = no hook."""
+    without one), with the state in $COZE_EDGE_HOOK_STATE; None = no hook. The program is
+    an absolute path to an executable file, checked at start."""
 
     timeout_s: float = 5.0
     """A hook still running after this long is killed."""
@@ -476,6 +477,12 @@ class HooksConfig:
             else:
                 if not argv:
                     yield "on_state", "names no program"
+                elif not Path(argv[0]).is_absolute():
+                    # No $PATH search: what runs must not depend on the daemon's environment.
+                    yield (
+                        "on_state",
+                        f"must start with the program's absolute path, got {show(argv[0])}",
+                    )
         yield from between("timeout_s", self.timeout_s, 0.1, 60)
 
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 import logging
 import os
 import types
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
+from coze_edge.config.files import SECRET_LIMIT, UnusableFile, read_regular_file
 from coze_edge.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -41,8 +43,9 @@ def read_secret(
     A secret, stripped: from ``path`` if given (a ``*_file`` key), else from the systemd
     credential ``$CREDENTIALS_DIRECTORY/<credential>`` if there is one, else None.
 
-    An unreadable or empty file is a ConfigError naming the key or credential. The secret is
-    never logged; a file that every user may read gets a warning.
+    A file :func:`read_secret_file` refuses (unreadable, not a regular file, too large, empty,
+    whitespace or control characters inside) is a ConfigError naming the key or credential
+    and the file. The secret is never logged; a file that every user may read gets a warning.
     """
     env = os.environ if env is None else env
     if path is not None:
@@ -55,11 +58,44 @@ def read_secret(
         key = f"credential {credential}"
     warn_if_world_readable(path)
     try:
-        secret = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError([(key, f"cannot read {path}: {exc.strerror or exc}")]) from exc
-    except ValueError as exc:
-        raise ConfigError([(key, f"{path} is not UTF-8 text")]) from exc
+        return read_secret_file(path)
+    except UnusableFile as exc:
+        raise ConfigError([(key, exc.about(str(path)))]) from None
+
+
+def read_secret_file(path: Path) -> str:
+    """
+    The secret in ``path``: a regular file under SECRET_LIMIT, UTF-8, one word once the
+    whitespace around it (the trailing newline) is stripped.
+
+    Raises UnusableFile otherwise, saying what is wrong but never showing the content: a
+    space, tab, line break or control character inside would be sent as part of the token
+    (or password), or would end an HTTP header early.
+    """
+    raw = read_regular_file(path, limit=SECRET_LIMIT)
+    try:
+        secret = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise UnusableFile("is not UTF-8 text") from None
     if not secret:
-        raise ConfigError([(key, f"{path} is empty")])
+        raise UnusableFile("is empty")
+    for position, char in enumerate(secret, start=1):
+        what = _unwanted(char)
+        if what:
+            raise UnusableFile(
+                f"holds {what} inside the secret (character {position}): "
+                "a secret is one word, on one line"
+            )
     return secret
+
+
+def _unwanted(char: str) -> str | None:
+    """What ``char`` is, if a secret must not contain it: whitespace, a control character,
+    or an invisible one (Unicode category C: format, private use, unassigned)."""
+    if char in "\r\n":
+        return "a line break"
+    if char.isspace():
+        return "whitespace"
+    if unicodedata.category(char).startswith("C"):
+        return "a control or invisible character"
+    return None
