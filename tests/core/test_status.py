@@ -33,6 +33,7 @@ from coze_edge.core.status import (
     DeviceStatus,
     LoginPrompt,
     State,
+    StatusParts,
     Topics,
     discovery_messages,
     event_payload,
@@ -278,3 +279,14 @@ def test_discovery_payloads_are_plain_utf8_json() -> None:
     messages = discovery_messages("42", "客厅音箱", TOPICS, "homeassistant", "1")
 
     assert all("客厅音箱".encode() in payload for _, payload in messages)
+
+
+def test_refused_credentials_are_an_error_over_anything_but_a_lost_sound_card() -> None:
+    """The token service refusing the device shows as ``error`` with ``auth:`` first, even
+    while a turn runs on the token that is left; only a lost sound card says more."""
+    refused = StatusParts(state=State.SPEAKING, auth_fault="secret refused")
+
+    assert refused.status().state is State.ERROR
+    assert refused.status().detail == "auth: secret refused"
+    assert StatusParts(auth_fault="a", login_pending=True).status().detail == "auth: a"
+    assert StatusParts(auth_fault="a", audio_fault="gone").status().detail == "audio: gone"
