@@ -412,6 +412,37 @@ async def test_a_wrong_secret_is_an_error_state_retried_slowly_until_fixed(
     assert sim.jwt_grants[-1].device_info == {"device_id": "42"}
 
 
+@pytest.mark.parametrize(
+    ("device", "code", "says"),
+    [
+        ("5551234", 0, "ok    credentials  token from the token service for device 5551234"),
+        ("43", 1, "FAIL  credentials  the token service refused device 5551234's secret (HTTP 401"),
+    ],
+    ids=["its own secret", "another device's secret"],
+)
+async def test_doctor_asks_the_token_service(
+    sim: Simulator, tmp_path: Path, device: str, code: int, says: str
+) -> None:
+    """``coze-edge doctor`` with token_url gets a token for the device and tries it on
+    Coze; a refused secret is a FAIL line that says what to put where."""
+    async with token_service(sim) as service:
+        config = write_cli_config(
+            tmp_path,
+            sim,
+            auth={
+                "method": "token_url",
+                "token_url": service.url,
+                "device_secret_file": str(secret_file(tmp_path, secret_for(device))),
+            },
+        )
+        result = await run_cli("doctor", "-c", str(config))
+
+    assert result.returncode == code, result.stdout
+    assert says in result.stdout
+    if code == 0:
+        assert "ok    coze ws" in result.stdout
+
+
 # --------------------------------------------------------------------------- the config
 
 
