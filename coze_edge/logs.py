@@ -23,7 +23,7 @@ _PRIORITY: Final = {
 # Bearer tokens, Coze token prefixes, and secret-looking keys in JSON or key=value text.
 _PATTERNS: Final = (
     re.compile(r"(?i)(bearer\s+|authorization=)[^\s\"',&]+"),
-    re.compile(r"\b(pat_|czu_|sat_)[A-Za-z0-9_\-]{4,}"),
+    re.compile(r"\b(pat_|czu_|czs_|sat_)[A-Za-z0-9_\-]{4,}"),  # czs_: JWT apps' tokens
     re.compile(
         r"(?i)([\"']?(?:access_token|refresh_token|device_code|user_code|password|secret|token)"
         r"[\"']?\s*[:=]\s*[\"']?)([^\"'\s,&}]+)"
