@@ -192,6 +192,8 @@ REFUSALS: dict[str, tuple[Case, str, str]] = {
     "no jti": (_jwt(jti=None), "invalid_client", "lacks jti"),
     "no exp": (_jwt(exp=None), "invalid_client", "lacks exp"),
     "no iss": (_jwt(iss=None), "invalid_client", "lacks iss"),
+    "no aud": (_jwt(aud=None), "invalid_client", "lacks aud"),
+    "no iat": (_jwt(iat=None), "invalid_client", "lacks iat"),
     "session_context not an object": (
         _jwt(session_context="42"),
         "invalid_request",
