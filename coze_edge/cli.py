@@ -18,7 +18,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from coze_edge import __version__
 from coze_edge.core.commands import CTL_COMMANDS
@@ -68,11 +68,69 @@ def _parser() -> argparse.ArgumentParser:
         default=6.0,
         help="replies stream this much faster than real time",
     )
+    _token_service_parser(sub)
     with_config("voices", "list the voices the account can use (ids for coze.voice_id)")
     ctl = with_config("ctl", "control a running daemon over its unix socket")
     ctl.add_argument("action", choices=CTL_COMMANDS)
     ctl.add_argument("argument", nargs="*", help="volume: 0..100; say: the text")
     return parser
+
+
+def _token_service_parser(sub: Any) -> None:
+    service = sub.add_parser(
+        "token-service",
+        help="the vendor's token service for auth.method token_url (holds the JWT app key)",
+        description="Signs the Coze JWT app's grants for the devices of a fleet (README).",
+    )
+    actions = service.add_subparsers(dest="action", required=True, metavar="ACTION")
+    serve = actions.add_parser("serve", help="serve devices' token requests")
+    serve.add_argument("--app-id", required=True, help="the JWT app's id (the JWT's iss)")
+    serve.add_argument("--key-id", required=True, help="its public key's fingerprint (kid)")
+    serve.add_argument(
+        "--private-key-file", help="the app's private_key.pem; else credential coze_jwt_private_key"
+    )
+    serve.add_argument(
+        "--master-key-file", help="the devices' master key; else credential token_master_key"
+    )
+    serve.add_argument("--coze-api-base", default="https://api.coze.cn")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8791)
+    serve.add_argument(
+        "--token-lifetime", type=int, default=3600, help="seconds each access token lives"
+    )
+    serve.add_argument("--custom-consumer", help="session_context.device_info.custom_consumer")
+    issue = actions.add_parser("issue-secret", help="print devices' secrets (CSV) to provision")
+    issue.add_argument("device_id", nargs="*", help="device ids (see `coze-edge doctor`)")
+    issue.add_argument("--csv", metavar="FILE", help="take the device_id column of this CSV")
+    issue.add_argument(
+        "--master-key-file", help="the devices' master key; else credential token_master_key"
+    )
+
+
+def _token_service(args: argparse.Namespace) -> int:
+    from coze_edge import token_service
+
+    def path(value: str | None) -> Path | None:
+        return Path(value) if value else None
+
+    if args.action == "issue-secret":
+        master_key = token_service.read_master_key(path(args.master_key_file))
+        ids = list(args.device_id)
+        if args.csv:
+            ids += token_service.device_ids_from_csv(Path(args.csv))
+        return token_service.issue_secrets(master_key, ids, out=sys.stdout)
+    settings = token_service.settings_from_args(
+        app_id=args.app_id,
+        key_id=args.key_id,
+        private_key_file=path(args.private_key_file),
+        master_key_file=path(args.master_key_file),
+        coze_api_base=args.coze_api_base,
+        token_lifetime_s=args.token_lifetime,
+        custom_consumer=args.custom_consumer,
+    )
+    _setup_logging("info")
+    asyncio.run(token_service.serve(settings, args.host, args.port))
+    return 0
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -112,6 +170,8 @@ def _dispatch(args: argparse.Namespace) -> int:
                     microphone=Path(args.input) if args.input else None,
                 )
             )
+        case "token-service":
+            return _token_service(args)
         case "simulator":
             _setup_logging("info")
             from coze_edge.simulator import serve

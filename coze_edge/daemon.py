@@ -2,10 +2,11 @@
 ``coze-edge run``: the composition root. Builds the parts from the config and hands their
 services to the supervisor.
 
-Services: the conversation (audio + Coze), the token keeper (OAuth), the binding, the MQTT
-publisher, the systemd watchdog, the state hook, the ctl socket, and a one-shot that says
-READY. The published state is made in one place (:class:`~coze_edge.status_board.StatusBoard`)
-and fans out from here to systemd's STATUS=, the state hook and MQTT.
+Services: the conversation (audio + Coze), the token keeper (OAuth, or the vendor's token
+service), the binding, the MQTT publisher, the systemd watchdog, the state hook, the ctl
+socket, and a one-shot that says READY. The published state is made in one place
+(:class:`~coze_edge.status_board.StatusBoard`) and fans out from here to systemd's
+STATUS=, the state hook and MQTT.
 
 Imports inside functions are only for what may be missing or is heavy: PortAudio
 (``sound_devices``), WebRTC's audio processing (the ``aec`` extra) and the wake-word model.
@@ -55,6 +56,7 @@ from coze_edge.login import OAuthTokens
 from coze_edge.publisher import Publisher
 from coze_edge.status_board import StatusBoard
 from coze_edge.supervisor import Service, supervise
+from coze_edge.token_url import TokenServiceTokens, token_service_tokens
 
 if TYPE_CHECKING:
     from coze_edge.adapters.apm import AudioProcessor
@@ -247,16 +249,16 @@ class Daemon:
         self.events = EventQueue(maxsize=256)
         self._errors = FloodLog(log)  # a server may send error events by the thousand
         self._http = http
-        self._keeper: OAuthTokens | None = None
+        self._keeper: OAuthTokens | TokenServiceTokens | None = None
         if tokens is None:
             tokens = self._credentials(http)
-        elif isinstance(tokens, OAuthTokens) and tokens.managed:
+        elif isinstance(tokens, OAuthTokens | TokenServiceTokens) and tokens.managed:
             self._keeper = tokens
         self._tokens = tokens
         self._conversations = ConversationStore(config.state_dir, whose_conversation(config))
         self._conversation: Conversation | None = None
         self._voice: Voice | None = None
-        if config.auth.speak_code and self._keeper is not None:
+        if config.auth.speak_code and isinstance(self._keeper, OAuthTokens):
             try:
                 self._voice = load_voice(config.auth.speak_code_language)
             except VoiceClipError as exc:
@@ -266,6 +268,11 @@ class Daemon:
     def _credentials(self, http: CozeHttp | None) -> TokenSource:
         if self.config.auth.method == "pat":
             return pat_tokens(self.config)
+        if self.config.auth.method == "token_url":
+            self._keeper = token_service_tokens(
+                self.config, managed=True, on_fault=self.board.auth_fault
+            )
+            return self._keeper
         if http is None:
             raise ValueError("the device login needs an HTTP client for Coze")
         if not self.config.auth.client_id:
@@ -428,8 +435,11 @@ class Daemon:
         """Before the first login the owner may be waiting for a code on a device whose
         network just came up: try again every few seconds. A refresh that fails has the
         old token's remaining life to succeed in: back off further."""
-        assert self._keeper is not None
-        return backoff(first=1.0, cap=5.0 if self._keeper.logged_out else 60.0)
+        keeper = self._keeper
+        assert keeper is not None
+        # A fleet asks one token service: after a failure it must not come back in step.
+        fast = isinstance(keeper, OAuthTokens) and keeper.logged_out
+        return backoff(first=1.0, cap=5.0 if fast else 60.0)
 
     def _no_token(self, exc: TransientError) -> None:
         self.board.connect_problem(str(exc))
@@ -466,7 +476,9 @@ def whose_conversation(config: Config) -> str:
     app and workspace, or a fingerprint of the personal access token) and the user."""
     auth = config.auth
     account: str | None = f"oauth:{auth.client_id}:{auth.workspace_id or ''}"
-    if auth.method == "pat":
+    if auth.method == "token_url":
+        account = f"token_url:{auth.token_url}"
+    elif auth.method == "pat":
         account = "pat:" + (read_secret(auth.pat_file, "coze_pat") or "")
     return conversation_owner(
         config.coze.api_base, config.coze.bot_id, account, config.coze.user_id or config.device.id

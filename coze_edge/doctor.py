@@ -129,7 +129,10 @@ async def run_doctor(
     audio_hint = "check the sound system (`coze-edge devices`)"
     for finding in await _bounded("audio", _check_audio(config), timeout_s, audio_hint):
         report(finding)
-    credentials = _check_credentials(config, env, now())
+    if config.auth.method == "token_url":
+        credentials = await _check_token_service(config, env, timeout_s, now())
+    else:
+        credentials = _check_credentials(config, env, now())
     report(credentials.finding)
 
     async with asyncio.TaskGroup() as tg:
@@ -290,6 +293,47 @@ def _check_credentials(config: Config, env: Mapping[str, str], now: float) -> _C
     if config.auth.method == "pat":
         return _check_pat(config, env)
     return _check_stored_token(config.state_dir, now)
+
+
+async def _check_token_service(
+    config: Config, env: Mapping[str, str], timeout_s: float, now: float
+) -> _Credentials:
+    """``auth.method: token_url``: the device's secret, and a token the service gives for it."""
+    from coze_edge.token_url import (
+        TokenServiceClient,
+        TokenServiceRefused,
+        TokenServiceUnavailable,
+    )
+
+    check = "credentials"
+    url, device = config.auth.token_url or "", config.device.id
+    fix = (
+        f"put the secret `coze-edge token-service issue-secret {device}` prints in a file "
+        "(mode 600) and set auth.device_secret_file"
+    )
+    try:
+        secret = read_secret(config.auth.device_secret_file, "device_secret", env=env)
+    except ConfigError as exc:  # an unreadable or empty file, named with its key
+        return _Credentials(_fail(check, _problems(exc), fix), None)
+    if secret is None:
+        missing = "no device secret (auth.device_secret_file unset, no device_secret credential)"
+        return _Credentials(_fail(check, missing, fix), None)
+    register_secret(secret)
+    client = TokenServiceClient(
+        url, device, lambda: secret, connect_timeout=timeout_s, read_timeout=timeout_s
+    )
+    try:
+        token = await client.fetch(now=now)
+    except TokenServiceRefused as exc:
+        return _Credentials(_fail(check, exc.detail, fix), None)
+    except TokenServiceUnavailable as exc:
+        return _Credentials(_fail(check, str(exc), network_advice(url)), None)
+    register_secret(token.access_token)
+    lifetime = _duration(token.expires_at - token.obtained_at)
+    return _Credentials(
+        _ok(check, f"token from the token service for device {device} (valid {lifetime})"),
+        token.access_token,
+    )
 
 
 def _check_pat(config: Config, env: Mapping[str, str]) -> _Credentials:
@@ -532,6 +576,8 @@ async def _check_session(sock: CozeSocket, config: Config, where: str, timeout_s
 def _token_hint(config: Config) -> str:
     if config.auth.method == "pat":
         return "put a valid personal access token in auth.pat_file"
+    if config.auth.method == "token_url":
+        return "the token service's tokens are refused: check its JWT app's permissions"
     return LOGIN_HINT
 
 

@@ -454,9 +454,14 @@ def token_source_for(
     on_prompt: Callable[[LoginPrompt | None], None] | None = None,
     managed: bool = False,
 ) -> TokenSource:
-    """PAT or OAuth, as the config says; AuthError when there is nothing to use."""
+    """PAT, OAuth or the vendor's token service, as the config says; AuthError when there
+    is nothing to use."""
     if config.auth.method == "pat":
         return pat_tokens(config)
+    if config.auth.method == "token_url":
+        from coze_edge.token_url import token_service_tokens
+
+        return token_service_tokens(config, managed=managed)
     if not config.auth.client_id:
         raise AuthError("auth.client_id is needed for the device login")
     return OAuthTokens(

@@ -31,7 +31,7 @@ _PRIORITY: Final = {
 # not a config key ("set auth.pat_file", "mqtt.password: unknown key" name no secret).
 _PATTERNS: Final = (
     re.compile(r"(?i)(bearer\s+|authorization=)[^\s\"',&]+"),
-    re.compile(r"(?<![.\w])(pat_|czu_|sat_)[A-Za-z0-9_\-]{8,}"),
+    re.compile(r"(?<![.\w])(pat_|czu_|czs_|sat_)[A-Za-z0-9_\-]{8,}"),  # czs_: JWT apps'
     re.compile(
         r"(?i)(?<!\.)([\"']?(?:access_token|refresh_token|device_code|user_code|password|secret|token)"
         r"[\"']?\s*[:=]\s*[\"']?)([^\"'\s,&}]+)"

@@ -91,6 +91,10 @@ class StatusBoard:
     def audio_fault(self, fault: str | None) -> None:
         self._apply(replace(self._parts, audio_fault=fault))
 
+    def auth_fault(self, fault: str | None) -> None:
+        """From the token keeper: why the credentials are refused, or None once accepted."""
+        self._apply(replace(self._parts, auth_fault=fault))
+
     def connect_problem(self, problem: str | None) -> None:
         self._apply(replace(self._parts, connect_problem=problem))
 

@@ -478,7 +478,7 @@ def test_a_value_out_of_range_is_a_problem(
             "server",
             "must be client_interrupt or server_vad, got 'server' (did you mean 'server_vad'?)",
         ),
-        ("auth", "method", "oauth", "must be device_code or pat, got 'oauth'"),
+        ("auth", "method", "oauth", "must be device_code, pat or token_url, got 'oauth'"),
         (
             "audio",
             "backend",

@@ -51,6 +51,7 @@ def test_elsewhere_lines_have_time_and_level(restore_logging: None) -> None:
         "password=hunter22",
         "user_code: WDJB-MJHT",
         "token pat_0123456789abcdef in a sentence",
+        "a JWT app's token czs_RQOhsc7vmUzK4bNgb7hn4 in a sentence",
     ],
 )
 def test_secrets_are_masked(secret_line: str) -> None:

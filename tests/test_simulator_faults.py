@@ -244,10 +244,12 @@ async def test_expires_in_is_absolute_epoch_seconds_by_default() -> None:
     async with Simulator(access_token_ttl_s=900) as sim:
         assert sim.faults.token_expires_in is REAL_EXPIRY
         async with httpx.AsyncClient(timeout=5000 * MS) as http:
-            now = time.time()
+            before = time.time()
             token = await log_in(sim, http)
+            after = time.time()
 
-    assert now + 890 < token["expires_in"] <= now + 900
+    # Whole seconds: issued between the two readings, so its second may be after `before`'s.
+    assert before + 890 < token["expires_in"] <= after + 900
 
 
 # --- bots that cannot be used -------------------------------------------------------------

@@ -127,3 +127,25 @@ def topic(key: str, value: str) -> Iterator[Problem]:
         yield key, f"must not start with '$' (reserved for the broker), got {show(value)}"
     elif "\0" in value:
         yield key, "must not contain a NUL character"
+
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def token_url(key: str, value: str) -> Iterator[Problem]:
+    """A URL that may carry a secret: https, or http to this machine only (loopback)."""
+    problems = list(url(key, value, ("http", "https")))
+    if problems:
+        yield from problems
+        return
+    parts = urllib.parse.urlsplit(value)
+    host = (parts.hostname or "").lower()
+    loopback = host in LOOPBACK_HOSTS or host.startswith("127.")
+    if parts.scheme == "http" and not loopback:
+        yield (
+            key,
+            f"must start with https:// (http:// only to this machine, it carries the device's "
+            f"secret), got {show(value)}",
+        )
+    elif parts.username or parts.password:
+        yield key, "must not hold a user name or password: the secret goes in a file"

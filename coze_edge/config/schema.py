@@ -27,6 +27,7 @@ from coze_edge.config.checks import (
     only_loopback_in_clear,
     positive,
     show,
+    token_url,
     topic,
     url,
 )
@@ -133,7 +134,8 @@ class AuthConfig:
     """How the device gets its Coze token."""
 
     method: str = "device_code"
-    """``device_code`` (OAuth device flow: a code typed on a phone) or ``pat``."""
+    """``device_code`` (OAuth device flow: a code typed on a phone), ``pat``, or
+    ``token_url`` (short-lived tokens from the vendor's token service, for fleets)."""
 
     client_id: str | None = None
     """The OAuth app (type TV/device/CLI) to log in with; required for ``device_code``."""
@@ -143,6 +145,18 @@ class AuthConfig:
 
     pat_file: Path | None = None
     """File holding a personal access token (``pat``); else the ``coze_pat`` credential."""
+
+    token_url: str | None = None
+    """``token_url``: the vendor's token service (``coze-edge token-service``), which
+    signs the JWT app's grant for this device. https://, or http:// to this machine only."""
+
+    device_secret_file: Path | None = None
+    """``token_url``: file holding this device's secret for the token service; else the
+    ``device_secret`` credential."""
+
+    refused_retry_s: float = 300.0
+    """``token_url``: after the token service refused this device (a wrong secret, a wrong
+    URL), ask again this late; the state shows ``error`` meanwhile."""
 
     speak_code: bool = False
     """While a device login waits, say its code on the speaker (built-in voice clips, no
@@ -156,7 +170,7 @@ class AuthConfig:
 
     def problems(self) -> Iterator[Problem]:
         """What is wrong with these values; keys are relative to the section."""
-        yield from one_of("method", self.method, ("device_code", "pat"))
+        yield from one_of("method", self.method, ("device_code", "pat", "token_url"))
         yield from positive("speak_code_every_s", self.speak_code_every_s, 86400, " s")
         if self.speak_code_every_s < 30:
             yield "speak_code_every_s", "must be at least 30 s (the code takes about 20 s to say)"
@@ -164,6 +178,11 @@ class AuthConfig:
         if self.method == "device_code" and not (self.client_id or "").strip():
             yield "client_id", "required with method device_code: the OAuth app's client id"
         yield from not_blank("workspace_id", self.workspace_id)
+        if self.token_url is not None:
+            yield from token_url("token_url", self.token_url)
+        elif self.method == "token_url":
+            yield "token_url", "required with method token_url: the vendor's token service URL"
+        yield from positive("refused_retry_s", self.refused_retry_s, 86400, " s")
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,11 @@ from coze_edge.errors import ConfigError
 log = logging.getLogger(__name__)
 
 CREDENTIAL_KEYS: Final[Mapping[str, str]] = types.MappingProxyType(
-    {"coze_pat": "auth.pat_file", "mqtt_password": "mqtt.password_file"}
+    {
+        "coze_pat": "auth.pat_file",
+        "device_secret": "auth.device_secret_file",
+        "mqtt_password": "mqtt.password_file",
+    }
 )
 """systemd credential name -> the config key that can name the same secret as a file."""
 

@@ -97,6 +97,9 @@ class StatusParts:
     """A device login waits for the owner (the token keeper)."""
     audio_fault: str | None = None
     """Why the sound devices are not working (the conversation service's last failure)."""
+    auth_fault: str | None = None
+    """Why the device's credentials are refused where only a person can fix it (the token
+    service refused its secret): it will lose Coze when its current token expires."""
     coze_fault: str | None = None
     """Why Coze refuses this bot or account (the session's ``fault``)."""
     connect_problem: str | None = None
@@ -108,6 +111,8 @@ class StatusParts:
         state, detail = self.state, None
         if self.audio_fault is not None:
             state, detail = State.ERROR, f"audio: {self.audio_fault}"
+        elif self.auth_fault is not None:
+            state, detail = State.ERROR, f"auth: {self.auth_fault}"
         elif self.login_pending:
             state, detail = State.UNAUTHORIZED, "log in: `coze-edge ctl status` shows the code"
         elif self.coze_fault is not None:

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 DEVICE_GRANT: Final = "urn:ietf:params:oauth:grant-type:device_code"
+JWT_GRANT: Final = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
-Grants = Literal["device", "refresh", "both"]
+Grants = Literal["device", "refresh", "jwt", "both"]
 """Which token requests a ``TokenFault`` answers: the device-code grant's polls, refresh
-grants, or both."""
+grants, JWT grants, or all of them ("both": the name it had when there were two)."""
 
 JsonValue = None | bool | int | float | str | list[Any] | dict[str, Any]
 
@@ -89,7 +90,7 @@ class TokenFault:
     def take(self, grant: str) -> bool:
         """Whether this fault answers a request of ``grant`` (the body's ``grant_type``);
         if so, one of its ``times`` is used up."""
-        kind = {"refresh_token": "refresh", DEVICE_GRANT: "device"}.get(grant)
+        kind = {"refresh_token": "refresh", DEVICE_GRANT: "device", JWT_GRANT: "jwt"}.get(grant)
         if self.grants != "both" and self.grants != kind:
             return False
         if self.times is not None:

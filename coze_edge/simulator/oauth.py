@@ -7,6 +7,9 @@ OAuth answers are not enveloped. Errors carry every key some SDK reads
 (``error_code``, ``error``, ``error_message``, ``error_description``), with HTTP 400:
 the real keys and status are inferred (coze-protocol.md 2.5).
 
+The JWT grant (a JWT app's signed JWT, for servers) is checked in ``jwt_apps``; its
+tokens are issued here like the others.
+
 The token endpoint's faults act here: ``Faults.token_fault`` (any status, body or delay),
 ``Faults.token_error_code`` (an OAuth error) and ``Faults.token_expires_in`` (what issued
 tokens say about their expiry).
@@ -15,17 +18,20 @@ tokens say about their expiry).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import html
 import logging
 import secrets
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
 from aiohttp import web
 
-from coze_edge.simulator.faults import DEVICE_GRANT, REAL_EXPIRY, Faults, TokenFault
+from coze_edge.simulator.faults import DEVICE_GRANT, JWT_GRANT, REAL_EXPIRY, Faults, TokenFault
+from coze_edge.simulator.jwt_apps import JwtApps, JwtRefused
 from coze_edge.simulator.rest import read_json
 
 log = logging.getLogger(__name__)
@@ -78,6 +84,7 @@ class OAuth:
         self._codes: dict[str, _DeviceCode] = {}
         self._access: dict[str, float] = {}  # token -> absolute expiry
         self._refresh: dict[str, str] = {}  # refresh token -> client id
+        self.jwt_apps = JwtApps()
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -195,7 +202,29 @@ class OAuth:
                     body=fault.body.encode(),
                     headers={"Content-Type": fault.content_type},
                 )
+        if grant == JWT_GRANT:
+            return self._jwt_grant(request, body)
         return self._grant(body, grant)
+
+    def _jwt_grant(self, request: web.Request, body: dict[str, Any]) -> web.Response:
+        audience = urllib.parse.urlsplit(self._api_base()).netloc
+        try:
+            grant = self.jwt_apps.grant(request.headers.get("Authorization"), body, audience)
+        except JwtRefused as exc:
+            return oauth_error(exc.error, exc.message, exc.status)
+        access = "czs_" + secrets.token_urlsafe(24)
+        self.jwt_apps.record(dataclasses.replace(grant, access_token=access))
+        expires_at = int(time.time()) + grant.duration_s
+        self._access[access] = expires_at
+        # No refresh token: a JWT app signs a new JWT instead (Coze's JWT page).
+        expires_in = self._faults().token_expires_in
+        return web.json_response(
+            {
+                "access_token": access,
+                "expires_in": expires_at if expires_in is REAL_EXPIRY else expires_in,
+                "token_type": "Bearer",
+            }
+        )
 
     def _grant(self, body: dict[str, Any], grant: str) -> web.Response:
         if grant == "refresh_token":

@@ -22,6 +22,7 @@ from aiohttp import web
 from coze_edge.simulator.chat import ChatConnection, ChatEndpoint, ChatSettings
 from coze_edge.simulator.conversations import Conversations
 from coze_edge.simulator.faults import Faults
+from coze_edge.simulator.jwt_apps import JwtGrant
 from coze_edge.simulator.oauth import OAuth
 from coze_edge.simulator.reply import RecordedReply
 from coze_edge.simulator.rest import Rest, logid_middleware
@@ -180,11 +181,27 @@ class Simulator:
         return self._oauth.token_requests
 
     @property
+    def jwt_grants(self) -> list[JwtGrant]:
+        """Every JWT grant accepted, in order: the app, the ``jti``, the duration asked,
+        ``session_name`` and ``session_context.device_info``."""
+        return self._oauth.jwt_apps.grants
+
+    @property
+    def jwt_refusals(self) -> list[str]:
+        """Every JWT grant refused, as ``error: message``, in order."""
+        return self._oauth.jwt_apps.refusals
+
+    @property
     def pats(self) -> set[str]:
         """The personal access tokens it accepts."""
         return self._oauth.pats
 
     # ------------------------------------------------------------------ test helpers
+
+    def register_jwt_app(self, app_id: str, kid: str, public_key_pem: str | bytes) -> None:
+        """A JWT app (``iss`` ``app_id``) and one of its public keys (``kid``, the key's
+        fingerprint in Coze's console), as its owner sets it up in Coze."""
+        self._oauth.jwt_apps.register(app_id, kid, public_key_pem)
 
     def approve(self, user_code: str) -> None:
         """The person approves the device code (KeyError if no such code)."""

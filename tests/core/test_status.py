@@ -34,6 +34,7 @@ from coze_edge.core.status import (
     DeviceStatus,
     LoginPrompt,
     State,
+    StatusParts,
     Topics,
     discovery_messages,
     event_payload,
@@ -314,3 +315,14 @@ def test_the_events_home_assistant_shows_the_text_of_are_the_text_events() -> No
             shown |= set(re.findall(r"value_json\.type == '(\w+)'", template))
 
     assert shown == TEXT_EVENTS
+
+
+def test_refused_credentials_are_an_error_over_anything_but_a_lost_sound_card() -> None:
+    """The token service refusing the device shows as ``error`` with ``auth:`` first, even
+    while a turn runs on the token that is left; only a lost sound card says more."""
+    refused = StatusParts(state=State.SPEAKING, auth_fault="secret refused")
+
+    assert refused.status().state is State.ERROR
+    assert refused.status().detail == "auth: secret refused"
+    assert StatusParts(auth_fault="a", login_pending=True).status().detail == "auth: a"
+    assert StatusParts(auth_fault="a", audio_fault="gone").status().detail == "audio: gone"

@@ -11,6 +11,8 @@ built on it are in tests/conftest.py):
   builder every test and script uses for it.
 * ``cli``: the real ``coze-edge`` command as a subprocess (one helper starts every one).
 * ``pulseaudio``: a private PulseAudio server with null sinks (real PortAudio streams).
+* ``jwt_app``: a Coze JWT app with an RSA key pair made in the test, and the vendor's
+  token service in front of a simulator that knows its public key.
 * ``simulator_clients``: plain loopback clients (httpx, websockets) for the simulator's
   own tests.
 * ``mosquitto``: a real MQTT broker and its command-line clients.
