@@ -40,14 +40,23 @@ async def ensure_bound(config: Config, http: CozeHttp, tokens: TokenSource) -> N
     store = BindingStore(config.state_dir)
     if store.is_bound(connector, config.device.id):
         return
+    device = config.device
     try:
-        await http.bind(await tokens.token(), connector, config.device.id, config.device.name)
+        await http.bind(
+            await tokens.token(),
+            connector,
+            device.id,
+            device.name,
+            user_id=device.bind_user_id,
+            key=device.bind_key,
+        )
     except CozeAPIError as exc:
         log.error("! binding to channel %s failed: %s", connector, _explain(exc))
         return
     except CozeUnavailable as exc:
-        log.warning("! binding to channel %s postponed: %s", connector, exc)
-        return
+        # Retried under the supervisor's backoff: a device must not stay unbound for
+        # want of a restart.
+        raise CozeUnavailable(f"binding to channel {connector} postponed: {exc}") from exc
     store.add(connector, config.device.id)
     log.info("bound device %s to channel %s", config.device.id, connector)
 
@@ -82,7 +91,14 @@ async def bind_csv(
             failed += 1
             continue
         try:
-            await http.bind(token, connector, device_id, name)
+            await http.bind(
+                token,
+                connector,
+                device_id,
+                name,
+                user_id=config.device.bind_user_id,
+                key=config.device.bind_key,
+            )
         except CozeAPIError as exc:
             print(f"line {line}: {device_id}: error: {_explain(exc)}", file=out)
             failed += 1
@@ -113,6 +129,8 @@ async def bind_command(config: Config, *, csv: Path | None, out: TextIO = sys.st
                 config.device.connector_id,
                 config.device.id,
                 config.device.name,
+                user_id=config.device.bind_user_id,
+                key=config.device.bind_key,
             )
         except CozeAPIError as exc:
             print(f"coze-edge bind: {_explain(exc)}", file=out)

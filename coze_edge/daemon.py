@@ -205,6 +205,9 @@ def session_settings(
         follow_up_s=config.wake.follow_up_s,
         start_ms=config.vad.start_ms,
         barge_in_start_ms=start,
+        custom_variables=config.coze.custom_variables,
+        meta_data=config.coze.meta_data,
+        parameters=config.coze.parameters,
     )
 
 
@@ -359,6 +362,7 @@ class Daemon:
             socket_settings=SocketSettings(
                 ws_base=config.coze.ws_base,
                 bot_id=config.coze.bot_id,
+                workflow_id=config.coze.workflow_id,
                 device_id=config.device.id,
                 open_timeout_s=config.coze.connect_timeout_s,
                 ping_interval_s=config.coze.ping_interval_s,

@@ -1066,3 +1066,46 @@ def test_opus_packets_default_to_20_ms_and_last_at_most_60(machine_id: Path) -> 
     assert message == "audio.chunk_ms: must be between 20 ms and 60 ms, got 80 ms"
     message = problem(with_valid(audio={"codec": "opus", "capture_rate": 32000}), machine_id)
     assert message == "audio.capture_rate: Opus runs at 8000, 16000 or 48000 Hz here, got 32000"
+
+
+# --- mappings for Coze's chat_config ----------------------------------------------------------
+
+
+def test_chat_config_mappings_are_read_and_kept_read_only(machine_id: Path) -> None:
+    """custom_variables and meta_data are text (a number as written), parameters any JSON;
+    the config holds them read-only."""
+    config = build(
+        with_valid(
+            coze={
+                "bot_id": BOT,
+                "custom_variables": {"room": "kitchen", "floor": 2},
+                "meta_data": {"site": "north"},
+                "parameters": {"n": 3, "list": [1, "a"], "flag": False, "none": None},
+            }
+        ),
+        machine_id,
+    )
+    assert dict(config.coze.custom_variables) == {"room": "kitchen", "floor": "2"}
+    assert dict(config.coze.meta_data) == {"site": "north"}
+    assert dict(config.coze.parameters) == {"n": 3, "list": [1, "a"], "flag": False, "none": None}
+    with pytest.raises(TypeError):
+        config.coze.meta_data["x"] = "y"  # type: ignore[index]
+    assert dict(build(VALID, machine_id).coze.parameters) == {}
+
+
+@pytest.mark.parametrize(
+    ("coze", "expected"),
+    [
+        ({"custom_variables": ["a"]}, "coze.custom_variables: expected a mapping"),
+        ({"custom_variables": {"a": {"b": 1}}}, "expected a mapping of text values"),
+        ({"meta_data": {"k" * 65: "v"}}, "coze.meta_data.kkk"),
+        ({"meta_data": {"k": ""}}, "values must be 1 to 512 characters"),
+        ({"meta_data": {str(i): "v" for i in range(17)}}, "at most 16 pairs, got 17"),
+        ({"parameters": {1.5: "x"}}, "expected a mapping with text keys"),
+        ({"workflow_id": ""}, "coze.workflow_id: must not be empty"),
+    ],
+)
+def test_bad_chat_config_mappings_are_named(
+    machine_id: Path, coze: dict[str, Any], expected: str
+) -> None:
+    assert expected in problem(with_valid(coze={"bot_id": BOT, **coze}), machine_id)

@@ -282,3 +282,31 @@ async def test_a_refused_personal_access_token_stops_with_what_to_do(
     assert "logid=" in text
     assert "put a new one in auth.pat_file" in text
     assert SIM_PAT not in text
+
+
+async def test_the_chatflow_settings_reach_coze(tmp_path: Path, sim: Simulator) -> None:
+    """coze.workflow_id goes on the socket; custom_variables, meta_data and parameters go
+    into every session's chat_config, as the config wrote them."""
+    config = write_cli_config(
+        tmp_path,
+        sim,
+        coze={
+            "workflow_id": "7480000000000000001",
+            "custom_variables": {"room": "kitchen", "owner": 42},
+            "meta_data": {"site": "north"},
+            "parameters": {"CONVERSATION_NAME": "Default", "limits": [1, 2], "strict": True},
+        },
+    )
+    async with running_cli(config) as daemon:
+        async with asyncio.timeout(30):
+            await daemon.read_until("state: idle")
+    [conn] = sim.connections
+    assert conn.query["workflow_id"] == "7480000000000000001"
+    update = conn.received[conn.event_types().index("chat.update")]["data"]["chat_config"]
+    assert update["custom_variables"] == {"room": "kitchen", "owner": "42"}
+    assert update["meta_data"] == {"site": "north"}
+    assert update["parameters"] == {
+        "CONVERSATION_NAME": "Default",
+        "limits": [1, 2],
+        "strict": True,
+    }

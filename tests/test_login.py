@@ -28,6 +28,7 @@ from coze_edge.errors import (
     AuthError,
     BadRequestError,
     CozeAPIError,
+    CozeUnavailable,
     GatewayError,
     InternalServerError,
     NotFoundError,
@@ -334,6 +335,46 @@ async def test_the_device_binds_itself_once(tmp_path: Path) -> None:
         }
     ]
     assert BindingStore(tmp_path).is_bound("7700", "5551234")
+
+
+async def test_the_binding_key_and_user_id_are_the_channels(tmp_path: Path) -> None:
+    """device.bind_key and device.bind_user_id go into the binding as the channel wants."""
+    async with Simulator() as sim, CozeHttp(sim.api_base) as http:
+        config = daemon_config(
+            sim,
+            tmp_path,
+            device={
+                "id": "5551234",
+                "name": "kitchen",
+                "connector_id": "7700",
+                "bind_key": "serial_number",
+                "bind_user_id": "vendor-user-1",
+            },
+        )
+        await ensure_bound(config, http, StaticToken("sim-pat"))
+
+    assert sim.bindings == [
+        {
+            "connector_id": "7700",
+            "user_id": "vendor-user-1",
+            "configs": [
+                {"key": "serial_number", "enums": [{"label": "kitchen", "value": "5551234"}]}
+            ],
+        }
+    ]
+
+
+async def test_a_binding_coze_cannot_be_reached_for_is_retried(tmp_path: Path) -> None:
+    """Coze away: the binding raises CozeUnavailable, so the supervisor tries it again
+    later (it used to give up until the next restart)."""
+    async with Simulator() as sim, CozeHttp(sim.api_base) as http:
+        config = config_for(sim, tmp_path)
+        await sim.go_down()
+        with pytest.raises(CozeUnavailable, match="binding to channel 7700 postponed"):
+            await ensure_bound(config, http, StaticToken("sim-pat"))
+        await sim.come_up()
+        await ensure_bound(config, http, StaticToken("sim-pat"))
+        assert len(sim.bindings) == 1
 
 
 async def test_a_permission_error_explains_what_is_missing(

@@ -241,10 +241,18 @@ class CozeHttp:
         return self._token(await self._call("POST", "/api/permission/oauth2/token", body=body))
 
     async def bind(
-        self, token: str, connector_id: str, device_id: str, label: str, user_id: str | None = None
+        self,
+        token: str,
+        connector_id: str,
+        device_id: str,
+        label: str,
+        user_id: str | None = None,
+        key: str = "device_id",
     ) -> None:
+        """Bind ``device_id`` (shown as ``label``) to the channel under the binding ``key``
+        the channel was set up with."""
         body: dict[str, Any] = {
-            "configs": [{"key": "device_id", "enums": [{"label": label, "value": device_id}]}]
+            "configs": [{"key": key, "enums": [{"label": label, "value": device_id}]}]
         }
         if user_id:
             body["user_id"] = user_id

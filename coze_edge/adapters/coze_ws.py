@@ -62,6 +62,8 @@ class SocketSettings:
     ws_base: str
     bot_id: str
     device_id: str | None = None
+    workflow_id: str | None = None
+    """A chatflow agent's workflow (``workflow_id`` in the query, as the SDKs send it)."""
     open_timeout_s: float = 10.0
     ping_interval_s: float | None = 20.0
     """Quiet for this long while :meth:`CozeSocket.events` waits: send a ping."""
@@ -72,6 +74,8 @@ class SocketSettings:
 
     def url(self) -> str:
         query = {"bot_id": self.bot_id}
+        if self.workflow_id:
+            query["workflow_id"] = self.workflow_id
         if self.device_id:
             query["device_id"] = self.device_id
         return f"{self.ws_base.rstrip('/')}{CHAT_PATH}?{urlencode(query)}"

@@ -19,7 +19,7 @@ import types
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, get_type_hints
+from typing import Any, Final, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -365,6 +365,8 @@ def _convert(annotation: Any, value: object) -> object:
     ``bot_id: 7496347519799787557`` as an int), as it was written (``id: 0123`` is "0123",
     not YAML 1.1's octal 83); a path is a non-empty string without NUL.
     """
+    if get_origin(annotation) is Mapping:
+        return _convert_mapping(get_args(annotation)[1], value)
     options = getattr(annotation, "__args__", None) or (annotation,)
     allowed = tuple(t for t in options if t is not type(None))
     nullable = len(allowed) < len(options)
@@ -392,6 +394,42 @@ def _convert(annotation: Any, value: object) -> object:
         return value.text if isinstance(value, _YamlInt) else str(value)
     names = [_TYPE_NAMES[kind] for kind in allowed] + (["null"] if nullable else [])
     return _Wrong(" or ".join(names))
+
+
+def _convert_mapping(values: Any, value: object) -> object:
+    """A mapping with string keys: of strings (``Mapping[str, str]``; a number as written),
+    or of any JSON value (``Mapping[str, Any]``); read-only. Null is the empty mapping."""
+    if value is None:
+        return types.MappingProxyType({})
+    if not isinstance(value, Mapping):
+        return _Wrong("a mapping")
+    out: dict[str, object] = {}
+    for key, item in value.items():
+        name = key.text if isinstance(key, _YamlInt) else key
+        if isinstance(name, int) and not isinstance(name, bool):
+            name = str(name)
+        if not isinstance(name, str):
+            return _Wrong("a mapping with text keys")
+        if values is str:
+            converted = _convert(str, item)
+            if not isinstance(converted, str):
+                return _Wrong("a mapping of text values")
+            out[name] = converted
+        elif _is_json(item):
+            out[name] = int(item) if isinstance(item, _YamlInt) else item
+        else:
+            return _Wrong("a mapping of JSON values")
+    return types.MappingProxyType(out)
+
+
+def _is_json(value: object) -> bool:
+    if value is None or isinstance(value, str | bool | int | float):
+        return True
+    if isinstance(value, list):
+        return all(_is_json(item) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_json(v) for k, v in value.items())
+    return False
 
 
 def _field_names(cls: type[Section]) -> tuple[str, ...]:

@@ -14,7 +14,7 @@ import types
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, get_type_hints
+from typing import Any, Final, get_type_hints
 
 from coze_edge.adapters.vad_webrtc import RATES as VAD_RATES
 from coze_edge.config.checks import (
@@ -35,6 +35,15 @@ from coze_edge.core.identity import is_int64_id
 from coze_edge.core.wake import WAKE_WORDS
 
 DEFAULT_STATE_DIR: Final = Path("/var/lib/coze-edge")
+
+MAX_META_PAIRS: Final = 16
+"""Coze's bound on ``meta_data`` (coze-protocol.md 4.2)."""
+
+
+def _empty() -> Mapping[str, Any]:
+    return types.MappingProxyType({})
+
+
 DEVICE_ID_PLACEHOLDER: Final = "<device.id>"
 DEFAULT_TOPIC_PREFIX: Final = f"coze-edge/{DEVICE_ID_PLACEHOLDER}"
 
@@ -101,6 +110,19 @@ class CozeConfig:
     """After Coze refused the bot or account (not published, no permission, ...): wait at
     least this long before the next session; the state shows ``error`` meanwhile."""
 
+    workflow_id: str | None = None
+    """A chatflow (对话流) agent's workflow, sent with ``bot_id`` on the voice socket."""
+
+    custom_variables: Mapping[str, str] = field(default_factory=_empty)
+    """The bot prompt's ``{{key}}`` variables, sent in every session's ``chat_config``."""
+
+    meta_data: Mapping[str, str] = field(default_factory=_empty)
+    """Coze's ``meta_data`` for every chat: at most 16 pairs, keys 1-64 characters,
+    values 1-512."""
+
+    parameters: Mapping[str, Any] = field(default_factory=_empty)
+    """A chatflow's custom inputs (any JSON values), sent in every session's ``chat_config``."""
+
     def __post_init__(self) -> None:
         api, ws = REGION_HOSTS.get(self.region, ("", ""))
         object.__setattr__(self, "api_base", (self.api_base or api).rstrip("/"))
@@ -127,6 +149,16 @@ class CozeConfig:
         yield from positive("read_timeout_s", self.read_timeout_s, 600, " s")
         yield from positive("ping_interval_s", self.ping_interval_s, 600, " s")
         yield from positive("refused_retry_s", self.refused_retry_s, 86400, " s")
+        yield from not_blank("workflow_id", self.workflow_id, "must not be empty; null = none")
+        if len(self.meta_data) > MAX_META_PAIRS:
+            yield "meta_data", f"at most {MAX_META_PAIRS} pairs, got {len(self.meta_data)}"
+        for key, value in self.meta_data.items():
+            if not 1 <= len(key) <= 64:
+                yield f"meta_data.{key}", "keys must be 1 to 64 characters"
+            if not 1 <= len(value) <= 512:
+                yield f"meta_data.{key}", "values must be 1 to 512 characters"
+        if "" in self.custom_variables:
+            yield "custom_variables", "a variable's name must not be empty"
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +230,12 @@ class DeviceConfig:
     connector_id: str | None = None
     """Custom channel (connector) id; when set, the device binds itself to it once."""
 
+    bind_key: str = "device_id"
+    """The binding key the channel was set up with (Coze's business manager names it)."""
+
+    bind_user_id: str | None = None
+    """``user_id`` sent with the binding, if the vendor's channel wants one."""
+
     def problems(self) -> Iterator[Problem]:
         """What is wrong with these values; keys are relative to the section."""
         if self.id and not is_int64_id(self.id):  # "" means "not resolved": the loader says why
@@ -210,6 +248,8 @@ class DeviceConfig:
             )
         yield from not_blank("name", self.name)
         yield from not_blank("connector_id", self.connector_id)
+        yield from not_blank("bind_key", self.bind_key)
+        yield from not_blank("bind_user_id", self.bind_user_id, "must not be empty; null = none")
 
 
 @dataclass(frozen=True, slots=True)

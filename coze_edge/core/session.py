@@ -11,6 +11,7 @@ IDLE has a deadline, so the device never sits in one forever.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Final, Protocol
@@ -297,6 +298,12 @@ class SessionSettings:
     barge_in_min_rms: float = 0.0
     """While the reply plays, microphone blocks quieter than this RMS count as silence:
     the echo-safe fallback where no echo canceller runs; 0 = off."""
+    custom_variables: Mapping[str, str] = field(default_factory=dict)
+    """The bot prompt's ``{{key}}`` variables (``chat_config.custom_variables``)."""
+    meta_data: Mapping[str, str] = field(default_factory=dict)
+    """``chat_config.meta_data`` for every chat."""
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    """A chatflow's custom inputs (``chat_config.parameters``)."""
 
     def chat_update(self, conversation_id: str | None) -> ChatUpdate:
         chat_config: dict[str, Any] = {"auto_save_history": True}
@@ -304,6 +311,13 @@ class SessionSettings:
             chat_config["conversation_id"] = conversation_id
         if self.user_id:
             chat_config["user_id"] = self.user_id
+        for key, value in (
+            ("custom_variables", self.custom_variables),
+            ("meta_data", self.meta_data),
+            ("parameters", self.parameters),
+        ):
+            if value:
+                chat_config[key] = dict(value)
         output: dict[str, Any] = {"codec": "pcm", "pcm_config": {"sample_rate": self.output_rate}}
         if self.voice_id:
             output["voice_id"] = self.voice_id
