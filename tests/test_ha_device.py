@@ -8,15 +8,12 @@ loopback stand-in for PyPI's JSON API. (scripts/ha-check runs a real Home Assist
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from coze_edge import __version__
 from coze_edge.core.status import Topics
@@ -25,6 +22,7 @@ from coze_edge.simulator import Simulator
 from tests.support.cli import running_cli, write_cli_config
 from tests.support.data import DATA
 from tests.support.mosquitto import Broker, Seen, mqtt_publish, watching
+from tests.support.pypi import FakePypi, fake_pypi
 from tests.support.timing import MS
 
 PREFIX = "coze-edge/5551234"
@@ -287,40 +285,6 @@ async def test_the_restart_button_stops_the_daemon_with_exit_code_75(
 
 
 # --- 7: the update entity ------------------------------------------------------------------------
-
-
-@dataclass
-class FakePypi:
-    """PyPI's JSON API for coze-edge on loopback: what it answers, and who asked."""
-
-    url: str
-    status: int = 200
-    version: str = "9.9.9"
-    asked: list[str] = field(default_factory=list)
-    """The User-Agent of each request."""
-
-
-@contextlib.asynccontextmanager
-async def fake_pypi(**answer: Any) -> AsyncIterator[FakePypi]:
-    pypi = FakePypi(url="", **answer)
-
-    async def project(request: web.Request) -> web.Response:
-        pypi.asked.append(request.headers.get("User-Agent", ""))
-        body = {"info": {"name": "coze-edge", "version": pypi.version}, "releases": {}}
-        return web.json_response(body, status=pypi.status)
-
-    app = web.Application()
-    app.router.add_get("/pypi/coze-edge/json", project)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    pypi.url = f"http://{host}:{port}/pypi/coze-edge/json"
-    try:
-        yield pypi
-    finally:
-        await runner.cleanup()
 
 
 def checking(broker: Broker, pypi: FakePypi) -> dict[str, Any]:
