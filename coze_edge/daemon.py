@@ -48,6 +48,7 @@ from coze_edge.conversation import Conversation
 from coze_edge.core.backoff import backoff
 from coze_edge.core.commands import (
     AnyCommand,
+    Command,
     RestartDaemon,
     SetTurnDetection,
     SetWakeWord,
@@ -55,7 +56,7 @@ from coze_edge.core.commands import (
 from coze_edge.core.endpointer import Endpointer
 from coze_edge.core.session import Session, SessionSettings
 from coze_edge.core.spoken_code import spoken_code
-from coze_edge.core.status import Controls, DeviceStatus
+from coze_edge.core.status import Controls, DeviceStatus, State
 from coze_edge.credentials import TokenSource, pat_tokens
 from coze_edge.ctl import CtlServer, socket_path
 from coze_edge.errors import (
@@ -95,6 +96,9 @@ may call speech) from interrupting."""
 
 READY_TIMEOUT_S = 15.0
 """READY=1 is sent after the first connection attempt, or after this long at the latest."""
+
+HELD_COMMANDS = 16
+"""Commands kept for the next conversation while one is rebuilt; more are dropped."""
 
 MICROPHONE_CHECK_S = 5.0
 """How often the microphone's health is looked at (Home Assistant's audio problem sensor)."""
@@ -296,6 +300,9 @@ class Daemon:
         self.started = asyncio.Event()
         self._rebuild = asyncio.Event()  # the wake word or turn detection changed
         self._restart = asyncio.Event()  # the owner asked for a restart
+        self._held: list[tuple[Command, asyncio.Future[None]]] = []
+        self._rebuilding = False
+        """Commands that came while the conversation is rebuilt: the next one gets them."""
 
     def _credentials(self, http: CozeHttp | None) -> TokenSource:
         if self.config.auth.method == "pat":
@@ -317,6 +324,7 @@ class Daemon:
     # ------------------------------------------------------------------ fan-out
 
     def _fan_out(self, status: DeviceStatus) -> None:
+        self._deliver_held(status)
         if self._hook is not None:
             self._hook.changed(status)
         systemd.status(f"{status.state.value}{', muted' if status.muted else ''}", env=self._env)
@@ -347,6 +355,12 @@ class Daemon:
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             done.set_result(None)
             return done
+        if (self._rebuilding or self._held) and len(self._held) < HELD_COMMANDS:
+            # The conversation is being built anew (a second or so): this command is for
+            # the next one, not the one on its way out.
+            held: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._held.append((command, held))
+            return held
         if self._conversation is None:
             log.warning("! %s ignored: the conversation is not running", type(command).__name__)
             return None
@@ -355,6 +369,18 @@ class Daemon:
     def command(self, command: AnyCommand) -> None:
         """A command whose completion nobody waits for (MQTT)."""
         self.submit(command)
+
+    def _deliver_held(self, status: DeviceStatus) -> None:
+        """Once the rebuilt conversation is ready (Coze answered: it would drop a ``say``
+        before), it gets the commands that came meanwhile."""
+        conversation = self._conversation
+        if not self._held or self._rebuilding or conversation is None:
+            return
+        if status.state in (State.STARTING, State.CONNECTING):
+            return
+        held, self._held = self._held, []
+        for command, done in held:
+            conversation.submit(command).add_done_callback(_resolve(done))
 
     def _device_command(self, command: SetWakeWord | SetTurnDetection | RestartDaemon) -> None:
         log.info("command: %s", type(command).__name__)
@@ -369,6 +395,7 @@ class Daemon:
         if changed != controls:
             # Kept (controls.json) and shown at once; the conversation is built anew with it.
             self.board.set_controls(changed)
+            self._rebuilding = True
             self._rebuild.set()
 
     # ------------------------------------------------------------------ services
@@ -429,6 +456,7 @@ class Daemon:
             self.board.audio_fault(None)
             self._conversation = conversation
             self.started.set()
+            self._rebuilding = False  # what comes now is for this one, held until it is ready
             try:
                 async with asyncio.TaskGroup() as tasks:
                     tasks.create_task(conversation.run(), name="conversation")
@@ -540,6 +568,16 @@ class Daemon:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(every_s):
                     await self.board.login_changed()
+
+
+def _resolve(future: asyncio.Future[None]) -> Callable[[asyncio.Future[None]], None]:
+    """A done-callback that resolves ``future`` too."""
+
+    def resolve(_: asyncio.Future[None]) -> None:
+        if not future.done():
+            future.set_result(None)
+
+    return resolve
 
 
 def whose_conversation(config: Config) -> str:

@@ -247,14 +247,18 @@ async def test_the_turn_detection_select_reconfigures_the_coze_session(
     tmp_path: Path, broker: Broker, sim: Simulator
 ) -> None:
     """Choosing server_vad opens a new Coze session configured with Coze's VAD; the state
-    says so."""
+    says so, and a command sent meanwhile reaches the new session."""
     config = write_cli_config(tmp_path, sim, audio=SILENCE, mqtt=mqtt_on(broker))
     async with watching(broker, [f"{PREFIX}/#"]) as watcher, running_cli(config):
         await watcher.wait_for(state_is("idle", turn_detection="client_interrupt"), within=TURN_S)
         await mqtt_publish(broker, TOPICS.cmd("turn_detection"), b"server_vad")
+        await mqtt_publish(broker, TOPICS.cmd("say"), b"Said while it was rebuilt.")
         await watcher.wait_for(state_is("idle", turn_detection="server_vad"), within=TURN_S)
         await sim.wait_for(lambda: len(sim.connections) == 2, 5)
         await sim.wait_for(lambda: "chat.update" in sim.connections[1].event_types(), 5)
+        await sim.wait_for(
+            lambda: "input_text.generate_audio" in sim.connections[1].event_types(), 5
+        )
 
     modes = [
         frame["data"]["turn_detection"]["type"]
