@@ -19,7 +19,7 @@ from coze_edge import __version__
 from coze_edge.core.status import Topics
 from coze_edge.errors import EXIT_RESTART
 from coze_edge.simulator import Simulator
-from tests.support.cli import running_cli, write_cli_config
+from tests.support.cli import run_cli, running_cli, write_cli_config
 from tests.support.data import DATA
 from tests.support.mosquitto import Broker, Seen, mqtt_publish, watching
 from tests.support.pypi import FakePypi, fake_pypi
@@ -247,7 +247,8 @@ async def test_the_turn_detection_select_reconfigures_the_coze_session(
     tmp_path: Path, broker: Broker, sim: Simulator
 ) -> None:
     """Choosing server_vad opens a new Coze session configured with Coze's VAD; the state
-    says so, and a command sent meanwhile reaches the new session."""
+    says so, and a command sent meanwhile reaches the new session. `ctl turn_detection`
+    does the same."""
     config = write_cli_config(tmp_path, sim, audio=SILENCE, mqtt=mqtt_on(broker))
     async with watching(broker, [f"{PREFIX}/#"]) as watcher, running_cli(config):
         await watcher.wait_for(state_is("idle", turn_detection="client_interrupt"), within=TURN_S)
@@ -259,6 +260,12 @@ async def test_the_turn_detection_select_reconfigures_the_coze_session(
         await sim.wait_for(
             lambda: "input_text.generate_audio" in sim.connections[1].event_types(), 5
         )
+        # The same from the command line.
+        result = await run_cli("ctl", "-c", str(config), "turn_detection", "client_interrupt")
+        assert result.returncode == 0, result.stdout
+        await watcher.wait_for(state_is("idle", turn_detection="client_interrupt"), within=TURN_S)
+        await sim.wait_for(lambda: len(sim.connections) == 3, 5)
+        await sim.wait_for(lambda: "chat.update" in sim.connections[2].event_types(), 5)
 
     modes = [
         frame["data"]["turn_detection"]["type"]
@@ -266,7 +273,7 @@ async def test_the_turn_detection_select_reconfigures_the_coze_session(
         for frame in conn.received
         if frame["event_type"] == "chat.update"
     ]
-    assert modes == ["client_interrupt", "server_vad"]
+    assert modes == ["client_interrupt", "server_vad", "client_interrupt"]
 
 
 @pytest.mark.simulator(reply_speed=20.0)
