@@ -301,8 +301,8 @@ class Daemon:
         self._rebuild = asyncio.Event()  # the wake word or turn detection changed
         self._restart = asyncio.Event()  # the owner asked for a restart
         self._held: list[tuple[Command, asyncio.Future[None]]] = []
-        self._rebuilding = False
         """Commands that came while the conversation is rebuilt: the next one gets them."""
+        self._rebuilding = False
 
     def _credentials(self, http: CozeHttp | None) -> TokenSource:
         if self.config.auth.method == "pat":
