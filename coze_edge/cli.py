@@ -72,7 +72,12 @@ def _parser() -> argparse.ArgumentParser:
     with_config("voices", "list the voices the account can use (ids for coze.voice_id)")
     ctl = with_config("ctl", "control a running daemon over its unix socket")
     ctl.add_argument("action", choices=CTL_COMMANDS)
-    ctl.add_argument("argument", nargs="*", help="volume: 0..100; say: the text")
+    ctl.add_argument(
+        "argument",
+        nargs="*",
+        help="volume: 0..100; say: the text; wake_word: off or a word; "
+        "turn_detection: client_interrupt or server_vad",
+    )
     return parser
 
 

@@ -3,10 +3,15 @@
 services to the supervisor.
 
 Services: the conversation (audio + Coze), the token keeper (OAuth, or the vendor's token
-service), the binding, the MQTT publisher, the systemd watchdog, the state hook, the ctl
-socket, and a one-shot that says READY. The published state is made in one place
-(:class:`~coze_edge.status_board.StatusBoard`) and fans out from here to systemd's
-STATUS=, the state hook and MQTT.
+service), the binding, the MQTT
+publisher, the update check, the systemd watchdog, the state hook, the ctl socket, the
+microphone health check, a one-shot that says READY, and one that ends the daemon when the
+owner asks for a restart (exit 75: the unit's ``RestartForceExitStatus`` starts it again;
+exiting rather than re-executing leaves systemd in charge, releases everything the process
+held, sound devices included, and a daemon started by hand just stops).
+
+The published state is made in one place (:class:`~coze_edge.status_board.StatusBoard`)
+and fans out from here to systemd's STATUS=, the state hook and MQTT.
 
 Imports inside functions are only for what may be missing or is heavy: PortAudio
 (``sound_devices``), WebRTC's audio processing (the ``aec`` extra) and the wake-word model.
@@ -20,6 +25,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,14 +47,28 @@ from coze_edge.binding import ensure_bound
 from coze_edge.config import Config, read_secret
 from coze_edge.conversation import Conversation
 from coze_edge.core.backoff import backoff
-from coze_edge.core.commands import Command
+from coze_edge.core.commands import (
+    AnyCommand,
+    Command,
+    RestartDaemon,
+    SetTurnDetection,
+    SetWakeWord,
+)
 from coze_edge.core.endpointer import Endpointer
 from coze_edge.core.session import Session, SessionSettings
 from coze_edge.core.spoken_code import spoken_code
-from coze_edge.core.status import DeviceStatus
+from coze_edge.core.status import Controls, DeviceStatus, State
 from coze_edge.credentials import TokenSource, pat_tokens
 from coze_edge.ctl import CtlServer, socket_path
-from coze_edge.errors import AudioDeviceLost, AuthError, ConfigError, TransientError
+from coze_edge.errors import (
+    EXIT_RESTART,
+    AudioDeviceLost,
+    AuthError,
+    ConfigError,
+    Restart,
+    RestartRequested,
+    TransientError,
+)
 from coze_edge.flood_log import FloodLog
 from coze_edge.hooks import StateHook
 from coze_edge.latest import EventQueue
@@ -57,6 +77,7 @@ from coze_edge.publisher import Publisher
 from coze_edge.status_board import StatusBoard
 from coze_edge.supervisor import Service, supervise
 from coze_edge.token_url import TokenServiceTokens, token_service_tokens
+from coze_edge.updates import UpdateChecker
 
 if TYPE_CHECKING:
     from coze_edge.adapters.apm import AudioProcessor
@@ -78,6 +99,12 @@ may call speech) from interrupting."""
 
 READY_TIMEOUT_S = 15.0
 """READY=1 is sent after the first connection attempt, or after this long at the latest."""
+
+HELD_COMMANDS = 16
+"""Commands kept for the next conversation while one is rebuilt; more are dropped."""
+
+MICROPHONE_CHECK_S = 5.0
+"""How often the microphone's health is looked at (Home Assistant's audio problem sensor)."""
 
 
 def open_audio(config: Config) -> tuple[Microphone, Speaker]:
@@ -172,9 +199,14 @@ def uplink_opus(config: Config) -> OpusSettings | None:
 
 
 def session_settings(
-    config: Config, conversation_id: str | None, *, echo_cancelled: bool = False
+    config: Config,
+    conversation_id: str | None,
+    *,
+    echo_cancelled: bool = False,
+    turn_detection: str | None = None,
 ) -> SessionSettings:
-    """The session's settings; barge-in is more cautious when no echo canceller runs."""
+    """The session's settings; barge-in is more cautious when no echo canceller runs.
+    ``turn_detection``: the owner's choice (Controls), else the config's."""
     vad = config.vad
     start = vad.barge_in_start_ms
     if start is None:
@@ -200,7 +232,7 @@ def session_settings(
         voice_id=config.coze.voice_id,
         user_id=config.coze.user_id or config.device.id,
         conversation_id=conversation_id,
-        server_vad=config.coze.turn_detection == "server_vad",
+        server_vad=(turn_detection or config.coze.turn_detection) == "server_vad",
         end_silence_ms=config.vad.end_silence_ms,
         follow_up_s=config.wake.follow_up_s,
         start_ms=config.vad.start_ms,
@@ -240,10 +272,16 @@ class Daemon:
         self._hook: StateHook | None = None
         if config.hooks.on_state:
             self._hook = StateHook(config.hooks.on_state, timeout_s=config.hooks.timeout_s)
+        configured = Controls(
+            volume=config.audio.volume,
+            wake_word=config.wake.word,
+            turn_detection=config.coze.turn_detection,
+        )
         self.board = StatusBoard(
-            ControlsStore(config.state_dir),
+            ControlsStore(config.state_dir, configured),
             default_volume=config.audio.volume,
             on_change=self._fan_out,
+            version=__version__,
         )
         self.status = self.board.status
         """The newest published state (MQTT, ``ctl status``)."""
@@ -267,6 +305,11 @@ class Daemon:
             except VoiceClipError as exc:
                 raise ConfigError([("auth.speak_code_language", str(exc))]) from None
         self.started = asyncio.Event()
+        self._rebuild = asyncio.Event()  # the wake word or turn detection changed
+        self._restart = asyncio.Event()  # the owner asked for a restart
+        self._held: list[tuple[Command, asyncio.Future[None]]] = []
+        """Commands that came while the conversation is rebuilt: the next one gets them."""
+        self._rebuilding = False
 
     def _credentials(self, http: CozeHttp | None) -> TokenSource:
         if self.config.auth.method == "pat":
@@ -293,6 +336,7 @@ class Daemon:
     # ------------------------------------------------------------------ fan-out
 
     def _fan_out(self, status: DeviceStatus) -> None:
+        self._deliver_held(status)
         if self._hook is not None:
             self._hook.changed(status)
         systemd.status(f"{status.state.value}{', muted' if status.muted else ''}", env=self._env)
@@ -305,7 +349,7 @@ class Daemon:
             self._errors.warning("error events", "! %s", _describe(event))
         elif kind == "turn":
             log.info("turn: %s", _describe(event))
-        else:
+        elif kind != "wake_word":  # the detector logs its own
             log.info("%s: %s", kind, event.get("text", ""))
         self.events.put_nowait(event)
         if self._extra_event is not None:
@@ -316,21 +360,62 @@ class Daemon:
         """The running conversation (its ``metrics``), None while audio is being reopened."""
         return self._conversation
 
-    def submit(self, command: Command) -> asyncio.Future[None] | None:
+    def submit(self, command: AnyCommand) -> asyncio.Future[None] | None:
         """A command from MQTT or the ctl socket; resolves once carried out."""
+        if isinstance(command, SetWakeWord | SetTurnDetection | RestartDaemon):
+            self._device_command(command)
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        if (self._rebuilding or self._held) and len(self._held) < HELD_COMMANDS:
+            # The conversation is being built anew (a second or so): this command is for
+            # the next one, not the one on its way out.
+            held: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._held.append((command, held))
+            return held
         if self._conversation is None:
             log.warning("! %s ignored: the conversation is not running", type(command).__name__)
             return None
         return self._conversation.submit(command)
 
-    def command(self, command: Command) -> None:
+    def command(self, command: AnyCommand) -> None:
         """A command whose completion nobody waits for (MQTT)."""
         self.submit(command)
+
+    def _deliver_held(self, status: DeviceStatus) -> None:
+        """Once the rebuilt conversation is ready (Coze answered: it would drop a ``say``
+        before), it gets the commands that came meanwhile."""
+        conversation = self._conversation
+        if not self._held or self._rebuilding or conversation is None:
+            return
+        if status.state in (State.STARTING, State.CONNECTING):
+            return
+        held, self._held = self._held, []
+        for command, done in held:
+            conversation.submit(command).add_done_callback(_resolve(done))
+
+    def _device_command(self, command: SetWakeWord | SetTurnDetection | RestartDaemon) -> None:
+        log.info("command: %s", type(command).__name__)
+        controls = self.board.controls
+        if isinstance(command, RestartDaemon):
+            self._restart.set()
+            return
+        if isinstance(command, SetWakeWord):
+            changed = replace(controls, wake_word=command.word)
+        else:
+            changed = replace(controls, turn_detection=command.mode)
+        if changed != controls:
+            # Kept (controls.json) and shown at once; the conversation is built anew with it.
+            self.board.set_controls(changed)
+            self._rebuilding = True
+            self._rebuild.set()
 
     # ------------------------------------------------------------------ services
 
     async def _run_conversation(self) -> None:
         config = self.config
+        self._rebuild.clear()  # what changed until now is what this one is built with
+        controls = self.board.controls
         microphone, speaker = self._open_audio()
         processor = cleaned(microphone, speaker, config)
         endpointer = Endpointer(
@@ -340,19 +425,21 @@ class Daemon:
             end_silence_ms=config.vad.end_silence_ms,
         )
         wake = None
-        if config.wake.word:
+        if controls.wake_word:
             from coze_edge.adapters.wakeword import WakeWordDetector  # loads a model: ~20 MB
 
             wake = WakeWordDetector(
-                config.wake.word,
+                controls.wake_word,
                 sensitivity=config.wake.sensitivity,
                 rate=config.audio.capture_rate,
+                on_detected=lambda word: self._on_event({"type": "wake_word", "word": word}),
             )
         session = Session(
             session_settings(
                 config,
                 self._conversations.load(),
                 echo_cancelled=processor is not None and processor.echo_cancellation,
+                turn_detection=controls.turn_detection,
             ),
             endpointer,
             wake=wake,
@@ -382,11 +469,34 @@ class Daemon:
             self.board.audio_fault(None)
             self._conversation = conversation
             self.started.set()
+            self._rebuilding = False  # what comes now is for this one, held until it is ready
             try:
-                await conversation.run()
+                async with asyncio.TaskGroup() as tasks:
+                    tasks.create_task(conversation.run(), name="conversation")
+                    tasks.create_task(self._rebuild_when_changed(), name="rebuild")
             finally:
                 self._conversation = None
                 self._errors.flush()
+
+    async def _rebuild_when_changed(self) -> None:
+        await self._rebuild.wait()
+        raise Restart("the wake word or the turn detection changed")
+
+    async def _restart_when_asked(self) -> None:
+        await self._restart.wait()
+        log.info("restarting as asked: stopping, exit code %d", EXIT_RESTART)
+        raise RestartRequested("the owner asked for a restart")
+
+    async def _watch_microphone(self) -> None:
+        """Tells the board when an open microphone delivers nothing (a lost device is the
+        conversation's failure, reported where it happens)."""
+        while True:
+            await asyncio.sleep(MICROPHONE_CHECK_S)
+            conversation = self._conversation
+            if conversation is not None:
+                silent = not conversation.audio_healthy(within_s=MICROPHONE_CHECK_S)
+                problem = f"no audio from the microphone for {MICROPHONE_CHECK_S:g} s"
+                self.board.microphone_problem(problem if silent else None)
 
     def _conversation_failed(self, exc: TransientError) -> None:
         if isinstance(exc, AudioDeviceLost):
@@ -412,6 +522,8 @@ class Daemon:
         services = [
             Service("conversation", self._run_conversation, on_failure=self._conversation_failed),
             Service("ready", self._announce_ready),
+            Service("restart", self._restart_when_asked),
+            Service("microphone-health", self._watch_microphone),
         ]
         if self._keeper is not None:
             services.append(
@@ -475,6 +587,16 @@ class Daemon:
                     await self.board.login_changed()
 
 
+def _resolve(future: asyncio.Future[None]) -> Callable[[asyncio.Future[None]], None]:
+    """A done-callback that resolves ``future`` too."""
+
+    def resolve(_: asyncio.Future[None]) -> None:
+        if not future.done():
+            future.set_result(None)
+
+    return resolve
+
+
 def whose_conversation(config: Config) -> str:
     """Whose a remembered conversation is: the API host, the bot, the account (the OAuth
     app and workspace, or a fingerprint of the personal access token) and the user."""
@@ -511,18 +633,35 @@ async def run_daemon(config: Config) -> int:
             )
             extra = [Service("ctl", ctl.run)]
             if config.mqtt.host:
-                publisher = Publisher(
-                    config,
-                    status=daemon.status,
-                    events=daemon.events,
-                    on_command=daemon.command,
-                    login=daemon.login,
-                    sw_version=__version__,
-                )
-                extra.append(publisher.service())
+                extra += mqtt_services(config, daemon)
+            restart = False
             try:
                 await supervise(daemon.services(extra))
+            except* RestartRequested:
+                restart = True
             finally:
                 systemd.stopping()
     log.info("stopped")
-    return 0
+    return EXIT_RESTART if restart else 0
+
+
+def mqtt_services(config: Config, daemon: Daemon) -> list[Service]:
+    """The MQTT publisher, and the update check behind its update entity (with Home
+    Assistant discovery and ``mqtt.check_updates``)."""
+    checker = None
+    if config.mqtt.discovery_prefix is not None and config.mqtt.check_updates:
+        checker = UpdateChecker(config.mqtt.updates_url, config.state_dir, __version__)
+    publisher = Publisher(
+        config,
+        status=daemon.status,
+        events=daemon.events,
+        on_command=daemon.command,
+        login=daemon.login,
+        sw_version=__version__,
+        diagnostics=daemon.board.diagnostics,
+        update=checker.info if checker is not None else None,
+    )
+    services = [publisher.service()]
+    if checker is not None:
+        services.append(Service("update-check", checker.run))
+    return services

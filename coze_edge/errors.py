@@ -26,6 +26,8 @@ Errors raised by coze_edge, and what each branch means for the caller.
         * AudioDeviceLost         microphone or speaker vanished or busy
     * Restart                     not a failure: restart the service now (a new
                                   conversation, a refreshed token), logged at INFO
+    * RestartRequested            not a failure: the owner asked for a restart of the
+                                  whole daemon; it stops cleanly and exits 75
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from typing import Any
 EXIT_OK = 0
 EXIT_CONFIG = 78  # EX_CONFIG
 EXIT_NO_AUTH = 77  # EX_NOPERM
+EXIT_RESTART = 75  # EX_TEMPFAIL: asked to restart; the unit's RestartForceExitStatus=75
 
 
 class CozeEdgeError(Exception):
@@ -212,3 +215,9 @@ class BrokerUnavailable(TransientError):
 
 class AudioDeviceLost(TransientError):
     pass
+
+
+class RestartRequested(CozeEdgeError):
+    """The owner asked for a restart (Home Assistant's restart button, ``cmd/restart``):
+    raised by a service, it stops the daemon as a signal would, and ``coze-edge run`` exits
+    with EXIT_RESTART for systemd to start it again."""

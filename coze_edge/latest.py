@@ -49,6 +49,13 @@ class Latest(Generic[T]):
             raise LookupError("no value yet")
         return value
 
+    def take_nowait(self) -> T:
+        """The newest value, as seen by the one reader: a later ``wait_changed`` waits for a
+        newer one. LookupError if there has been none yet."""
+        value = self.get_nowait()
+        self._changed.clear()
+        return value
+
     def is_set(self) -> bool:
         """Whether there is a value (``get_nowait`` won't raise)."""
         return not isinstance(self._value, _Unset)

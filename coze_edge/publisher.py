@@ -7,14 +7,22 @@ at the broker's pace. A slow broker therefore skips stale states (only the newes
 once the previous one is acknowledged) and drops the oldest events (counted); an
 unreachable one costs nothing but a reconnect attempt now and then, with jittered backoff.
 
-Per connection: availability ``online`` (the Last Will says ``offline``), the Home Assistant
-discovery documents, the state, the login; then each change as it comes. Home Assistant's
-birth message (``<discovery_prefix>/status`` = ``online``) makes it announce itself again.
-On a clean stop it publishes the state and ``offline``, then disconnects, within about 1.5 s.
+Per connection, in this order: the retained documents (state, login, last turn,
+diagnostics, update), then the Home Assistant discovery documents, then availability
+``online`` (the Last Will says ``offline``): an entity Home Assistant makes finds its
+current value waiting, never the previous run's, and nothing shows as available before
+that. Then each change as it comes. Home Assistant's birth message
+(``<discovery_prefix>/status`` = ``online``) makes it announce itself again. On a clean
+stop it publishes the state and ``offline``, then disconnects, within about 1.5 s.
+
+Besides passing events on, it keeps two documents made of them: the last turn (transcript,
+reply and the ``turn`` figures; retained, so Home Assistant's sensors survive its restarts)
+and the last error (in the diagnostics, beside the broker reconnects it counts).
 
 Two settings narrow what the broker's users may do and see: ``mqtt.remote_listen: false``
-refuses ``cmd/listen`` (an ``error`` event says why), ``mqtt.publish_text: false`` keeps the
-``transcript`` and ``reply`` events, what was said, off the broker.
+refuses ``cmd/listen`` and turning the wake word off (an ``error`` event says why),
+``mqtt.publish_text: false`` keeps the ``transcript`` and ``reply`` events, what was said,
+off the broker (and out of the last turn).
 """
 
 from __future__ import annotations
@@ -22,21 +30,36 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
 
 from coze_edge.adapters.mqtt import BrokerSettings, MqttConnection, Received, Will, connect
 from coze_edge.config import Config
 from coze_edge.core.backoff import backoff
-from coze_edge.core.commands import Command, CommandError, Listen, QueryStatus, parse_command
+from coze_edge.core.commands import (
+    AnyCommand,
+    CommandError,
+    Listen,
+    QueryStatus,
+    SetWakeWord,
+    parse_command,
+)
 from coze_edge.core.status import (
     AVAILABLE,
     NOT_AVAILABLE,
     TEXT_EVENTS,
     DeviceStatus,
+    Diagnostics,
+    LastTurn,
     LoginPrompt,
     Topics,
+    UpdateInfo,
     discovery_messages,
     event_payload,
+    iso_utc,
     login_payload,
+    next_last_turn,
 )
 from coze_edge.errors import BrokerUnavailable
 from coze_edge.flood_log import FloodLog
@@ -58,6 +81,13 @@ INBOX_SIZE = 64
 """Received messages waiting to be handled; a flood beyond this drops the oldest."""
 
 LISTEN_REFUSED = "listen over MQTT is off on this device (mqtt.remote_listen: false)"
+WAKE_OFF_REFUSED = (
+    "turning the wake word off over MQTT is refused on this device (mqtt.remote_listen: false)"
+)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def default_delays() -> Iterator[float]:
@@ -74,18 +104,26 @@ class Publisher:
         *,
         status: Latest[DeviceStatus],
         events: EventQueue,
-        on_command: Callable[[Command], None],
+        on_command: Callable[[AnyCommand], None],
         login: Latest[LoginPrompt | None],
         sw_version: str,
+        diagnostics: Latest[Diagnostics] | None = None,
+        update: Latest[UpdateInfo] | None = None,
         delays: Callable[[], Iterator[float]] = default_delays,
         env: Mapping[str, str] | None = None,
+        clock: Callable[[], datetime] = _utc_now,
     ) -> None:
+        """``diagnostics``: the daemon's (its own if None); ``update``: what the update check
+        found, None = no update entity (the check is off)."""
         self._config = config
         self._status = status
         self._events = events
         self._on_command = on_command
         self._login = login
         self._sw_version = sw_version
+        self._clock = clock
+        self._diagnostics = diagnostics or Latest(Diagnostics(sw_version, clock()))
+        self._update = update
         self._delays = delays
         self._env = env
         self._topics = Topics(config.mqtt.topic_prefix)
@@ -93,6 +131,8 @@ class Publisher:
         self._inbox: asyncio.Queue[Received] = asyncio.Queue(INBOX_SIZE)
         self._rediscover = asyncio.Event()
         self._listen_refused = False
+        self._last_turn: LastTurn | None = None
+        self._connections = 0
         self.dropped_messages = 0
         """Received messages dropped because they came faster than they could be handled."""
         self._drops = FloodLog(log)
@@ -116,6 +156,10 @@ class Publisher:
         will = Will(self._topics.availability, NOT_AVAILABLE)
         async with connect(settings, will=will, on_message=self._receive) as connection:
             log.info("MQTT: connected to %s", connection.where)
+            self._connections += 1
+            if self._connections > 1:
+                current = self._diagnostics.get_nowait()
+                self._diagnostics.set(replace(current, mqtt_reconnects=self._connections - 1))
             try:
                 await self._serve(connection)
             except asyncio.CancelledError:
@@ -127,11 +171,15 @@ class Publisher:
         # policy finds it there.
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(connection.wait_closed(), name="mqtt-link")
-            tasks.create_task(self._subscribe(connection), name="mqtt-subscribe")
+            tasks.create_task(self._handle_messages(), name="mqtt-commands")
+            await self._subscribe(connection)
+            await self._hello(connection)
             tasks.create_task(self._keep_state(connection), name="mqtt-state")
             tasks.create_task(self._keep_login(connection), name="mqtt-login")
+            tasks.create_task(self._keep_diagnostics(connection), name="mqtt-diagnostics")
+            if self._update is not None:
+                tasks.create_task(self._keep_update(connection), name="mqtt-update")
             tasks.create_task(self._forward_events(connection), name="mqtt-events")
-            tasks.create_task(self._handle_messages(), name="mqtt-commands")
             tasks.create_task(self._announce_on_birth(connection), name="mqtt-rediscover")
 
     async def _subscribe(self, connection: MqttConnection) -> None:
@@ -142,35 +190,77 @@ class Publisher:
         if refused:
             log.error("! MQTT: the broker refused the subscription to %s", ", ".join(refused))
 
-    async def _keep_state(self, connection: MqttConnection) -> None:
-        await connection.publish(self._topics.availability, AVAILABLE, retain=True)
+    async def _hello(self, connection: MqttConnection) -> None:
+        """The retained documents, then discovery, then ``online``, each step acknowledged
+        before the next: Home Assistant shows no value of an earlier run as current."""
+        documents: list[tuple[str, bytes]] = []
+        if self._status.is_set():
+            documents.append((self._topics.state, _state(self._status.take_nowait())))
+        # With no login pending this is the empty retained message, which also clears a code
+        # left on the broker by an earlier run.
+        documents.append((self._topics.login, login_payload(self._login.take_nowait())))
+        if self._last_turn is not None:
+            documents.append((self._topics.last_turn, self._last_turn.to_json().encode()))
+        elif not self._config.mqtt.publish_text:
+            # An earlier run may have left what was said there; this one may not show it.
+            documents.append((self._topics.last_turn, b""))
+        diagnostics = self._diagnostics.take_nowait()
+        documents.append((self._topics.diagnostics, diagnostics.to_json().encode()))
+        if self._update is not None and self._update.is_set():
+            documents.append((self._topics.update, self._update.take_nowait().to_json().encode()))
+        async with asyncio.TaskGroup() as tasks:
+            for topic, payload in documents:
+                tasks.create_task(connection.publish(topic, payload, retain=True))
         await self._announce(connection)
-        status = self._status.get_nowait() if self._status.is_set() else None
+        await connection.publish(self._topics.availability, AVAILABLE, retain=True)
+
+    async def _keep_state(self, connection: MqttConnection) -> None:
         while True:
-            if status is not None:
-                await connection.publish(self._topics.state, _state(status), retain=True)
-            # Whatever was set while that publish waited for its acknowledgement is skipped
-            # except the newest: a slow broker never sees stale states.
+            # Whatever was set while the last publish waited for its acknowledgement is
+            # skipped except the newest: a slow broker never sees stale states.
             status = await self._status.wait_changed()
+            await connection.publish(self._topics.state, _state(status), retain=True)
 
     async def _keep_login(self, connection: MqttConnection) -> None:
-        # With no login pending this publishes the empty retained message, which also clears
-        # a code left on the broker by an earlier run.
-        prompt = self._login.get_nowait() if self._login.is_set() else None
         while True:
-            await connection.publish(self._topics.login, login_payload(prompt), retain=True)
             prompt = await self._login.wait_changed()
+            await connection.publish(self._topics.login, login_payload(prompt), retain=True)
+
+    async def _keep_diagnostics(self, connection: MqttConnection) -> None:
+        while True:
+            diagnostics = await self._diagnostics.wait_changed()
+            payload = diagnostics.to_json().encode()
+            await connection.publish(self._topics.diagnostics, payload, retain=True)
+
+    async def _keep_update(self, connection: MqttConnection) -> None:
+        assert self._update is not None
+        while True:
+            update = await self._update.wait_changed()
+            await connection.publish(self._topics.update, update.to_json().encode(), retain=True)
 
     async def _forward_events(self, connection: MqttConnection) -> None:
+        publish_text = self._config.mqtt.publish_text
         while True:
             event = await self._events.get()
-            if event.get("type") in TEXT_EVENTS and not self._config.mqtt.publish_text:
+            now = self._clock()
+            if event.get("type") in TEXT_EVENTS and not publish_text:
                 continue  # what was said stays off the broker
             # A Coze error may quote what it was sent, the token included: masked, as in
             # the log, before it leaves the device.
             fields = redact_fields(dict(event))
             kind = str(fields.pop("type", "event"))
             await connection.publish(self._topics.event, event_payload(kind, **fields))
+            if kind == "error":
+                self._note_error(fields, now)
+            last_turn = next_last_turn(self._last_turn, event, now, with_text=publish_text)
+            if last_turn is not None:
+                self._last_turn = last_turn
+                payload = last_turn.to_json().encode()
+                await connection.publish(self._topics.last_turn, payload, retain=True)
+
+    def _note_error(self, fields: dict[str, Any], now: datetime) -> None:
+        current = self._diagnostics.get_nowait()
+        self._diagnostics.set(replace(current, last_error={**fields, "at": iso_utc(now)}))
 
     async def _announce(self, connection: MqttConnection) -> None:
         if self._discovery_prefix is None:
@@ -184,6 +274,9 @@ class Publisher:
             self._sw_version,
             remote_listen=mqtt.remote_listen,
             publish_text=mqtt.publish_text,
+            updates=self._update is not None,
+            configuration_url=mqtt.configuration_url,
+            suggested_area=mqtt.suggested_area,
         )
         async with asyncio.TaskGroup() as tasks:
             for topic, payload in messages:
@@ -264,6 +357,13 @@ class Publisher:
             return
         if isinstance(command, Listen) and not self._config.mqtt.remote_listen:
             self._refuse_listen()
+            return
+        if command == SetWakeWord(None) and not self._config.mqtt.remote_listen:
+            # Without a wake word any speech is a turn: as good as a listen that never ends.
+            log.warning("! MQTT command refused: %s", WAKE_OFF_REFUSED)
+            self._events.put_nowait(
+                {"type": "error", "message": WAKE_OFF_REFUSED, "command": "wake_word"}
+            )
             return
         log.info("MQTT command: %s", name)
         if isinstance(command, QueryStatus):

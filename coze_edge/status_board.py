@@ -6,8 +6,11 @@ the supervisor a lost sound card or an unreachable Coze, a command the controls)
 (:meth:`StatusParts.status`) and hands each change to the log, systemd, the state hook,
 MQTT and ``ctl status``.
 
-It also owns the controls (mute, volume): they are persisted at every change, so a
-device muted from Home Assistant comes back muted after a power cut.
+It also owns the controls (mute, volume, wake word, turn detection): they are persisted at
+every change, so a device muted from Home Assistant comes back muted after a power cut.
+
+And it keeps its part of the :class:`Diagnostics` (the publisher adds its own): the Coze
+reconnects, counted where ``coze_connected`` falls, and the audio health.
 """
 
 from __future__ import annotations
@@ -16,9 +19,17 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 
 from coze_edge.adapters.stores import ControlsStore
-from coze_edge.core.status import Controls, DeviceStatus, LoginPrompt, State, StatusParts
+from coze_edge.core.status import (
+    Controls,
+    DeviceStatus,
+    Diagnostics,
+    LoginPrompt,
+    State,
+    StatusParts,
+)
 from coze_edge.latest import Latest
 from coze_edge.logs import redact
 
@@ -32,12 +43,21 @@ class StatusBoard:
         *,
         default_volume: int,
         on_change: Callable[[DeviceStatus], None] = lambda _: None,
+        version: str = "",
+        started_at: datetime | None = None,
     ) -> None:
         self._store = controls
         saved = controls.load()
-        initial = saved or Controls(volume=default_volume)
+        initial = saved or replace(controls.configured, volume=default_volume)
         if saved is not None and saved.muted:
             log.info("muted (as it was left)")
+        configured = controls.configured
+        for what, value, config_value in (
+            ("wake word", initial.wake_word, configured.wake_word),
+            ("turn detection", initial.turn_detection, configured.turn_detection),
+        ):
+            if value != config_value:
+                log.info("%s %s (as chosen since; the config says %s)", what, value, config_value)
         self._parts = StatusParts(controls=initial)
         self._on_change = on_change
         self._unsaved = False
@@ -47,6 +67,11 @@ class StatusBoard:
         """The pending device login, if any (MQTT ``login`` topic, ``ctl status``)."""
         self._login_changed = asyncio.Event()
         self.status.set(self._parts.status())
+        self.diagnostics = Latest[Diagnostics]()
+        """Version, start, reconnects, audio health, last error (MQTT ``diagnostics``); the
+        board and the publisher each replace only their own fields."""
+        self.diagnostics.set(Diagnostics(version, started_at or datetime.now(UTC)))
+        self._mic_problem: str | None = None
 
     @property
     def parts(self) -> StatusParts:
@@ -90,6 +115,13 @@ class StatusBoard:
 
     def audio_fault(self, fault: str | None) -> None:
         self._apply(replace(self._parts, audio_fault=fault))
+        self._audio_health()
+
+    def microphone_problem(self, problem: str | None) -> None:
+        """From the daemon's health check: why the microphone delivers nothing, or None."""
+        if problem != self._mic_problem:
+            self._mic_problem = problem
+            self._audio_health()
 
     def auth_fault(self, fault: str | None) -> None:
         """From the token keeper: why the credentials are refused, or None once accepted."""
@@ -116,6 +148,13 @@ class StatusBoard:
             log.info("mute and volume saved to %s", self._store.path)
         self._unsaved = False
 
+    def _audio_health(self) -> None:
+        fault = self._parts.audio_fault
+        problem = fault if fault is not None else self._mic_problem
+        current = self.diagnostics.get_nowait()
+        if problem != current.audio_problem:
+            self.diagnostics.set(replace(current, audio_problem=problem))
+
     def _apply(self, parts: StatusParts) -> None:
         if parts == self._parts:
             return
@@ -128,6 +167,9 @@ class StatusBoard:
             status = replace(status, detail=redact(status.detail))
         if status == before:
             return
+        if before.coze_connected and not status.coze_connected:
+            current = self.diagnostics.get_nowait()
+            self.diagnostics.set(replace(current, coze_reconnects=current.coze_reconnects + 1))
         if status.state is not before.state or status.detail != before.detail:
             detail = f": {status.detail}" if status.detail else ""
             muted = " (muted)" if status.muted else ""

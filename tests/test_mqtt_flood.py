@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from coze_edge.config import Config, DeviceConfig, MqttConfig
-from coze_edge.core.commands import Command
+from coze_edge.core.commands import AnyCommand
 from coze_edge.core.status import DeviceStatus, State, Topics
 from coze_edge.latest import EventQueue, Latest
 from coze_edge.publisher import Publisher
@@ -65,7 +65,7 @@ async def test_dropped_commands_are_a_line_per_interval_in_the_log(
         state_dir=tmp_path,
         mqtt=MqttConfig(host="127.0.0.1", port=broker.port, topic_prefix=PREFIX),
     )
-    commands: list[Command] = []
+    commands: list[AnyCommand] = []
     publisher = Publisher(
         config,
         status=Latest(DeviceStatus(State.IDLE)),

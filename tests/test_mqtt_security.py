@@ -176,8 +176,9 @@ def speaker_config(tmp_path: Path, sim: Simulator, broker: Broker) -> Path:
 async def test_under_the_example_acl_the_speaker_works_as_its_own_user(
     tmp_path: Path, sim: Simulator
 ) -> None:
-    """Logged in as its device id, the speaker publishes availability, state, discovery and
-    events, hears Home Assistant's birth message, and obeys Home Assistant's commands."""
+    """Logged in as its device id, the speaker publishes availability, state, diagnostics,
+    discovery and events, hears Home Assistant's birth message, and obeys Home Assistant's
+    commands."""
     discovery = {
         topic for topic, _ in discovery_messages(DEVICE, "kitchen", TOPICS, "homeassistant", "")
     }
@@ -189,6 +190,7 @@ async def test_under_the_example_acl_the_speaker_works_as_its_own_user(
                 await until_idle(ha, daemon)
                 await ha.wait_topic(TOPICS.availability, b"online")
                 await ha.wait_for(lambda _: discovery <= {seen.topic for seen in ha.seen})
+                await ha.wait_topic(TOPICS.diagnostics)  # the ACL lets the new topics through
 
                 mark = ha.mark()
                 await mqtt_publish(

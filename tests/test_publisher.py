@@ -24,8 +24,8 @@ import pytest
 
 from coze_edge.config import Config, DeviceConfig, MqttConfig
 from coze_edge.core.commands import (
+    AnyCommand,
     Cancel,
-    Command,
     Listen,
     Mute,
     NewConversation,
@@ -74,13 +74,13 @@ class Device:
     status: Latest[DeviceStatus]
     events: EventQueue
     login: Latest[LoginPrompt | None]
-    commands: list[Command]
+    commands: list[AnyCommand]
     task: asyncio.Task[None]
 
 
 @contextlib.asynccontextmanager
 async def publishing(config: Config, *, events_size: int = 64) -> AsyncIterator[Device]:
-    commands: list[Command] = []
+    commands: list[AnyCommand] = []
     status = Latest(DeviceStatus(State.IDLE, volume=80, coze_connected=True))
     events = EventQueue(events_size)
     login: Latest[LoginPrompt | None] = Latest(None)
@@ -137,9 +137,10 @@ async def test_connecting_publishes_availability_state_login_and_discovery(
             pass
 
     retained = {seen.topic: seen.payload for seen in late.seen if seen.retained}
-    expected = dict(
-        discovery_messages(DEVICE_ID, "Kitchen speaker", TOPICS, "homeassistant", VERSION)
+    messages = discovery_messages(
+        DEVICE_ID, "Kitchen speaker", TOPICS, "homeassistant", VERSION, updates=False
     )
+    expected = {topic: payload for topic, payload in messages if payload}
     assert retained[TOPICS.availability] == b"online"
     assert json.loads(retained[TOPICS.state]) == {
         "state": "idle",
@@ -147,10 +148,35 @@ async def test_connecting_publishes_availability_state_login_and_discovery(
         "volume": 80,
         "coze_connected": True,
         "detail": None,
+        "wake_word": None,
+        "turn_detection": "client_interrupt",
     }
     assert TOPICS.login not in retained  # nothing pending: the empty message cleared it
+    assert json.loads(retained[TOPICS.diagnostics])["version"] == VERSION
+    assert TOPICS.update not in retained  # no update check: no update entity
     assert {topic: retained[topic] for topic in expected} == expected
-    assert len(expected) == 12
+    assert len(expected) == 23
+
+
+async def test_the_state_comes_before_discovery_and_discovery_before_online(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Per connection the retained documents go first, then discovery, then `online`, each
+    acknowledged before the next: Home Assistant never shows an earlier run's values as
+    current, nor an entity before its value is there."""
+    await mqtt_publish(broker, TOPICS.state, b'{"state": "speaking", "muted": false}', retain=True)
+    await mqtt_publish(broker, TOPICS.availability, b"offline", retain=True)
+    async with watching(broker, ["#"]) as watcher:
+        mark = watcher.mark()
+        async with publishing(config_for(broker, tmp_path)):
+            await watcher.wait_topic(TOPICS.availability, b"online", since=mark)
+
+    order = [seen.topic for seen in watcher.seen[mark:]]
+    discovery = [n for n, topic in enumerate(order) if topic.startswith("homeassistant/")]
+    documents = [TOPICS.state, TOPICS.login, TOPICS.diagnostics]
+    assert max(order.index(topic) for topic in documents) < min(discovery)
+    assert max(discovery) < order.index(TOPICS.availability)
+    assert state_is(state="idle", volume=80)(watcher.on(TOPICS.state, mark)[0].payload)
 
 
 async def test_without_a_discovery_prefix_nothing_is_announced(
@@ -406,8 +432,10 @@ async def test_switching_either_off_withdraws_its_home_assistant_entities(
 ) -> None:
     """A run with remote_listen and publish_text off removes the listen button and the text
     sensors an earlier run left on the broker; the other entities stay."""
-    entities = discovery_messages(DEVICE_ID, "Kitchen speaker", TOPICS, "homeassistant", VERSION)
-    topics = {topic for topic, _ in entities}
+    entities = discovery_messages(
+        DEVICE_ID, "Kitchen speaker", TOPICS, "homeassistant", VERSION, updates=False
+    )
+    topics = {topic for topic, payload in entities if payload}  # no update check here
     async with watching(broker, ["homeassistant/#"]) as watcher:
         async with publishing(config_for(broker, tmp_path)):
             await eventually(lambda: topics <= {seen.topic for seen in watcher.seen})
@@ -425,7 +453,9 @@ async def test_switching_either_off_withdraws_its_home_assistant_entities(
         f"homeassistant/sensor/coze_edge_{DEVICE_ID}/reply/config",
     }
     assert retained == topics - withdrawn
-    assert {seen.topic for seen in watcher.seen[mark:] if not seen.payload} == withdrawn
+    no_update = f"homeassistant/update/coze_edge_{DEVICE_ID}/software/config"
+    emptied = {seen.topic for seen in watcher.seen[mark:] if not seen.payload}
+    assert emptied == withdrawn | {no_update}
 
 
 # --- stopping, dying, losing the broker ---------------------------------------------------------

@@ -18,17 +18,24 @@ log = logging.getLogger(__name__)
 
 
 class ControlsStore:
-    """``controls.json``: mute and volume, so a power cut does not unmute the microphone."""
+    """``controls.json``: mute, volume, wake word and turn detection, so a power cut does
+    not unmute the microphone. ``configured``: what the config says of the last two (a
+    choice made against other config values gives way to the config's: Controls)."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, configured: Controls | None = None) -> None:
         self.path = state_dir / "controls.json"
+        self.configured = configured or Controls()
 
     def load(self) -> Controls | None:
-        return read_state(self.path, Controls.from_document, what="mute and volume")
+        return read_state(
+            self.path,
+            lambda data: Controls.from_document(data, self.configured),
+            what="mute and volume",
+        )
 
     def save(self, controls: Controls) -> None:
         """OSError when the disk refuses (the caller keeps the value and says so)."""
-        write_state(self.path, controls.to_document())
+        write_state(self.path, controls.to_document(self.configured))
 
 
 def conversation_owner(*parts: str | None) -> str:

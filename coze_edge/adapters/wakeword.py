@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from typing import Final
 
 from pymicro_wakeword import MicroWakeWord, MicroWakeWordFeatures, Model
@@ -70,7 +71,9 @@ class WakeWordDetector:
         sensitivity: float = 0.5,
         rate: int = MODEL_RATE,
         refractory_s: float = 2.0,
+        on_detected: Callable[[str], None] | None = None,
     ) -> None:
+        """``on_detected(word)`` is called at each detection (Home Assistant's event)."""
         if word not in WAKE_WORDS:
             raise ValueError(f"unknown wake word {word!r}; valid: {', '.join(WAKE_WORDS)}")
         if rate <= 0:
@@ -78,6 +81,7 @@ class WakeWordDetector:
         if refractory_s < 0:
             raise ValueError(f"refractory_s must not be negative, got {refractory_s}")
         self.word = word
+        self._on_detected = on_detected
         self.rate = rate
         self._model = MicroWakeWord.from_builtin(Model(word))
         self.cutoff = probability_cutoff(self._model.probability_cutoff, sensitivity)
@@ -118,6 +122,8 @@ class WakeWordDetector:
                     self.last_detection_s = self._samples / MODEL_RATE
                     log.info("wake word %s detected at %.2f s", self.word, self.last_detection_s)
                     detected = True
+        if detected and self._on_detected is not None:
+            self._on_detected(self.word)
         return detected
 
     def reset(self) -> None:

@@ -8,9 +8,11 @@ config/coze-edge.example.yaml shows every key with its default; a test keeps the
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shlex
 import types
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,7 @@ from coze_edge.config.checks import (
     Problem,
     alternatives,
     between,
+    is_loopback,
     ms,
     not_blank,
     one_of,
@@ -46,6 +49,7 @@ def _empty() -> Mapping[str, Any]:
 
 DEVICE_ID_PLACEHOLDER: Final = "<device.id>"
 DEFAULT_TOPIC_PREFIX: Final = f"coze-edge/{DEVICE_ID_PLACEHOLDER}"
+PYPI_JSON_URL: Final = "https://pypi.org/pypi/coze-edge/json"
 
 REGION_HOSTS: Final[Mapping[str, tuple[str, str]]] = types.MappingProxyType(
     {
@@ -463,6 +467,20 @@ class MqttConfig:
     """Publish what was said: ``transcript`` and ``reply`` events; False = no text of the
     user's or the bot's goes on MQTT (nor the two Home Assistant sensors that showed it)."""
 
+    configuration_url: str | None = None
+    """Home Assistant's "visit device" link on the device page (http://, https:// or
+    homeassistant://); None = none."""
+
+    suggested_area: str | None = None
+    """The area Home Assistant puts the device in when it first sees it; None = none."""
+
+    check_updates: bool = True
+    """Ask PyPI once a day for the newest release and show it in Home Assistant's update
+    entity (with discovery on); False = never ask, no update entity."""
+
+    updates_url: str = PYPI_JSON_URL
+    """Where to ask: PyPI's JSON API for coze-edge (https://; http:// only to loopback)."""
+
     def problems(self) -> Iterator[Problem]:
         """What is wrong with these values; keys are relative to the section."""
         if self.host is not None:
@@ -480,6 +498,18 @@ class MqttConfig:
             yield from topic("discovery_prefix", self.discovery_prefix)
         yield from between("keepalive_s", self.keepalive_s, 5, 3600, " s")
         yield from not_blank("client_id", self.client_id, "must not be empty; null = derived")
+        if self.configuration_url is not None:
+            yield from url(
+                "configuration_url", self.configuration_url, ("http", "https", "homeassistant")
+            )
+        yield from not_blank(
+            "suggested_area", self.suggested_area, "must not be empty; null = none"
+        )
+        yield from url("updates_url", self.updates_url, ("http", "https"))
+        with contextlib.suppress(ValueError):  # not a URL: url() said so
+            parts = urllib.parse.urlsplit(self.updates_url)
+            if parts.scheme == "http" and not is_loopback(parts.hostname or ""):
+                yield "updates_url", "http:// only to loopback (a test's fake PyPI): use https://"
 
 
 @dataclass(frozen=True, slots=True)

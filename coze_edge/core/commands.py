@@ -13,8 +13,13 @@ payload is refused before anything changes. Pure.
 | `say`              | UTF-8 text, 1..4000 characters              | Say                |
 | `new_conversation` | any                                         | NewConversation    |
 | `status`           | any                                         | QueryStatus        |
+| `wake_word`        | `off` or a wake word (core.wake.WAKE_WORDS) | SetWakeWord        |
+| `turn_detection`   | `client_interrupt` / `server_vad`           | SetTurnDetection   |
+| `restart`          | any                                         | RestartDaemon      |
 
 ``muted`` is what the Home Assistant switch sends (one topic for both directions).
+The first table's commands are the conversation's (:data:`Command`); the last three are
+the daemon's (:data:`DeviceCommand`): they change how the conversation is built, or end it.
 """
 
 from __future__ import annotations
@@ -24,19 +29,28 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Final
 
+from coze_edge.core.wake import WAKE_WORDS
+
 __all__ = [
     "COMMAND_NAMES",
     "CTL_COMMANDS",
     "MAX_SAY_CHARS",
+    "TURN_DETECTIONS",
+    "WAKE_WORD_OFF",
+    "AnyCommand",
     "Cancel",
     "Command",
     "CommandError",
+    "DeviceCommand",
     "Listen",
     "Mute",
     "NewConversation",
     "QueryStatus",
+    "RestartDaemon",
     "Say",
+    "SetTurnDetection",
     "SetVolume",
+    "SetWakeWord",
     "Unmute",
     "parse_command",
     "split_for_speech",
@@ -91,6 +105,38 @@ class QueryStatus:
 
 
 Command = Listen | Cancel | Mute | Unmute | SetVolume | Say | NewConversation | QueryStatus
+"""What the conversation carries out."""
+
+WAKE_WORD_OFF: Final = "off"
+"""How ``wake_word`` (and Home Assistant's select) says: no wake word, any speech is a turn."""
+
+TURN_DETECTIONS: Final = ("client_interrupt", "server_vad")
+"""Who ends the user's turn: this device's VAD, or Coze's (``coze.turn_detection``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SetWakeWord:
+    """Listen for this wake word from now on (None: none, any speech opens a turn)."""
+
+    word: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SetTurnDetection:
+    """Let this side end the user's turn from now on: one of :data:`TURN_DETECTIONS`."""
+
+    mode: str
+
+
+@dataclass(frozen=True, slots=True)
+class RestartDaemon:
+    """Stop, to be started again (by systemd: see the daemon's exit code 75)."""
+
+
+DeviceCommand = SetWakeWord | SetTurnDetection | RestartDaemon
+"""What the daemon carries out itself: the conversation is rebuilt, or the process ends."""
+
+AnyCommand = Command | DeviceCommand
 
 
 class CommandError(ValueError):
@@ -105,11 +151,20 @@ _SIMPLE: Final[dict[str, Command]] = {
     "new_conversation": NewConversation(),
     "status": QueryStatus(),
 }
-COMMAND_NAMES: Final = (*_SIMPLE, "muted", "volume", "say")
+COMMAND_NAMES: Final = (
+    *_SIMPLE,
+    "muted",
+    "volume",
+    "say",
+    "wake_word",
+    "turn_detection",
+    "restart",
+)
 """Every command, as MQTT ``cmd/<name>`` and the ctl socket take it."""
-CTL_COMMANDS: Final = tuple(name for name in COMMAND_NAMES if name != "muted")
+CTL_COMMANDS: Final = tuple(name for name in COMMAND_NAMES if name not in {"muted", "restart"})
 """What ``coze-edge ctl`` offers: all but ``muted``, Home Assistant's switch (on a command
-line, ``mute`` and ``unmute`` say the same)."""
+line, ``mute`` and ``unmute`` say the same), and ``restart`` (``systemctl restart
+coze-edge`` does it there, and waits for it)."""
 
 _SWITCH: Final[dict[str, Command]] = {
     "on": Mute(),
@@ -125,7 +180,7 @@ _NUMBER = re.compile(r"\d{1,3}(?:\.\d{0,6})?")
 _MAX_NUMBER_BYTES = 32
 
 
-def parse_command(name: str, payload: bytes) -> Command:
+def parse_command(name: str, payload: bytes) -> AnyCommand:
     """The command ``name`` with ``payload``; CommandError if either is wrong."""
     simple = _SIMPLE.get(name)
     if simple is not None:
@@ -139,6 +194,22 @@ def parse_command(name: str, payload: bytes) -> Command:
         return SetVolume(_percent(payload))
     if name == "say":
         return Say(_speech(payload))
+    if name == "wake_word":
+        word = _short_text(name, payload).strip().lower()
+        if word == WAKE_WORD_OFF:
+            return SetWakeWord(None)
+        if word not in WAKE_WORDS:
+            known = ", ".join((WAKE_WORD_OFF, *WAKE_WORDS))
+            raise CommandError(f"wake_word: expected one of {known}, got {_show(word)}")
+        return SetWakeWord(word)
+    if name == "turn_detection":
+        mode = _short_text(name, payload).strip().lower()
+        if mode not in TURN_DETECTIONS:
+            known = " or ".join(TURN_DETECTIONS)
+            raise CommandError(f"turn_detection: expected {known}, got {_show(mode)}")
+        return SetTurnDetection(mode)
+    if name == "restart":
+        return RestartDaemon()
     raise CommandError(f"unknown command {_show(name)}; known: {', '.join(COMMAND_NAMES)}")
 
 

@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 
 from coze_edge.core.commands import (
     COMMAND_NAMES,
+    CTL_COMMANDS,
     MAX_SAY_CHARS,
+    AnyCommand,
     Cancel,
     Command,
     CommandError,
@@ -18,14 +20,21 @@ from coze_edge.core.commands import (
     Mute,
     NewConversation,
     QueryStatus,
+    RestartDaemon,
     Say,
+    SetTurnDetection,
     SetVolume,
+    SetWakeWord,
     Unmute,
     parse_command,
     split_for_speech,
 )
+from coze_edge.core.wake import WAKE_WORDS
 
-COMMAND_TYPES = (Listen, Cancel, Mute, Unmute, SetVolume, Say, NewConversation, QueryStatus)
+COMMAND_TYPES = (
+    *(Listen, Cancel, Mute, Unmute, SetVolume, Say, NewConversation, QueryStatus),
+    *(SetWakeWord, SetTurnDetection, RestartDaemon),
+)
 
 
 @pytest.mark.parametrize(
@@ -151,7 +160,7 @@ def test_unknown_commands_are_refused_with_the_known_ones() -> None:
 @given(st.text(max_size=30) | st.sampled_from(COMMAND_NAMES), st.binary(max_size=200))
 def test_parsing_anything_gives_a_command_or_a_command_error(name: str, payload: bytes) -> None:
     """No name or payload makes the parser fail in any other way."""
-    command: Command | None = None
+    command: AnyCommand | None = None
     try:
         command = parse_command(name, payload)
     except CommandError as exc:
@@ -162,6 +171,55 @@ def test_parsing_anything_gives_a_command_or_a_command_error(name: str, payload:
         assert isinstance(command, COMMAND_TYPES)
         if isinstance(command, SetVolume):
             assert 0 <= command.percent <= 100
+
+
+@pytest.mark.parametrize(
+    ("payload", "command"),
+    [
+        (b"off", SetWakeWord(None)),
+        (b" OFF\n", SetWakeWord(None)),
+        *[(word.encode(), SetWakeWord(word)) for word in WAKE_WORDS],
+        (b"Hey_Jarvis", SetWakeWord("hey_jarvis")),
+    ],
+)
+def test_wake_word_takes_off_or_a_known_word(payload: bytes, command: AnyCommand) -> None:
+    """What Home Assistant's wake word select sends: off or one of the models shipped."""
+    assert parse_command("wake_word", payload) == command
+
+
+@pytest.mark.parametrize("payload", [b"", b"hey_siri", b"none", b"x" * 40])
+def test_an_unknown_wake_word_is_refused_with_the_choices(payload: bytes) -> None:
+    """A word without a model, or nothing, is refused; the message lists what works."""
+    with pytest.raises(CommandError) as caught:
+        parse_command("wake_word", payload)
+
+    assert str(caught.value).startswith("wake_word: ")
+    if len(payload) < 32:
+        assert all(word in str(caught.value) for word in ("off", *WAKE_WORDS))
+
+
+@pytest.mark.parametrize(
+    ("payload", "mode"),
+    [(b"client_interrupt", "client_interrupt"), (b" Server_VAD ", "server_vad")],
+)
+def test_turn_detection_takes_the_two_modes(payload: bytes, mode: str) -> None:
+    """client_interrupt and server_vad, as coze.turn_detection names them."""
+    assert parse_command("turn_detection", payload) == SetTurnDetection(mode)
+
+
+def test_another_turn_detection_is_refused() -> None:
+    """Anything else names the two that work."""
+    with pytest.raises(CommandError, match="client_interrupt or server_vad"):
+        parse_command("turn_detection", b"semantic_vad")
+
+
+@pytest.mark.parametrize("payload", [b"", b"PRESS"])
+def test_restart_takes_any_payload_and_is_not_a_ctl_command(payload: bytes) -> None:
+    """Home Assistant's restart button sends PRESS; ctl leaves restarts to systemctl."""
+    assert parse_command("restart", payload) == RestartDaemon()
+    assert "restart" in COMMAND_NAMES
+    assert "restart" not in CTL_COMMANDS
+    assert {"wake_word", "turn_detection"} <= set(CTL_COMMANDS)
 
 
 # --- split_for_speech --------------------------------------------------------------------------

@@ -19,4 +19,5 @@ built on it are in tests/conftest.py):
 * ``hostile``: a scriptable server (HTTP and WebSocket on one loopback port) that
   redirects, refuses or quotes back what it was sent, and records every request.
 * ``soak``: turns as fast as they go, with memory, file descriptor and task samples.
+* ``pypi``: a loopback stand-in for PyPI's JSON API (the update check).
 """

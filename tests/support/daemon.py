@@ -64,7 +64,9 @@ def daemon_settings(coze: CozeEndpoint, state_dir: Path, /, **sections: Any) -> 
     """
     A config mapping for a daemon that talks to ``coze``: bot 7, device 42, a personal
     access token (give it as ``StaticToken(SIM_PAT)``, or put ``auth.pat_file`` in), its
-    state in ``state_dir``. Each of ``sections`` is merged into its section, so
+    state in ``state_dir``, no update check (tests never ask the real PyPI; a test of the
+    check gives ``mqtt.check_updates`` and ``updates_url`` back). Each of ``sections`` is
+    merged into its section, so
     ``daemon_settings(sim, tmp_path, audio=ONE_QUESTION, coze={"reply_timeout_ms": 1500})``
     keeps the simulator's URLs.
     """
@@ -73,6 +75,7 @@ def daemon_settings(coze: CozeEndpoint, state_dir: Path, /, **sections: Any) -> 
         "auth": {"method": "pat"},
         "device": {"id": "42"},
         "state_dir": str(state_dir),
+        "mqtt": {"check_updates": False},
     }
     return merged(settings, sections)
 
