@@ -30,11 +30,10 @@ import io
 import logging
 import os
 import tempfile
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol, TextIO, TypeVar
+from typing import TextIO, TypeVar
 
 from coze_edge.adapters.coze_http import (
     AccessDenied,
@@ -52,6 +51,7 @@ from coze_edge.core.status import LoginPrompt
 from coze_edge.core.tokens import DeviceFlow, Token
 from coze_edge.credentials import TokenSource, pat_tokens
 from coze_edge.errors import AuthError, CozeAPIError, CozeUnavailable
+from coze_edge.kept_token import Clock, KeptToken, SystemClock
 from coze_edge.logs import register_secret
 
 log = logging.getLogger(__name__)
@@ -67,20 +67,6 @@ STORE_POLL_S = 2.0
 
 DEAD_REFRESH_ERRORS = frozenset({"invalid_grant", "invalid_token", "expired_token"})
 """OAuth errors that say the refresh token itself is dead: only these need a new login."""
-
-
-class Clock(Protocol):
-    def now(self) -> float: ...
-
-    async def sleep_until(self, t: float) -> None: ...
-
-
-class SystemClock:
-    def now(self) -> float:
-        return time.time()
-
-    async def sleep_until(self, t: float) -> None:
-        await asyncio.sleep(max(0.0, t - time.time()))
 
 
 class LoginDenied(AuthError):
@@ -188,13 +174,8 @@ class DeviceLogin:
         return None
 
 
-class OAuthTokens:
-    """The TokenSource for ``auth.method: device_code``.
-
-    ``managed``: the daemon runs :meth:`run` as a supervised service, which does every
-    login and refresh; :meth:`token` then only waits for a usable token. Unmanaged (the
-    commands), :meth:`token` logs in or refreshes by itself and raises on failure.
-    """
+class OAuthTokens(KeptToken):
+    """The TokenSource for ``auth.method: device_code`` (managed or not: kept_token.py)."""
 
     def __init__(
         self,
@@ -207,17 +188,12 @@ class OAuthTokens:
         on_prompt: Callable[[LoginPrompt | None], None] | None = None,
         managed: bool = False,
     ) -> None:
+        super().__init__(managed=managed, clock=clock)
         self._http = http
         self._store = store
         self._client_id = client_id
         self._workspace_id = workspace_id
-        self._clock = clock or SystemClock()
         self._on_prompt = on_prompt
-        self._managed = managed
-        self._lock = asyncio.Lock()
-        self._changed = asyncio.Condition()
-        self._kick = asyncio.Event()
-        self._rejected: str | None = None
         self._token = store.load()
         if self._token is not None:
             self._remember(self._token)
@@ -225,50 +201,15 @@ class OAuthTokens:
         """The token in memory is newer than the one on disk (the disk refused it)."""
 
     @property
-    def managed(self) -> bool:
-        """The daemon's keeper does the logins and refreshes (:meth:`run`)."""
-        return self._managed
-
-    @property
     def logged_out(self) -> bool:
         """No token at all: a device login is needed."""
         return self._token is None
 
-    # ------------------------------------------------------------------ TokenSource
-
-    async def token(self) -> str:
-        if self._managed:
-            async with self._changed:
-                await self._changed.wait_for(self._usable)
-                assert self._token is not None
-                return self._token.access_token
-        async with self._lock:  # one refresh or login in flight; the others share it
-            if self._token is None:
-                await self._login()
-            elif self._token.needs_refresh(self._clock.now()):
-                await self._refresh()
-            assert self._token is not None
-            return self._token.access_token
-
-    async def rejected(self, token: str) -> None:
-        if self._managed:
-            async with self._changed:
-                if self._token is not None and self._token.access_token == token:
-                    self._rejected = token
-                    self._kick.set()
-                await self._changed.wait_for(lambda: self._rejected is None)
-            return
-        async with self._lock:
-            if self._token is not None and self._token.access_token == token:
-                await self._refresh()
-
-    def _usable(self) -> bool:
-        token = self._token
-        return (
-            token is not None
-            and token.access_token != self._rejected
-            and token.expires_at > self._clock.now()
-        )
+    async def _renew(self) -> None:
+        if self._token is None:
+            await self._login()
+        else:
+            await self._refresh()
 
     # ------------------------------------------------------------------ the keeper
 
@@ -279,7 +220,8 @@ class OAuthTokens:
         token pair kept."""
         while True:
             if self._token is None:
-                await self._publish(await self._login_or_adopt())
+                await self._login_or_adopt()
+                await self._publish()
                 continue
             if self._rejected is None and not self._token.needs_refresh(self._clock.now()):
                 wake = self._token.refresh_at()
@@ -291,19 +233,7 @@ class OAuthTokens:
                 continue
             async with self._lock:
                 await self._refresh()
-            await self._publish(self._token)
-
-    async def _sleep_until(self, t: float) -> None:
-        """Until ``t`` or until :meth:`rejected` asks for a refresh."""
-        self._kick.clear()
-        if self._rejected is None:
-            await _first_of(self._clock.sleep_until(t), self._kick.wait())
-
-    async def _publish(self, token: Token | None) -> None:
-        async with self._changed:
-            if token is not None and token.access_token != self._rejected:
-                self._rejected = None
-            self._changed.notify_all()
+            await self._publish()
 
     async def _login_or_adopt(self) -> Token:
         """A device login, or the token a ``coze-edge login`` beside us saves first."""

@@ -23,19 +23,18 @@ still wrong after a boot without network gets it right). The rules are the OAuth
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import math
-import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from coze_edge import __version__
 from coze_edge.core.tokens import MAX_LIFETIME_S, MIN_LIFETIME_S, Token
 from coze_edge.errors import AuthError, ConfigError, TransientError
+from coze_edge.kept_token import Clock, KeptToken
 from coze_edge.logs import register_secret
 
 if TYPE_CHECKING:
@@ -45,24 +44,6 @@ log = logging.getLogger(__name__)
 
 MAX_RETRY_AFTER_S = 3600.0
 """A Retry-After longer than this is taken as this."""
-
-
-class Clock(Protocol):
-    def now(self) -> float: ...
-
-    async def sleep_until(self, t: float) -> None: ...
-
-
-class SystemClock:
-    """Wall-clock time (tokens expire at Unix times), slept in steps of at most a minute,
-    so that a clock set by NTP after a boot, or a resume from suspend, is noticed."""
-
-    def now(self) -> float:
-        return time.time()
-
-    async def sleep_until(self, t: float) -> None:
-        while (left := t - time.time()) > 0:  # noqa: ASYNC110 - waiting for a time, not an event
-            await asyncio.sleep(min(left, 60.0))
 
 
 class TokenServiceUnavailable(TransientError):
@@ -214,13 +195,10 @@ class TokenServiceClient:
             ) from None
 
 
-class TokenServiceTokens:
-    """The TokenSource for ``auth.method: token_url``.
-
-    ``managed``: the daemon runs :meth:`run` as a supervised service, which does every
-    request; :meth:`token` then only waits for a usable token. Unmanaged (the commands),
-    :meth:`token` asks by itself and raises on failure. ``on_fault`` hears why the service
-    refuses this device, and None once it accepts it again.
+class TokenServiceTokens(KeptToken):
+    """The TokenSource for ``auth.method: token_url`` (managed or not: kept_token.py).
+    ``on_fault`` hears why the service refuses this device, and None once it accepts it
+    again.
     """
 
     def __init__(
@@ -231,60 +209,17 @@ class TokenServiceTokens:
         on_fault: Callable[[str | None], None] = lambda _: None,
         clock: Clock | None = None,
     ) -> None:
+        super().__init__(managed=managed, clock=clock)
         self._client = client
-        self._managed = managed
         self._on_fault = on_fault
-        self._clock = clock or SystemClock()
-        self._token: Token | None = None
-        self._rejected: str | None = None
-        self._lock = asyncio.Lock()
-        self._changed = asyncio.Condition()
-        self._kick = asyncio.Event()
-
-    @property
-    def managed(self) -> bool:
-        """The daemon's keeper does the requests (:meth:`run`)."""
-        return self._managed
 
     @property
     def current(self) -> Token | None:
         """The token in hand (perhaps expired), None before the first answer."""
         return self._token
 
-    # ------------------------------------------------------------------ TokenSource
-
-    async def token(self) -> str:
-        if self._managed:
-            async with self._changed:
-                await self._changed.wait_for(self._usable)
-                assert self._token is not None
-                return self._token.access_token
-        async with self._lock:
-            if self._token is None or self._token.needs_refresh(self._clock.now()):
-                await self._fetch()
-            assert self._token is not None
-            return self._token.access_token
-
-    async def rejected(self, token: str) -> None:
-        if self._managed:
-            async with self._changed:
-                if self._token is not None and self._token.access_token == token:
-                    self._rejected = token
-                    self._kick.set()
-                await self._changed.wait_for(lambda: self._rejected is None)
-            return
-        async with self._lock:
-            if self._token is not None and self._token.access_token == token:
-                self._rejected = token
-                await self._fetch()
-
-    def _usable(self) -> bool:
-        token = self._token
-        return (
-            token is not None
-            and token.access_token != self._rejected
-            and token.expires_at > self._clock.now()
-        )
+    async def _renew(self) -> None:
+        await self._fetch()
 
     # ------------------------------------------------------------------ the keeper
 
@@ -300,22 +235,7 @@ class TokenServiceTokens:
                     await self._sleep_until(wake)
                     continue
             await self._fetch()
-            async with self._changed:
-                self._changed.notify_all()
-
-    async def _sleep_until(self, t: float) -> None:
-        """Until ``t`` or until :meth:`rejected` asks for a new token."""
-        self._kick.clear()
-        if self._rejected is not None:
-            return
-        kicked = asyncio.ensure_future(self._kick.wait())
-        slept = asyncio.ensure_future(self._clock.sleep_until(t))
-        try:
-            await asyncio.wait({kicked, slept}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (kicked, slept):
-                task.cancel()
-            await asyncio.gather(kicked, slept, return_exceptions=True)
+            await self._publish()
 
     async def _fetch(self) -> None:
         rejected = self._rejected
