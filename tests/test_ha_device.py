@@ -19,6 +19,7 @@ from coze_edge import __version__
 from coze_edge.core.status import Topics
 from coze_edge.errors import EXIT_RESTART
 from coze_edge.simulator import Simulator
+from tests.support import mosquitto
 from tests.support.cli import run_cli, running_cli, write_cli_config
 from tests.support.data import DATA
 from tests.support.mosquitto import Broker, Seen, mqtt_publish, watching
@@ -39,23 +40,11 @@ def mqtt_on(broker: Broker, **more: Any) -> dict[str, Any]:
 
 
 def state_is(state: str, **fields: object) -> Callable[[Seen], bool]:
-    def match(seen: Seen) -> bool:
-        if seen.topic != TOPICS.state or not seen.payload:
-            return False
-        data = json.loads(seen.payload)
-        return bool(data["state"] == state and all(data[k] == v for k, v in fields.items()))
-
-    return match
+    return mosquitto.state_is(TOPICS.state, state, **fields)
 
 
 def event_is(kind: str, **fields: object) -> Callable[[Seen], bool]:
-    def match(seen: Seen) -> bool:
-        if seen.topic != TOPICS.event:
-            return False
-        data = json.loads(seen.payload)
-        return bool(data["type"] == kind and all(data.get(k) == v for k, v in fields.items()))
-
-    return match
+    return mosquitto.event_is(TOPICS.event, kind, **fields)
 
 
 def document(seen: Seen | None) -> dict[str, Any]:

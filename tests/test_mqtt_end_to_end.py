@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from coze_edge.simulator import Simulator
+from tests.support import mosquitto
 from tests.support.cli import running_cli, write_cli_config
 from tests.support.data import DATA
 from tests.support.mosquitto import Broker, Seen, Watcher, mqtt_publish, watching
@@ -18,13 +19,7 @@ PREFIX = "coze-edge/5551234"
 
 
 def state_is(state: str, **fields: object) -> Callable[[Seen], bool]:
-    def match(seen: Seen) -> bool:
-        if seen.topic != f"{PREFIX}/state" or not seen.payload:
-            return False
-        data = json.loads(seen.payload)
-        return bool(data["state"] == state and all(data[k] == v for k, v in fields.items()))
-
-    return match
+    return mosquitto.state_is(f"{PREFIX}/state", state, **fields)
 
 
 @pytest.mark.simulator(reply_speed=20.0)

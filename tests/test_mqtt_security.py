@@ -17,6 +17,7 @@ import pytest
 
 from coze_edge.core.status import Topics, discovery_messages
 from coze_edge.simulator import Simulator
+from tests.support import mosquitto
 from tests.support.cli import CliRun, run_cli, running_cli, write_cli_config
 from tests.support.data import DATA
 from tests.support.mosquitto import (
@@ -49,23 +50,11 @@ CJK = re.compile("[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")
 
 
 def state_is(state: str, **fields: object) -> Callable[[Seen], bool]:
-    def match(seen: Seen) -> bool:
-        if seen.topic != TOPICS.state or not seen.payload:
-            return False
-        data = json.loads(seen.payload)
-        return bool(data["state"] == state and all(data[k] == v for k, v in fields.items()))
-
-    return match
+    return mosquitto.state_is(TOPICS.state, state, **fields)
 
 
 def event_is(kind: str, **fields: object) -> Callable[[Seen], bool]:
-    def match(seen: Seen) -> bool:
-        if seen.topic != TOPICS.event:
-            return False
-        data = json.loads(seen.payload)
-        return bool(data["type"] == kind and all(data.get(k) == v for k, v in fields.items()))
-
-    return match
+    return mosquitto.event_is(TOPICS.event, kind, **fields)
 
 
 def events(watcher: Watcher, since: int = 0) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import os
 import re
 import signal
@@ -301,6 +302,30 @@ class Seen:
     topic: str
     payload: bytes
     retained: bool
+
+
+def state_is(topic: str, state: str, **fields: object) -> Callable[[Seen], bool]:
+    """A retained ``state`` document on ``topic`` with this state and these fields."""
+
+    def match(seen: Seen) -> bool:
+        if seen.topic != topic or not seen.payload:
+            return False
+        data = json.loads(seen.payload)
+        return bool(data["state"] == state and all(data[k] == v for k, v in fields.items()))
+
+    return match
+
+
+def event_is(topic: str, kind: str, **fields: object) -> Callable[[Seen], bool]:
+    """An ``event`` message on ``topic`` of this type, with these fields."""
+
+    def match(seen: Seen) -> bool:
+        if seen.topic != topic:
+            return False
+        data = json.loads(seen.payload)
+        return bool(data["type"] == kind and all(data.get(k) == v for k, v in fields.items()))
+
+    return match
 
 
 class Watcher:
