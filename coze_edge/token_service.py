@@ -561,7 +561,7 @@ def settings_from_args(
     """The service's settings from its command line; ConfigError naming every problem."""
     from coze_edge.config import read_secret
 
-    pem = read_secret(private_key_file, PRIVATE_KEY_CREDENTIAL)
+    pem = read_secret(private_key_file, PRIVATE_KEY_CREDENTIAL, multiline=True)
     if pem is None:
         raise ConfigError(
             [

@@ -41,7 +41,11 @@ def warn_if_world_readable(path: Path) -> bool:
 
 
 def read_secret(
-    path: Path | None, credential: str, *, env: Mapping[str, str] | None = None
+    path: Path | None,
+    credential: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    multiline: bool = False,
 ) -> str | None:
     """
     A secret, stripped: from ``path`` if given (a ``*_file`` key), else from the systemd
@@ -49,7 +53,9 @@ def read_secret(
 
     A file :func:`read_secret_file` refuses (unreadable, not a regular file, too large, empty,
     whitespace or control characters inside) is a ConfigError naming the key or credential
-    and the file. The secret is never logged; a file that every user may read gets a warning.
+    and the file. ``multiline``: a document such as a PEM key, whose lines and spaces are
+    part of it (control characters are still refused). The secret is never logged; a file
+    that every user may read gets a warning.
     """
     env = os.environ if env is None else env
     if path is not None:
@@ -62,12 +68,12 @@ def read_secret(
         key = f"credential {credential}"
     warn_if_world_readable(path)
     try:
-        return read_secret_file(path)
+        return read_secret_file(path, multiline=multiline)
     except UnusableFile as exc:
         raise ConfigError([(key, exc.about(str(path)))]) from None
 
 
-def read_secret_file(path: Path) -> str:
+def read_secret_file(path: Path, *, multiline: bool = False) -> str:
     """
     The secret in ``path``: a regular file under SECRET_LIMIT, UTF-8, one word once the
     whitespace around it (the trailing newline) is stripped.
@@ -84,6 +90,8 @@ def read_secret_file(path: Path) -> str:
     if not secret:
         raise UnusableFile("is empty")
     for position, char in enumerate(secret, start=1):
+        if multiline and char in "\r\n\t ":
+            continue
         what = _unwanted(char)
         if what:
             raise UnusableFile(

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from coze_edge.simulator import Simulator
 from coze_edge.token_service import ServiceSettings, TokenService, device_secret
 
-MASTER_KEY = b"test master key: 48 characters of entropy, or so."
+MASTER_KEY = b"test-master-key_48-characters-of-entropy-or-so-x"
 APP_ID = "1127900106117"
 
 
