@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from coze_edge.core import events as ev
-from coze_edge.core.session import Announce, RunTools, Send, Session
+from coze_edge.core.session import Announce, Effect, RunTools, Send, Session
 from coze_edge.core.status import State
 from tests.support.session import CHAT, CONV, idle_session, sent, talk
 
@@ -27,7 +27,7 @@ def requires(*calls: ev.ToolCall, chat: str = CHAT) -> ev.ChatRequiresAction:
     return ev.ChatRequiresAction(chat, CONV, calls)
 
 
-def outputs(effects: list[object]) -> dict[str, str]:
+def outputs(effects: list[Effect]) -> dict[str, str]:
     [submit] = [e.event for e in effects if isinstance(e, Send)]
     assert isinstance(submit, ev.SubmitToolOutputs)
     assert submit.chat_id == CHAT

@@ -1,0 +1,161 @@
+"""The ``tools`` and ``homeassistant`` sections: what the config refuses, and what the daemon
+checks at start (programs, the Home Assistant token from a file or a systemd credential)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coze_edge.config import Config, config_from_mapping
+from coze_edge.core.events import ToolCall
+from coze_edge.credentials import StaticToken
+from coze_edge.daemon import Daemon
+from coze_edge.errors import ConfigError
+from tests.support.homeassistant import fake_home_assistant
+
+BASE: dict[str, Any] = {
+    "coze": {"bot_id": "7"},
+    "auth": {"method": "pat"},
+    "device": {"id": "42"},
+}
+
+
+def config(tmp_path: Path, **sections: Any) -> Config:
+    return config_from_mapping({**BASE, "state_dir": str(tmp_path), **sections}, env={})
+
+
+def problems(tmp_path: Path, **sections: Any) -> list[tuple[str, str]]:
+    with pytest.raises(ConfigError) as caught:
+        config(tmp_path, **sections)
+    return caught.value.problems
+
+
+def daemon(cfg: Config, env: dict[str, str] | None = None) -> Daemon:
+    return Daemon(cfg, tokens=StaticToken("sim-pat"), env=env or {})
+
+
+def test_the_defaults_offer_the_built_in_tools_only(tmp_path: Path) -> None:
+    """Out of the box: the six built-ins, no Home Assistant, no commands."""
+    toolbox = daemon(config(tmp_path)).toolbox
+
+    assert toolbox.names == {
+        "get_volume",
+        "set_volume",
+        "mute",
+        "stop",
+        "device_status",
+        "local_time",
+    }
+
+
+def test_command_lines_are_checked(tmp_path: Path) -> None:
+    """Names must be tool names, not built-ins, not twice; programs absolute paths."""
+    commands = "\n".join(
+        [
+            "Weather: /bin/true",
+            "stop: /bin/true",
+            "lights: /bin/true",
+            "lights: /bin/false",
+            "relative: bin/tool --x",
+            "empty:",
+        ]
+    )
+
+    found = problems(tmp_path, tools={"commands": commands})
+
+    assert [key for key, _ in found] == ["tools.commands"] * 5
+    text = "\n".join(message for _, message in found)
+    assert "'Weather' is not a tool name" in text
+    assert "stop is the name of a built-in tool" in text
+    assert "lights is given twice" in text
+    assert "relative: the program must be an absolute path, got 'bin/tool'" in text
+    assert "empty: names no program" in text
+
+
+def test_a_command_line_that_cannot_be_split_says_where(tmp_path: Path) -> None:
+    """An unbalanced quote is reported with its line."""
+    found = problems(tmp_path, tools={"commands": 'a: /bin/true\nb: /bin/echo "open'})
+
+    assert found == [("tools.commands", "line 2: No closing quotation")]
+
+
+def test_the_command_timeout_fits_in_the_deadline(tmp_path: Path) -> None:
+    """A command may not be given longer than the bot's calls are given."""
+    found = problems(tmp_path, tools={"deadline_ms": 2000, "command_timeout_ms": 3000})
+
+    assert found == [
+        ("tools.command_timeout_ms", "must not exceed deadline_ms (2000 ms), got 3000 ms")
+    ]
+
+
+def test_home_assistant_in_the_clear_only_on_loopback(tmp_path: Path) -> None:
+    """http:// to another host would show the token on the network, unless allowed."""
+    found = problems(tmp_path, homeassistant={"url": "http://homeassistant.local:8123"})
+
+    assert [key for key, _ in found] == ["homeassistant.url"]
+    assert "homeassistant.allow_insecure" in found[0][1]
+    allowed = config(
+        tmp_path, homeassistant={"url": "http://homeassistant.local:8123", "allow_insecure": True}
+    )
+    assert allowed.homeassistant.allow_insecure is True
+
+
+def test_exposure_mistakes_are_reported_under_their_keys(tmp_path: Path) -> None:
+    """Bad entity ids and service rules name homeassistant.entities or .services."""
+    found = problems(
+        tmp_path,
+        homeassistant={
+            "url": "https://ha.example",
+            "entities": "light.kitchen Light.Hall",
+            "services": "light turn_on",
+        },
+    )
+
+    assert [key for key, _ in found] == ["homeassistant.entities", "homeassistant.services"]
+
+
+def test_a_missing_program_stops_the_start(tmp_path: Path) -> None:
+    """The program of a command tool is checked when the daemon starts."""
+    script = tmp_path / "not-executable"
+    script.write_text("#!/bin/sh\n")
+    cfg = config(
+        tmp_path,
+        tools={"commands": f"gone: /nonexistent/tool\nlazy: {script}"},
+    )
+
+    with pytest.raises(ConfigError) as caught:
+        daemon(cfg)
+
+    assert caught.value.problems == [
+        ("tools.commands", "gone: /nonexistent/tool does not exist"),
+        ("tools.commands", f"lazy: {script} is not executable"),
+    ]
+
+
+def test_home_assistant_needs_a_token(tmp_path: Path) -> None:
+    """homeassistant.url without a token file or credential is refused at start."""
+    cfg = config(tmp_path, homeassistant={"url": "https://ha.example"})
+
+    with pytest.raises(ConfigError) as caught:
+        daemon(cfg)
+
+    [(key, message)] = caught.value.problems
+    assert key == "homeassistant.token_file"
+    assert "long-lived access token" in message
+
+
+async def test_the_token_may_come_from_a_systemd_credential(tmp_path: Path) -> None:
+    """$CREDENTIALS_DIRECTORY/homeassistant_token is used when token_file is not set."""
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "homeassistant_token").write_text("credentialToken5150\n")
+
+    async with fake_home_assistant(token="credentialToken5150", states={"light.hall": "on"}) as ha:
+        cfg = config(tmp_path, homeassistant={"url": ha.url, "entities": "light.hall"})
+        toolbox = daemon(cfg, env={"CREDENTIALS_DIRECTORY": str(credentials)}).toolbox
+        output = await toolbox.run(ToolCall("c1", "ha_get_state", '{"entity_id": "light.hall"}'))
+
+    assert '"state": "on"' in output
+    assert [r.authorization for r in ha.requests] == ["Bearer credentialToken5150"]
