@@ -798,7 +798,7 @@ class Session:
         for call in calls:
             if call.name not in settings.tool_names:
                 tools.outputs[call.id] = error_output(f"this device has no tool {call.name!r}")
-        log.info("= tool calls: %s", ", ".join(call.name for call in calls) or "none")
+        log.debug("< requires_action: %s", ", ".join(call.name for call in calls) or "no calls")
         self._tools = tools
         if tools.done():
             return self._submit_tools(now)

@@ -121,8 +121,18 @@ def builtin_tools(
             {
                 "type": "object",
                 "properties": {
-                    "volume": {"type": "integer", "minimum": 0, "maximum": 100},
-                    "change": {"type": "integer", "minimum": -100, "maximum": 100},
+                    "volume": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": 100,
+                        "description": "the new volume, 0 (silent) to 100 (loudest)",
+                    },
+                    "change": {
+                        "type": "integer",
+                        "minimum": -100,
+                        "maximum": 100,
+                        "description": "louder (positive) or quieter (negative) by this much",
+                    },
                 },
             },
             set_volume,
@@ -131,7 +141,16 @@ def builtin_tools(
             "mute",
             "Close the microphone (muted true, the default): the device stops listening "
             "until it is unmuted from Home Assistant or its control socket.",
-            {"type": "object", "properties": {"muted": {"type": "boolean", "default": True}}},
+            {
+                "type": "object",
+                "properties": {
+                    "muted": {
+                        "type": "boolean",
+                        "default": True,
+                        "description": "true: close the microphone; false: open it",
+                    }
+                },
+            },
             mute,
         ),
         Tool(

@@ -61,10 +61,16 @@ class HomeAssistant:
         self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         self.exposure = exposure
         self._timeout = httpx.Timeout(timeout_s)
-        # Made once: loading the CA bundle takes a while on a small board.
+        self._ca_file = ca_file
         self._tls: ssl.SSLContext | None = None
-        if self.url.startswith("https:"):
-            self._tls = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+
+    def _verify(self) -> ssl.SSLContext:
+        """The TLS settings, made at the first request and kept: loading the CA bundle
+        takes a while on a small board."""
+        if self._tls is None:
+            cafile = str(self._ca_file) if self._ca_file else None
+            self._tls = ssl.create_default_context(cafile=cafile)
+        return self._tls
 
     # ------------------------------------------------------------------ the REST API
 
@@ -75,7 +81,7 @@ class HomeAssistant:
             base_url=self.url,
             headers=self._headers,
             timeout=self._timeout,
-            verify=self._tls if self._tls is not None else True,
+            verify=self._verify(),
             follow_redirects=False,
             trust_env=False,  # no proxy from the environment: the token goes to url only
         ) as http:
