@@ -3,16 +3,21 @@ checks at start (programs, the Home Assistant token from a file or a systemd cre
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from coze_edge.config import Config, config_from_mapping
 from coze_edge.core.events import ToolCall
+from coze_edge.core.tools import BUILTIN_TOOLS
 from coze_edge.credentials import StaticToken
 from coze_edge.daemon import Daemon
 from coze_edge.errors import ConfigError
+from coze_edge.tools.configured import tool_declarations
+from tests.support.cli import run_cli
 from tests.support.homeassistant import fake_home_assistant
 
 BASE: dict[str, Any] = {
@@ -159,3 +164,33 @@ async def test_the_token_may_come_from_a_systemd_credential(tmp_path: Path) -> N
 
     assert '"state": "on"' in output
     assert [r.authorization for r in ha.requests] == ["Bearer credentialToken5150"]
+
+
+def test_the_readme_declares_each_tool_as_the_device_has_it(tmp_path: Path) -> None:
+    """The README's table shows each built-in and Home Assistant tool's name, description
+    and parameters exactly as the device offers them."""
+    cfg = config(tmp_path, homeassistant={"url": "https://ha.example"})
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    declared = tool_declarations(cfg)
+
+    rows = [
+        f"| `{tool['name']}` | {tool['description']} | "
+        f"`{json.dumps(tool['parameters'], ensure_ascii=False)}` |"
+        for tool in declared
+    ]
+
+    assert len(declared) == 9
+    assert [row for row in rows if row not in readme] == []
+
+
+async def test_coze_edge_tools_prints_the_declarations(tmp_path: Path) -> None:
+    """`coze-edge tools` prints every tool of the config, command tools included, as JSON."""
+    path = tmp_path / "config.yaml"
+    sections = {"tools": {"commands": "weather: /usr/local/bin/weather"}}
+    path.write_text(yaml.safe_dump({**BASE, "state_dir": str(tmp_path), **sections}))
+
+    result = await run_cli("tools", "-c", str(path))
+
+    assert result.returncode == 0, result.stdout
+    names = [tool["name"] for tool in json.loads(result.stdout)]
+    assert names == [*BUILTIN_TOOLS, "weather"]
