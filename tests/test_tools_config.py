@@ -4,6 +4,7 @@ checks at start (programs, the Home Assistant token from a file or a systemd cre
 from __future__ import annotations
 
 import json
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from coze_edge.errors import ConfigError
 from coze_edge.tools.configured import tool_declarations
 from tests.support.cli import run_cli
 from tests.support.homeassistant import fake_home_assistant
+from tests.support.mosquitto import make_tls_files
 
 BASE: dict[str, Any] = {
     "coze": {"bot_id": "7"},
@@ -194,3 +196,32 @@ async def test_coze_edge_tools_prints_the_declarations(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout
     names = [tool["name"] for tool in json.loads(result.stdout)]
     assert names == [*BUILTIN_TOOLS, "weather"]
+
+
+@pytest.mark.parametrize("trusted", [True, False], ids=["its-ca", "system-cas"])
+async def test_https_is_verified_against_the_configured_ca(tmp_path: Path, trusted: bool) -> None:
+    """With homeassistant.ca_file the fake's certificate is accepted; without, it is not
+    (the system's CAs do not sign it) and the bot hears that it cannot reach it."""
+    files = make_tls_files(tmp_path / "tls")
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(files.server_cert, files.server_key)
+    token_file = tmp_path / "ha-token"
+    token_file.write_text("tlsToken8080")
+
+    async with fake_home_assistant(
+        token="tlsToken8080", states={"light.hall": "on"}, tls=server
+    ) as ha:
+        section = {"url": ha.url, "token_file": str(token_file), "entities": "light.hall"}
+        if trusted:
+            section["ca_file"] = str(files.ca)
+        toolbox = daemon(config(tmp_path, homeassistant=section)).toolbox
+        output = json.loads(
+            await toolbox.run(ToolCall("c1", "ha_get_state", '{"entity_id": "light.hall"}'))
+        )
+
+    if trusted:
+        assert output["state"] == "on"
+        assert len(ha.requests) == 1
+    else:
+        assert output == {"error": "Home Assistant cannot be reached"}
+        assert ha.requests == []

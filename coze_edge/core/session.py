@@ -803,7 +803,7 @@ class Session:
         if tools.done():
             return self._submit_tools(now)
         # No reply comes until the outputs went: the reply timeout starts after that.
-        self._deadline = tools.deadline + settings.reply_timeout_s
+        self._deadline = max(self._deadline or now, tools.deadline + settings.reply_timeout_s)
         runnable = tuple(call for call in calls if call.id not in tools.outputs)
         return [RunTools(chat_id, runnable, tools.deadline)]
 

@@ -48,6 +48,9 @@ def configured_toolbox(config: Config, device: Device, env: Mapping[str, str]) -
                 problems.append((key, f"Home Assistant needs a long-lived access token: set {key}"))
         if token is not None:
             register_secret(token)
+        ca_file = config.homeassistant.ca_file
+        if ca_file is not None and not ca_file.is_file():
+            problems.append(("homeassistant.ca_file", f"{ca_file} is not a file"))
     for spec in config.tools.command_specs():
         problem = executable_problem(spec.argv[0])
         if problem is not None:

@@ -19,6 +19,7 @@ is refused, not followed; answers are read up to a bound.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import ssl
@@ -64,12 +65,16 @@ class HomeAssistant:
         self._ca_file = ca_file
         self._tls: ssl.SSLContext | None = None
 
-    def _verify(self) -> ssl.SSLContext:
-        """The TLS settings, made at the first request and kept: loading the CA bundle
-        takes a while on a small board."""
+    async def _verify(self) -> ssl.SSLContext:
+        """The TLS settings, made at the first request (in a thread: loading the CA bundle
+        takes a while on a small board, and the loop plays audio) and kept."""
         if self._tls is None:
             cafile = str(self._ca_file) if self._ca_file else None
-            self._tls = ssl.create_default_context(cafile=cafile)
+            try:
+                self._tls = await asyncio.to_thread(ssl.create_default_context, cafile=cafile)
+            except (OSError, ssl.SSLError) as exc:
+                log.warning("! cannot load the CAs for Home Assistant (%s): %s", cafile, exc)
+                raise ToolError("the device cannot check Home Assistant's certificate") from None
         return self._tls
 
     # ------------------------------------------------------------------ the REST API
@@ -77,11 +82,12 @@ class HomeAssistant:
     async def _request(self, method: str, path: str, body: Any = None, *, about: str) -> Any:
         """The JSON answer to one request about the entity ``about``; ToolError with words
         for the bot otherwise."""
+        verify = await self._verify()
         async with httpx.AsyncClient(
             base_url=self.url,
             headers=self._headers,
             timeout=self._timeout,
-            verify=self._verify(),
+            verify=verify,
             follow_redirects=False,
             trust_env=False,  # no proxy from the environment: the token goes to url only
         ) as http:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -125,10 +126,13 @@ def state_object(entity_id: str, state: str, **attributes: Any) -> dict[str, Any
 
 @contextlib.asynccontextmanager
 async def fake_home_assistant(
-    *, token: str, states: Mapping[str, str | dict[str, Any]]
+    *,
+    token: str,
+    states: Mapping[str, str | dict[str, Any]],
+    tls: ssl.SSLContext | None = None,
 ) -> AsyncIterator[FakeHomeAssistant]:
     """The fake on a free port of 127.0.0.1; ``states``: entity id -> state (or a whole
-    state object)."""
+    state object); ``tls``: serve HTTPS with this server context."""
     fake = FakeHomeAssistant(
         token,
         {
@@ -141,9 +145,9 @@ async def fake_home_assistant(
     app.router.add_post("/api/services/{domain}/{service}", fake.call_service)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
     await site.start()
-    fake.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    fake.url = f"{'https' if tls else 'http'}://127.0.0.1:{runner.addresses[0][1]}"
     try:
         yield fake
     finally:
