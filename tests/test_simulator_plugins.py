@@ -10,6 +10,7 @@ from websockets.asyncio.client import ClientConnection
 from coze_edge.simulator import Simulator, ToolCallTurn
 from tests.support.simulator_clients import chat_socket, next_of, send
 from tests.support.timing import MS
+from tests.test_simulator_node import KNOWN_DIFFERENCES, problems
 
 ASK = {"role": "user", "content_type": "text", "content": "turn on the kitchen light"}
 LIGHT = {"entity_id": "light.kitchen", "service": "turn_on"}
@@ -81,3 +82,27 @@ async def test_a_chat_not_answered_in_time_fails() -> None:
 
     assert failed["data"]["id"] == action["data"]["id"]
     assert failed["data"]["last_error"]["code"] == 4000
+
+
+async def test_the_frames_of_tool_turns_are_typed_as_the_node_sdk_declares() -> None:
+    """requires_action, the function_call and tool_response messages, and a chat failed for
+    want of outputs validate against @coze/api's declared event types."""
+    async with Simulator(reply_speed=50.0, record_sent=True) as sim, chat_socket(sim) as ws:
+        sim.faults.tool_call = ToolCallTurn("local_time")
+        chat = (await asked(ws))["data"]
+        [call] = chat["required_action"]["submit_tool_outputs"]["tool_calls"]
+        answer = {"tool_call_id": call["id"], "output": '{"time": "12:00"}'}
+        await send(
+            ws,
+            "conversation.chat.submit_tool_outputs",
+            {"chat_id": chat["id"], "tool_outputs": [answer]},
+        )
+        await next_of(ws, "conversation.chat.completed")
+        sim.faults.tool_call = ToolCallTurn("local_time", wait_s=200 * MS)
+        await asked(ws)
+        await next_of(ws, "conversation.chat.failed")
+
+    frames = [json.loads(text) for conn in sim.connections for text in conn.sent]
+    sent = {frame["event_type"] for frame in frames}
+    assert {"conversation.chat.requires_action", "conversation.chat.failed"} <= sent
+    assert problems(frames) - set(KNOWN_DIFFERENCES) == set()

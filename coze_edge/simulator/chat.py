@@ -770,7 +770,7 @@ class ChatSession:
         finally:
             self._tool_outputs.forget()
         for output in said:
-            response = self._message("tool", "tool_response", output, message_id=numeric_id())
+            response = self._message("assistant", "tool_response", output, message_id=numeric_id())
             await self.send("conversation.message.completed", response)
         await self.send("conversation.chat.in_progress", self._chat_data("in_progress"))
         return SAID + "; ".join(said)
