@@ -8,6 +8,8 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection
 
 from coze_edge.simulator import Simulator, ToolCallTurn
+from tests.support.dts import Declarations
+from tests.support.node_sdk import SDK_TYPES
 from tests.support.simulator_clients import chat_socket, next_of, send
 from tests.support.timing import MS
 from tests.test_simulator_node import KNOWN_DIFFERENCES, problems
@@ -85,8 +87,10 @@ async def test_a_chat_not_answered_in_time_fails() -> None:
 
 
 async def test_the_frames_of_tool_turns_are_typed_as_the_node_sdk_declares() -> None:
-    """requires_action, the function_call and tool_response messages, and a chat failed for
-    want of outputs validate against @coze/api's declared event types."""
+    """The function_call and tool_response messages and a chat failed for want of outputs
+    validate against @coze/api's WebSocket event types. Its union of those names
+    requires_action (WebsocketsEventType) but declares no event for it, so that event's
+    chat is checked against the SDK's chat object (CreateChatData, with required_action)."""
     async with Simulator(reply_speed=50.0, record_sent=True) as sim, chat_socket(sim) as ws:
         sim.faults.tool_call = ToolCallTurn("local_time")
         chat = (await asked(ws))["data"]
@@ -103,6 +107,12 @@ async def test_the_frames_of_tool_turns_are_typed_as_the_node_sdk_declares() -> 
         await next_of(ws, "conversation.chat.failed")
 
     frames = [json.loads(text) for conn in sim.connections for text in conn.sent]
-    sent = {frame["event_type"] for frame in frames}
-    assert {"conversation.chat.requires_action", "conversation.chat.failed"} <= sent
-    assert problems(frames) - set(KNOWN_DIFFERENCES) == set()
+    actions = [f for f in frames if f["event_type"] == "conversation.chat.requires_action"]
+    others = [f for f in frames if f not in actions]
+    chat_types = Declarations.read([SDK_TYPES / "resources" / "chat" / "chat.d.ts"])
+    assert len(actions) == 2
+    assert {"conversation.chat.failed", "conversation.message.completed"} <= {
+        f["event_type"] for f in others
+    }
+    assert problems(others) - set(KNOWN_DIFFERENCES) == set()
+    assert [chat_types.check(f["data"], "CreateChatData") for f in actions] == [[], []]
