@@ -186,7 +186,7 @@ def ha_sections(ha: FakeHomeAssistant, tmp_path: Path, token: str = HA_TOKEN) ->
             "url": ha.url,
             "token_file": str(token_file),
             "entities": "light.kitchen sensor.outside_temperature lock.back_door",
-            "services": "light: turn_on turn_off",
+            "services": {"light": ["turn_on", "turn_off"]},
         }
     }
 
@@ -349,7 +349,9 @@ async def test_a_command_gets_the_arguments_on_stdin_and_its_stdout_is_the_outpu
     weather = program(tmp_path, "weather", ECHO)
     call = ToolCallTurn("weather", {"city": "Paris"})
 
-    async with answering(sim, tmp_path, call, tools={"commands": f"weather: {weather}"}) as run:
+    async with answering(
+        sim, tmp_path, call, tools={"commands": {"weather": [str(weather)]}}
+    ) as run:
         said = await spoken_output(run)
 
     assert said == "weather in Paris: sunny"
@@ -362,7 +364,9 @@ async def test_a_failing_command_is_an_error_with_what_it_printed(
     door = program(tmp_path, "door", "print('the door is jammed')\nraise SystemExit(3)\n")
     call = ToolCallTurn("garage_door", {})
 
-    said = await tool_output(sim, tmp_path, call, tools={"commands": f"garage_door: {door} open"})
+    said = await tool_output(
+        sim, tmp_path, call, tools={"commands": {"garage_door": f"{door} open"}}
+    )
 
     assert said == {
         "error": "garage_door failed (exited with status 3)",
@@ -394,7 +398,11 @@ async def test_a_slow_command_is_answered_at_the_deadline_and_killed_with_its_ch
     """At tools.deadline_ms Coze gets an error output; the program's group is killed."""
     pids = tmp_path / "pids"
     slow = program(tmp_path, "slow", SLOW)
-    tools = {"deadline_ms": 1000, "command_timeout_ms": 1000, "commands": f"slow: {slow} {pids}"}
+    tools = {
+        "deadline_ms": 1000,
+        "command_timeout_ms": 1000,
+        "commands": {"slow": [str(slow), str(pids)]},
+    }
 
     async with answering(sim, tmp_path, ToolCallTurn("slow"), tools=tools) as run:
         said = json.loads(await spoken_output(run))
@@ -432,7 +440,7 @@ async def test_what_a_tool_prints_reaches_coze_but_the_log_only_redacted(
         tmp_path,
         sim,
         pat="cozePatSecret7788abc",
-        tools={"commands": f"spill: {spill} {token_file}"},
+        tools={"commands": {"spill": [str(spill), str(token_file)]}},
         homeassistant={"url": "http://127.0.0.1:9", "token_file": str(token_file)},
     )
 

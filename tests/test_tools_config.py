@@ -57,35 +57,45 @@ def test_the_defaults_offer_the_built_in_tools_only(tmp_path: Path) -> None:
     }
 
 
-def test_command_lines_are_checked(tmp_path: Path) -> None:
-    """Names must be tool names, not built-ins, not twice; programs absolute paths."""
-    commands = "\n".join(
-        [
-            "Weather: /bin/true",
-            "stop: /bin/true",
-            "lights: /bin/true",
-            "lights: /bin/false",
-            "relative: bin/tool --x",
-            "empty:",
-        ]
-    )
+def test_command_tools_are_checked(tmp_path: Path) -> None:
+    """Names must be tool names and not built-ins; programs absolute paths, given as a list
+    of strings or a string that splits."""
+    commands = {
+        "Weather": ["/bin/true"],
+        "stop": "/bin/true",
+        "relative": "bin/tool --x",
+        "empty": [],
+        "unbalanced": '/bin/echo "open',
+        "numbers": ["/bin/sleep", 5],
+    }
 
     found = problems(tmp_path, tools={"commands": commands})
 
-    assert [key for key, _ in found] == ["tools.commands"] * 5
-    text = "\n".join(message for _, message in found)
-    assert "'Weather' is not a tool name" in text
-    assert "stop is the name of a built-in tool" in text
-    assert "lights is given twice" in text
-    assert "relative: the program must be an absolute path, got 'bin/tool'" in text
-    assert "empty: names no program" in text
+    assert found == [
+        (
+            "tools.commands.Weather",
+            "not a tool name: lower-case letters, digits and _, starting with a letter, at most 64",
+        ),
+        ("tools.commands.stop", "the name of a built-in tool: choose another"),
+        ("tools.commands.relative", "the program must be an absolute path, got 'bin/tool'"),
+        ("tools.commands.empty", "names no program"),
+        ("tools.commands.unbalanced", "cannot split into arguments: No closing quotation"),
+        (
+            "tools.commands.numbers",
+            "must be a list of the program and its arguments, or one string",
+        ),
+    ]
 
 
-def test_a_command_line_that_cannot_be_split_says_where(tmp_path: Path) -> None:
-    """An unbalanced quote is reported with its line."""
-    found = problems(tmp_path, tools={"commands": 'a: /bin/true\nb: /bin/echo "open'})
+def test_commands_may_come_from_the_environment(tmp_path: Path) -> None:
+    """COZE_EDGE_TOOLS__COMMANDS is read as YAML: a mapping like the file's."""
+    cfg = config_from_mapping(
+        {**BASE, "state_dir": str(tmp_path)},
+        env={"COZE_EDGE_TOOLS__COMMANDS": "{weather: [/usr/bin/weather, --metric]}"},
+    )
 
-    assert found == [("tools.commands", "line 2: No closing quotation")]
+    [spec] = cfg.tools.command_specs()
+    assert (spec.name, spec.argv) == ("weather", ("/usr/bin/weather", "--metric"))
 
 
 def test_the_command_timeout_fits_in_the_deadline(tmp_path: Path) -> None:
@@ -116,11 +126,14 @@ def test_exposure_mistakes_are_reported_under_their_keys(tmp_path: Path) -> None
         homeassistant={
             "url": "https://ha.example",
             "entities": "light.kitchen Light.Hall",
-            "services": "light turn_on",
+            "services": {"light": "turn_on", "cover.garage_door": ["open_cover"]},
         },
     )
 
-    assert [key for key, _ in found] == ["homeassistant.entities", "homeassistant.services"]
+    assert found == [
+        ("homeassistant.entities", "'Light.Hall' is not an entity id (domain.name)"),
+        ("homeassistant.services.cover.garage_door", "not in entities"),
+    ]
 
 
 def test_a_missing_program_stops_the_start(tmp_path: Path) -> None:
@@ -129,7 +142,7 @@ def test_a_missing_program_stops_the_start(tmp_path: Path) -> None:
     script.write_text("#!/bin/sh\n")
     cfg = config(
         tmp_path,
-        tools={"commands": f"gone: /nonexistent/tool\nlazy: {script}"},
+        tools={"commands": {"gone": "/nonexistent/tool", "lazy": [str(script)]}},
     )
 
     with pytest.raises(ConfigError) as caught:
@@ -188,7 +201,7 @@ def test_the_readme_declares_each_tool_as_the_device_has_it(tmp_path: Path) -> N
 async def test_coze_edge_tools_prints_the_declarations(tmp_path: Path) -> None:
     """`coze-edge tools` prints every tool of the config, command tools included, as JSON."""
     path = tmp_path / "config.yaml"
-    sections = {"tools": {"commands": "weather: /usr/local/bin/weather"}}
+    sections = {"tools": {"commands": {"weather": ["/usr/local/bin/weather"]}}}
     path.write_text(yaml.safe_dump({**BASE, "state_dir": str(tmp_path), **sections}))
 
     result = await run_cli("tools", "-c", str(path))

@@ -35,7 +35,7 @@ from coze_edge.config.checks import (
     url,
 )
 from coze_edge.core.identity import is_int64_id
-from coze_edge.core.tools import RESERVED_TOOLS, TOOL_NAME, Exposure, table
+from coze_edge.core.tools import RESERVED_TOOLS, TOOL_NAME, Exposure, command_argv
 from coze_edge.core.wake import WAKE_WORDS
 
 DEFAULT_STATE_DIR: Final = Path("/var/lib/coze-edge")
@@ -601,17 +601,21 @@ class ToolsConfig:
     """Offer the built-in tools: get_volume, set_volume, mute, stop, device_status,
     local_time."""
 
-    commands: str | None = None
-    """Command tools, one per line: ``NAME: /absolute/program arg ...`` (split like a shell
-    would, run without one). The call's arguments go to its stdin as JSON; its stdout is the
-    output. None = none."""
+    commands: Mapping[str, Any] = field(default_factory=_empty)
+    """Command tools: name -> the program (an absolute path) and its arguments, as a list,
+    or as one string split like a shell would (no shell runs it). The call's arguments go to
+    its stdin as JSON; its stdout is the output."""
 
     command_timeout_ms: int = 4000
     """A command tool still running after this is killed, with its process group."""
 
     def command_specs(self) -> list[CommandSpec]:
-        """``commands`` parsed; ValueError if it cannot be (``problems()`` says why)."""
-        return [CommandSpec(row.key, row.words) for row in table(self.commands, shell_words=True)]
+        """The command tools whose entries are well formed (``problems()`` names the rest)."""
+        specs = []
+        for name, value in self.commands.items():
+            with contextlib.suppress(ValueError):
+                specs.append(CommandSpec(name, command_argv(value)))
+        return specs
 
     def problems(self) -> Iterator[Problem]:
         """What is wrong with these values; keys are relative to the section."""
@@ -626,33 +630,27 @@ class ToolsConfig:
                     f"got {self.command_timeout_ms} ms"
                 ),
             )
-        try:
-            specs = self.command_specs()
-        except ValueError as exc:
-            yield "commands", str(exc)
-            return
-        seen: set[str] = set()
-        for spec in specs:
-            if not TOOL_NAME.fullmatch(spec.name):
+        for name, value in self.commands.items():
+            key = f"commands.{name}"
+            if not TOOL_NAME.fullmatch(name):
                 yield (
-                    "commands",
+                    key,
                     (
-                        f"{spec.name!r} is not a tool name: lower-case letters, digits and _, "
-                        "starting with a letter, at most 64"
+                        "not a tool name: lower-case letters, digits and _, starting with a "
+                        "letter, at most 64"
                     ),
                 )
-            elif spec.name in RESERVED_TOOLS:
-                yield "commands", f"{spec.name} is the name of a built-in tool: choose another"
-            elif spec.name in seen:
-                yield "commands", f"{spec.name} is given twice"
-            seen.add(spec.name)
-            if not spec.argv:
-                yield "commands", f"{spec.name}: names no program"
-            elif not spec.argv[0].startswith("/"):
-                yield (
-                    "commands",
-                    f"{spec.name}: the program must be an absolute path, got {show(spec.argv[0])}",
-                )
+            elif name in RESERVED_TOOLS:
+                yield key, "the name of a built-in tool: choose another"
+            try:
+                argv = command_argv(value)
+            except ValueError as exc:
+                yield key, str(exc)
+                continue
+            if not argv:
+                yield key, "names no program"
+            elif not argv[0].startswith("/"):
+                yield key, f"the program must be an absolute path, got {show(argv[0])}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -678,10 +676,10 @@ class HomeAssistantConfig:
     """The entities the bot may read, separated by spaces, commas or lines
     (``light.kitchen sensor.outside_temperature``); none other, whatever it asks."""
 
-    services: str | None = None
-    """What the bot may do to them, one rule per line: ``DOMAIN: SERVICE ...`` for every
-    listed entity of a domain (``light: turn_on turn_off``), or ``ENTITY: SERVICE ...`` for
-    one (``cover.garage_door: open_cover``). An entity without a rule can only be read."""
+    services: Mapping[str, Any] = field(default_factory=_empty)
+    """What the bot may do to them: a domain -> the services it may call on every listed
+    entity of it (``light: [turn_on, turn_off]``), or an entity id -> those it may call on
+    that one (``cover.garage_door: [open_cover]``). An entity without any can only be read."""
 
     def exposure(self) -> Exposure:
         """``entities`` and ``services`` parsed; ValueError if they cannot be."""

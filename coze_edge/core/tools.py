@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -85,43 +85,7 @@ def arguments(text: str) -> dict[str, Any]:
     return value
 
 
-# --------------------------------------------------------------------------- config tables
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One line of a table in the config: ``key: words ...``."""
-
-    line: int
-    """Its line number in the value, from 1 (for problems)."""
-    key: str
-    words: tuple[str, ...]
-
-
-def table(text: str | None, *, shell_words: bool = False) -> Iterator[Row]:
-    """
-    The rows of a multi-line config value, one per line: ``key: word word ...``. Blank lines
-    and ``#`` comments are skipped. ``shell_words``: the words are split as a shell would
-    (quotes keep spaces; nothing is expanded), else at spaces and commas.
-
-    Raises ValueError (with the line) for a line without ``key:`` or unbalanced quotes.
-    """
-    for number, raw in enumerate((text or "").splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, colon, rest = line.partition(":")
-        key = key.strip()
-        if not colon or not key or " " in key:
-            raise ValueError(f"line {number}: expected 'name: ...', got {line!r}")
-        if shell_words:
-            try:
-                words = shlex.split(rest, comments=True)
-            except ValueError as exc:
-                raise ValueError(f"line {number}: {exc}") from None
-        else:
-            words = rest.split("#", 1)[0].replace(",", " ").split()
-        yield Row(number, key, tuple(words))
+# --------------------------------------------------------------------------- config values
 
 
 def word_list(text: str | None) -> list[str]:
@@ -130,6 +94,28 @@ def word_list(text: str | None) -> list[str]:
     for line in (text or "").splitlines():
         words += line.split("#", 1)[0].replace(",", " ").split()
     return words
+
+
+def command_argv(value: Any) -> tuple[str, ...]:
+    """A command tool's program and arguments from the config: a list of strings as it is,
+    or one string split as a shell would (quotes keep spaces; nothing is expanded, no shell
+    runs it). ValueError saying what is wrong otherwise."""
+    if isinstance(value, str):
+        try:
+            return tuple(shlex.split(value))
+        except ValueError as exc:
+            raise ValueError(f"cannot split into arguments: {exc}") from None
+    if isinstance(value, list) and all(isinstance(word, str) for word in value):
+        return tuple(value)
+    raise ValueError("must be a list of the program and its arguments, or one string")
+
+
+def _service_names(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return word_list(value)
+    if isinstance(value, list) and all(isinstance(word, str) for word in value):
+        return list(value)
+    raise ValueError("must be a list of service names")
 
 
 # --------------------------------------------------------------------------- Home Assistant
@@ -149,9 +135,10 @@ class Exposure:
     """Granted services by entity id or by domain (``light``: every exposed light)."""
 
     @classmethod
-    def parse(cls, entities: str | None, services: str | None) -> Exposure:
-        """From ``homeassistant.entities`` and ``homeassistant.services``; ValueError with
-        every problem, one per line of its message."""
+    def parse(cls, entities: str | None, services: Mapping[str, Any]) -> Exposure:
+        """From ``homeassistant.entities`` (ids separated by spaces, commas or lines) and
+        ``homeassistant.services`` (a domain or entity id -> its services, a list or one
+        string); ValueError with every problem, one per line, each ``key: what``."""
         problems: list[str] = []
         listed: list[str] = []
         for word in word_list(entities):
@@ -160,26 +147,24 @@ class Exposure:
             elif word not in listed:
                 listed.append(word)
         granted: dict[str, frozenset[str]] = {}
-        try:
-            rows = list(table(services))
-        except ValueError as exc:
-            rows = []
-            problems.append(f"services: {exc}")
-        for row in rows:
-            where = f"services: line {row.line}"
-            if "." in row.key:
-                if not ENTITY_ID.fullmatch(row.key):
-                    problems.append(f"{where}: {row.key!r} is not an entity id or a domain")
-                elif row.key not in listed:
-                    problems.append(f"{where}: {row.key} is not in entities")
-            elif not SERVICE.fullmatch(row.key):
-                problems.append(f"{where}: {row.key!r} is not an entity id or a domain")
-            bad = [word for word in row.words if not SERVICE.fullmatch(word)]
+        for key, value in services.items():
+            where = f"services.{key}"
+            if not (ENTITY_ID.fullmatch(key) or SERVICE.fullmatch(key)):
+                problems.append(f"{where}: not an entity id or a domain")
+                continue
+            if "." in key and key not in listed:
+                problems.append(f"{where}: not in entities")
+            try:
+                names = _service_names(value)
+            except ValueError as exc:
+                problems.append(f"{where}: {exc}")
+                continue
+            bad = [name for name in names if not SERVICE.fullmatch(name)]
             if bad:
                 problems.append(f"{where}: {', '.join(map(repr, bad))} not a service name")
-            if not row.words:
-                problems.append(f"{where}: no services after {row.key}:")
-            granted[row.key] = granted.get(row.key, frozenset()) | frozenset(row.words)
+            if not names:
+                problems.append(f"{where}: no services")
+            granted[key] = frozenset(names)
         if problems:
             raise ValueError("\n".join(problems))
         return cls(tuple(listed), granted)

@@ -1,4 +1,4 @@
-"""The pure parts of the device-side plugins: outputs, bounds, config tables, exposure."""
+"""The pure parts of the device-side plugins: outputs, bounds, config values, exposure."""
 
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ from coze_edge.core.tools import (
     arguments,
     as_output,
     bounded,
+    command_argv,
     error_output,
-    table,
     word_list,
 )
 
 EXPOSED = Exposure.parse(
     "light.kitchen, light.hall\nsensor.outside_temperature cover.garage_door",
-    "light: turn_on turn_off\ncover.garage_door: open_cover close_cover",
+    {"light": ["turn_on", "turn_off"], "cover.garage_door": "open_cover close_cover"},
 )
 
 
@@ -62,28 +62,19 @@ def test_arguments_must_be_a_json_object() -> None:
         arguments("[1]")
 
 
-def test_a_table_has_one_row_per_line() -> None:
-    """Rows are 'key: words'; blank lines and comments are skipped; quotes keep spaces."""
-    text = """
-    # the garage
-    door: /usr/local/bin/door --name "big door"   # a comment
-    weather: /usr/bin/weather
-    """
-    rows = list(table(text, shell_words=True))
-
-    assert [(row.key, row.words) for row in rows] == [
-        ("door", ("/usr/local/bin/door", "--name", "big door")),
-        ("weather", ("/usr/bin/weather",)),
-    ]
-    assert rows[0].line == 3
-
-
-def test_a_table_line_without_a_key_is_an_error_with_its_number() -> None:
-    """'line N' says where the problem is."""
-    with pytest.raises(ValueError, match="line 2"):
-        list(table("a: b\njust words"))
-    with pytest.raises(ValueError, match="line 1"):
-        list(table('door: /bin/door "unclosed', shell_words=True))
+def test_a_command_is_a_list_or_a_string_split_like_a_shell() -> None:
+    """A list is the argv as it is; a string is split (quotes keep spaces, nothing expands)."""
+    assert command_argv(["/bin/door", "big door"]) == ("/bin/door", "big door")
+    assert command_argv('/bin/door --name "big door" $HOME') == (
+        "/bin/door",
+        "--name",
+        "big door",
+        "$HOME",
+    )
+    with pytest.raises(ValueError, match="No closing quotation"):
+        command_argv('/bin/door "open')
+    with pytest.raises(ValueError, match="list of the program"):
+        command_argv({"program": "/bin/door"})
 
 
 def test_word_lists_split_at_spaces_commas_and_lines() -> None:
@@ -123,10 +114,17 @@ def test_what_is_not_granted_is_refused_with_a_reason() -> None:
 
 
 def test_an_exposure_with_mistakes_lists_them_all() -> None:
-    """Bad ids, rules for unlisted entities and empty rules are each reported."""
-    with pytest.raises(
-        ValueError, match=r"(?s)'Light\.Kitchen'.*line 1.*not in entities.*line 2"
-    ) as caught:
-        Exposure.parse("Light.Kitchen light.hall", "cover.garage: open_cover\nlight:")
+    """Bad ids, rules for unlisted entities, bad and empty service lists: each one."""
+    with pytest.raises(ValueError, match="not an entity id") as caught:
+        Exposure.parse(
+            "Light.Kitchen light.hall",
+            {"cover.garage": ["open_cover"], "light": [], "switch": [1], "Fan!": "on"},
+        )
 
-    assert len(str(caught.value).splitlines()) == 3
+    assert str(caught.value).splitlines() == [
+        "entities: 'Light.Kitchen' is not an entity id (domain.name)",
+        "services.cover.garage: not in entities",
+        "services.light: no services",
+        "services.switch: must be a list of service names",
+        "services.Fan!: not an entity id or a domain",
+    ]
