@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     _token_service_parser(sub)
     with_config("voices", "list the voices the account can use (ids for coze.voice_id)")
+    with_config(
+        "tools", "print the device-side plugins offered, as Coze's plugin editor takes them"
+    )
     ctl = with_config("ctl", "control a running daemon over its unix socket")
     ctl.add_argument("action", choices=CTL_COMMANDS)
     ctl.add_argument(
@@ -202,6 +205,13 @@ def _dispatch(args: argparse.Namespace) -> int:
             from coze_edge.voices import list_voices
 
             return asyncio.run(list_voices(config, out=sys.stdout))
+        case "tools":
+            import json
+
+            from coze_edge.tools.configured import tool_declarations
+
+            print(json.dumps(tool_declarations(_load(args)), indent=2, ensure_ascii=False))
+            return 0
         case "devices":
             from coze_edge.adapters.sound_devices import print_devices
 

@@ -58,6 +58,7 @@ from coze_edge.core.endpointer import Endpointer
 from coze_edge.core.session import Session, SessionSettings
 from coze_edge.core.spoken_code import spoken_code
 from coze_edge.core.status import Controls, DeviceStatus, State
+from coze_edge.core.tools import ToolError
 from coze_edge.credentials import TokenSource, pat_tokens
 from coze_edge.ctl import CtlServer, socket_path
 from coze_edge.errors import (
@@ -77,6 +78,7 @@ from coze_edge.publisher import Publisher
 from coze_edge.status_board import StatusBoard
 from coze_edge.supervisor import Service, supervise
 from coze_edge.token_url import TokenServiceTokens, token_service_tokens
+from coze_edge.tools.configured import configured_toolbox
 from coze_edge.updates import UpdateChecker
 
 if TYPE_CHECKING:
@@ -204,9 +206,11 @@ def session_settings(
     *,
     echo_cancelled: bool = False,
     turn_detection: str | None = None,
+    tools: frozenset[str] = frozenset(),
 ) -> SessionSettings:
     """The session's settings; barge-in is more cautious when no echo canceller runs.
-    ``turn_detection``: the owner's choice (Controls), else the config's."""
+    ``turn_detection``: the owner's choice (Controls), else the config's; ``tools``: the
+    names of the device-side plugins the toolbox offers."""
     vad = config.vad
     start = vad.barge_in_start_ms
     if start is None:
@@ -240,6 +244,9 @@ def session_settings(
         custom_variables=config.coze.custom_variables,
         meta_data=config.coze.meta_data,
         parameters=config.coze.parameters,
+        tool_names=tools,
+        tool_deadline_s=config.tools.deadline_ms / 1000,
+        tool_output_bytes=config.tools.max_output_bytes,
     )
 
 
@@ -310,6 +317,8 @@ class Daemon:
         self._held: list[tuple[Command, asyncio.Future[None]]] = []
         """Commands that came while the conversation is rebuilt: the next one gets them."""
         self._rebuilding = False
+        self.toolbox = configured_toolbox(config, self, self._env)
+        """The device-side plugins the bot may call."""
 
     def _credentials(self, http: CozeHttp | None) -> TokenSource:
         if self.config.auth.method == "pat":
@@ -410,6 +419,17 @@ class Daemon:
             self._rebuilding = True
             self._rebuild.set()
 
+    async def carry_out(self, command: Command) -> None:
+        """A command from a built-in tool, carried out before this returns."""
+        done = self.submit(command)
+        if done is None:
+            raise ToolError("the speaker is restarting its audio; try again in a moment")
+        await done
+
+    def device_status(self) -> DeviceStatus:
+        """The state as published (for the ``device_status`` tool)."""
+        return self.status.get_nowait()
+
     # ------------------------------------------------------------------ services
 
     async def _run_conversation(self) -> None:
@@ -440,6 +460,7 @@ class Daemon:
                 self._conversations.load(),
                 echo_cancelled=processor is not None and processor.echo_cancellation,
                 turn_detection=controls.turn_detection,
+                tools=self.toolbox.names,
             ),
             endpointer,
             wake=wake,
@@ -464,6 +485,7 @@ class Daemon:
             remember_conversation=self._conversations.save,
             earcons=config.audio.earcons,
             refused_retry_s=config.coze.refused_retry_s,
+            tools=self.toolbox,
         )
         async with speaker:
             self.board.audio_fault(None)

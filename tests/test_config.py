@@ -840,7 +840,7 @@ def test_the_example_config_names_every_key() -> None:
     assert list(example) == list(sections)
     for name, value in example.items():
         if isinstance(value, dict):
-            cls = getattr(coze_edge.config, f"{name.capitalize()}Config")
+            cls = coze_edge.config.schema.SECTIONS[name]
             assert list(value) == [f.name for f in dataclasses.fields(cls)], name
 
 

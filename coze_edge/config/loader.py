@@ -42,10 +42,12 @@ from coze_edge.config.schema import (
     Config,
     CozeConfig,
     DeviceConfig,
+    HomeAssistantConfig,
     HooksConfig,
     LogConfig,
     MqttConfig,
     Section,
+    ToolsConfig,
     VadConfig,
     WakeConfig,
 )
@@ -156,6 +158,8 @@ def config_from_mapping(
         mqtt=MqttConfig(**values["mqtt"]),
         wake=WakeConfig(**values["wake"]),
         hooks=HooksConfig(**values["hooks"]),
+        tools=ToolsConfig(**values["tools"]),
+        homeassistant=HomeAssistantConfig(**values["homeassistant"]),
         log=LogConfig(**values["log"]),
     )
     # A value of the wrong type was left at its default: say only what was wrong with the value.

@@ -35,6 +35,7 @@ from coze_edge.config.checks import (
     url,
 )
 from coze_edge.core.identity import is_int64_id
+from coze_edge.core.tools import RESERVED_TOOLS, TOOL_NAME, Exposure, command_argv
 from coze_edge.core.wake import WAKE_WORDS
 
 DEFAULT_STATE_DIR: Final = Path("/var/lib/coze-edge")
@@ -575,6 +576,137 @@ class HooksConfig:
         yield from between("timeout_s", self.timeout_s, 0.1, 60)
 
 
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    """One command tool of ``tools.commands``."""
+
+    name: str
+    """The tool's name, as the bot calls it."""
+    argv: tuple[str, ...]
+    """The program (an absolute path) and its arguments."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolsConfig:
+    """Device-side plugins (Coze's 端插件): tools the bot may call on this device."""
+
+    deadline_ms: int = 5000
+    """The bot's tool calls are answered within this (Coze waits only so long); a call still
+    running then is stopped and answered with an error."""
+
+    max_output_bytes: int = 4096
+    """The longest output of one call sent back to Coze; longer ones are cut."""
+
+    builtin: bool = True
+    """Offer the built-in tools: get_volume, set_volume, mute, stop, device_status,
+    local_time."""
+
+    commands: Mapping[str, Any] = field(default_factory=_empty)
+    """Command tools: name -> the program (an absolute path) and its arguments, as a list,
+    or as one string split like a shell would (no shell runs it). The call's arguments go to
+    its stdin as JSON; its stdout is the output."""
+
+    command_timeout_ms: int = 4000
+    """A command tool still running after this is killed, with its process group."""
+
+    def command_specs(self) -> list[CommandSpec]:
+        """The command tools whose entries are well formed (``problems()`` names the rest)."""
+        specs = []
+        for name, value in self.commands.items():
+            with contextlib.suppress(ValueError):
+                specs.append(CommandSpec(name, command_argv(value)))
+        return specs
+
+    def problems(self) -> Iterator[Problem]:
+        """What is wrong with these values; keys are relative to the section."""
+        yield from ms("deadline_ms", self.deadline_ms, 500, 60_000)
+        yield from between("max_output_bytes", self.max_output_bytes, 256, 65536, " bytes")
+        yield from ms("command_timeout_ms", self.command_timeout_ms, 100, 60_000)
+        if self.command_timeout_ms > self.deadline_ms:
+            yield (
+                "command_timeout_ms",
+                (
+                    f"must not exceed deadline_ms ({self.deadline_ms} ms), "
+                    f"got {self.command_timeout_ms} ms"
+                ),
+            )
+        for name, value in self.commands.items():
+            key = f"commands.{name}"
+            if not TOOL_NAME.fullmatch(name):
+                yield (
+                    key,
+                    (
+                        "not a tool name: lower-case letters, digits and _, starting with a "
+                        "letter, at most 64"
+                    ),
+                )
+            elif name in RESERVED_TOOLS:
+                yield key, "the name of a built-in tool: choose another"
+            try:
+                argv = command_argv(value)
+            except ValueError as exc:
+                yield key, str(exc)
+                continue
+            if not argv:
+                yield key, "names no program"
+            elif not argv[0].startswith("/"):
+                yield key, f"the program must be an absolute path, got {show(argv[0])}"
+
+
+@dataclass(frozen=True, slots=True)
+class HomeAssistantConfig:
+    """Home Assistant tools: the bot reads and controls the entities exposed here."""
+
+    url: str | None = None
+    """Home Assistant's address, such as ``https://homeassistant.local:8123``; None = no
+    Home Assistant tools. ``http://`` only to loopback, unless ``allow_insecure``."""
+
+    token_file: Path | None = None
+    """File holding a long-lived access token (Home Assistant: your profile, Security);
+    else the ``homeassistant_token`` credential."""
+
+    ca_file: Path | None = None
+    """CA bundle that signs Home Assistant's certificate; None = the system's CAs."""
+
+    allow_insecure: bool = False
+    """Allow ``http://`` to a host other than loopback: the token then crosses the network
+    in the clear, readable and usable by anyone on the path."""
+
+    entities: str | None = None
+    """The entities the bot may read, separated by spaces, commas or lines
+    (``light.kitchen sensor.outside_temperature``); none other, whatever it asks."""
+
+    services: Mapping[str, Any] = field(default_factory=_empty)
+    """What the bot may do to them: a domain -> the services it may call on every listed
+    entity of it (``light: [turn_on, turn_off]``), or an entity id -> those it may call on
+    that one (``cover.garage_door: [open_cover]``). An entity without any can only be read."""
+
+    def exposure(self) -> Exposure:
+        """``entities`` and ``services`` parsed; ValueError if they cannot be."""
+        return Exposure.parse(self.entities, self.services)
+
+    def problems(self) -> Iterator[Problem]:
+        """What is wrong with these values; keys are relative to the section."""
+        if self.url is not None:
+            wrong = list(url("url", self.url, ("http", "https")))
+            yield from wrong
+            parts = urllib.parse.urlsplit(self.url) if not wrong else None
+            if parts and parts.scheme == "http" and not self.allow_insecure:
+                host = parts.hostname or ""
+                if not is_loopback(host):
+                    yield (
+                        "url",
+                        f"http:// to {host} would send the token unencrypted: use https://, "
+                        "or set homeassistant.allow_insecure: true",
+                    )
+        try:
+            self.exposure()
+        except ValueError as exc:
+            for line in str(exc).splitlines():
+                key, _, message = line.partition(": ")
+                yield key, message
+
+
 Section = (
     CozeConfig
     | AuthConfig
@@ -584,6 +716,8 @@ Section = (
     | MqttConfig
     | WakeConfig
     | HooksConfig
+    | ToolsConfig
+    | HomeAssistantConfig
     | LogConfig
 )
 
@@ -618,6 +752,12 @@ class Config:
 
     hooks: HooksConfig = field(default_factory=HooksConfig)
     """Programs run on state changes."""
+
+    tools: ToolsConfig = field(default_factory=ToolsConfig)
+    """Device-side plugins: the tools the bot may call on this device."""
+
+    homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
+    """Home Assistant tools: what the bot may read and control there."""
 
     log: LogConfig = field(default_factory=LogConfig)
     """Logging."""
