@@ -121,7 +121,11 @@ def open_audio(config: Config) -> tuple[Microphone, Speaker]:
 
     return (
         SoundDeviceMicrophone(
-            audio.input_device, capture_rate=audio.capture_rate, block_ms=audio.block_ms
+            audio.input_device,
+            capture_rate=audio.capture_rate,
+            block_ms=audio.block_ms,
+            channel=audio.input_channel,
+            gain_db=audio.input_gain_db,
         ),
         SoundDeviceSpeaker(
             audio.output_device, rate=audio.output_rate, prebuffer_ms=audio.prebuffer_ms

@@ -21,13 +21,18 @@ from types import TracebackType
 from typing import Any, Literal, Self, TextIO
 
 from coze_edge.adapters.resample import StreamResampler, to_mono
-from coze_edge.core.audio import apply_gain
-from coze_edge.errors import AudioDeviceLost
+from coze_edge.core.audio import amplify, apply_gain
+from coze_edge.errors import AudioDeviceLost, ConfigError
 
 log = logging.getLogger(__name__)
 
 NO_AUDIO_TIMEOUT_S = 2.0
 """A microphone silent for this long (no callbacks at all) is treated as lost."""
+
+MAX_OPEN_CHANNELS = 16
+"""A device claiming more input channels than this is a sound server's plugin (``pulse``
+and ``default`` claim 32 or 128 and make up the ones the source lacks): only as many as
+reach the chosen channel are opened from it, two at least."""
 
 
 def _sd() -> Any:
@@ -140,12 +145,16 @@ class SoundDeviceMicrophone:
         capture_rate: int = 16000,
         block_ms: int = 60,
         channel: int | None = None,
+        gain_db: float = 0.0,
         queue_blocks: int = 32,
     ) -> None:
+        """``channel``: the one to use (0-based), None = the first, or what the device or
+        sound server makes of them all; ``gain_db`` is applied before anything else."""
         self._spec = device
         self._rate = capture_rate
         self._block_ms = block_ms
         self._channel = channel
+        self._gain_db = gain_db
         self._queue_blocks = queue_blocks
         self._stream: Any = None
         self._queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(queue_blocks)
@@ -161,8 +170,25 @@ class SoundDeviceMicrophone:
         sd = _sd()
         self._loop = asyncio.get_running_loop()
         device = find_device(self._spec, "input", rescan=True)
-        # A mic HAT with several channels: open them all, then pick one or average them.
-        self._channels = 1 if device.inputs == 1 or self._channel is None else device.inputs
+        # A mic HAT with several channels: open them all, then pick one. Without a channel,
+        # one is opened: PortAudio gives a card's first, a sound server its mix of all.
+        self._channels = 1
+        if self._channel is not None:
+            if self._channel >= device.inputs:
+                raise ConfigError(
+                    [
+                        (
+                            "audio.input_channel",
+                            f"{device.name!r} has {device.inputs} input channel(s), so 0 to "
+                            f"{device.inputs - 1}, not {self._channel}",
+                        )
+                    ]
+                )
+            self._channels = (
+                device.inputs
+                if device.inputs <= MAX_OPEN_CHANNELS
+                else max(self._channel + 1, 2)  # one would be the server's mix of all
+            )
         rate = _rate_for(sd, device, self._rate, self._channels, "input")
         if rate != self._rate:
             self._resampler = StreamResampler(rate, self._rate)
@@ -184,7 +210,14 @@ class SoundDeviceMicrophone:
             _close(stream, "microphone")
             raise AudioDeviceLost(f"cannot open microphone {device.name!r}: {exc}") from exc
         self.device = device
-        log.info("microphone: %s at %d Hz, %d channel(s)", device.name, rate, self._channels)
+        log.info(
+            "microphone: %s at %d Hz, %s",
+            device.name,
+            rate,
+            f"channel {self._channel} of {self._channels}"
+            if self._channel is not None
+            else "1 channel",
+        )
         return self
 
     async def __aexit__(
@@ -212,6 +245,7 @@ class SoundDeviceMicrophone:
             block = self._resampler.process(block)
         if not block:
             return
+        block = amplify(block, self._gain_db)
         if self.on_capture is not None:
             block = self.on_capture(block)
         if self._queue.full():

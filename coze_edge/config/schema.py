@@ -64,6 +64,9 @@ PCM_RATES: Final = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 
+MAX_INPUT_CHANNEL: Final = 31
+"""The highest ``audio.input_channel`` (the 6-Mic Array has 8 channels, ALSA's plugins 32)."""
+
 
 @dataclass(frozen=True, slots=True)
 class CozeConfig:
@@ -266,6 +269,16 @@ class AudioConfig:
     input_device: str | int | None = None
     """Microphone: a name (substring, see ``coze-edge devices``) or index; None = default."""
 
+    input_channel: int | None = None
+    """The microphone's channel to use, 0 = the first (``coze-edge devices`` names it for
+    known hardware: 0, the processed one, on a ReSpeaker USB Mic Array); None = the first,
+    or the mix of all that a sound server makes."""
+
+    input_gain_db: float = 0.0
+    """Amplify (or, below 0, soften) the microphone by this much before anything hears it;
+    ``coze-edge devices --test`` suggests a value. Clipping in the card cannot be undone
+    here: lower the card's capture level instead (``alsamixer``)."""
+
     output_device: str | int | None = None
     """Speaker: a name (substring) or index; None = the system default."""
 
@@ -340,6 +353,9 @@ class AudioConfig:
                 yield key, f"a device index must be 0 or more, got {device}"
             elif isinstance(device, str):
                 yield from not_blank(key, device, "must not be empty; null = system default")
+        if self.input_channel is not None:
+            yield from between("input_channel", self.input_channel, 0, MAX_INPUT_CHANNEL)
+        yield from between("input_gain_db", self.input_gain_db, -20, 30, " dB")
         if self.backend == "file" and self.file_input is None:
             yield "file_input", "required with backend file: the WAV to use as the microphone"
         if self.output_rate not in PCM_RATES:
