@@ -16,12 +16,20 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, Self, TextIO
 
 from coze_edge.adapters.resample import StreamResampler, to_mono
+from coze_edge.adapters.sound_system import sound_facts
 from coze_edge.core.audio import amplify, apply_gain
+from coze_edge.core.hardware import (
+    DeviceInfo,
+    Recommendation,
+    SoundFacts,
+    hints,
+    recognise,
+    recommend,
+)
 from coze_edge.errors import AudioDeviceLost, ConfigError
 
 log = logging.getLogger(__name__)
@@ -41,17 +49,6 @@ def _sd() -> Any:
     except OSError as exc:  # "PortAudio library not found"
         raise AudioDeviceLost(f"PortAudio is not available ({exc}): install libportaudio2") from exc
     return sounddevice
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceInfo:
-    index: int
-    name: str
-    inputs: int
-    outputs: int
-    default_rate: float
-    default_input: bool
-    default_output: bool
 
 
 _open_streams = 0
@@ -443,25 +440,77 @@ class SoundDeviceSpeaker:
         return self._played_bytes / (2 * self._device_rate) * 1000
 
 
-def print_devices(out: TextIO) -> int:
-    """``coze-edge devices``."""
+def print_devices(out: TextIO, *, facts: SoundFacts | None = None) -> int:
+    """
+    ``coze-edge devices``: every device with the known voice hardware, the defaults and the
+    recommended ones marked; the config lines for the recommended ones; what to check when
+    there is none (or a known card PortAudio cannot open). 1 when there is no device.
+    """
     try:
         devices = list_devices()
     except AudioDeviceLost as exc:
         print(f"coze-edge devices: {exc}", file=out)
         return 1
-    print(f"{'index':>5}  {'in':>3} {'out':>3} {'rate':>6}  name", file=out)
-    for d in devices:
-        marks = ("  (default input)" if d.default_input else "") + (
-            "  (default output)" if d.default_output else ""
-        )
-        print(
-            f"{d.index:>5}  {d.inputs:>3} {d.outputs:>3} {d.default_rate:>6.0f}  {d.name}{marks}",
-            file=out,
-        )
+    chosen = recommend(devices)
+    checks = hints(devices, facts or sound_facts())
+    if devices:
+        print(f"{'index':>5}  {'in':>3} {'out':>3} {'rate':>6}  name", file=out)
+        for d in devices:
+            marks = _marks(d, chosen)
+            print(
+                f"{d.index:>5}  {d.inputs:>3} {d.outputs:>3} {d.default_rate:>6.0f}  {d.name}"
+                + (f"  ({marks})" if marks else ""),
+                file=out,
+            )
+        _print_recommendation(chosen, devices, out)
+    else:
+        print("coze-edge devices: PortAudio finds no audio device.", file=out)
+    if checks:
+        print("\nCheck:", file=out)
+        for line in checks:
+            print(f"  - {line}", file=out)
+    return 0 if devices else 1
+
+
+def _marks(device: DeviceInfo, chosen: Recommendation) -> str:
+    words = []
+    known = recognise(device.name)
+    recommended = [
+        kind
+        for kind, pick in (("input", chosen.input), ("output", chosen.output))
+        if pick is not None and pick.device == device
+    ]
+    if recommended:
+        words.append("recommended " + " and ".join(recommended))
+    defaults = [
+        kind
+        for kind, default in (("input", device.default_input), ("output", device.default_output))
+        if default
+    ]
+    if defaults:
+        words.append("default " + " and ".join(defaults))
+    text = ", ".join(words)
+    if known is not None:
+        text = f"{known.label}; {text}" if text else known.label
+    return text
+
+
+def _print_recommendation(chosen: Recommendation, devices: list[DeviceInfo], out: TextIO) -> None:
+    print("", file=out)
+    for kind, pick in (("microphone", chosen.input), ("speaker", chosen.output)):
+        if pick is not None:
+            print(f"Recommended {kind}: {pick.device.name} ({pick.why})", file=out)
+    print("Put in the config file (coze-edge check-config checks it):", file=out)
+    for line in chosen.config_lines(devices):
+        print(f"  {line}", file=out)
+    setups = []
+    for pick in (chosen.input, chosen.output):
+        if pick is not None and pick.hardware is not None and pick.hardware not in setups:
+            setups.append(pick.hardware)
+    for hardware in setups:
+        print(f"{hardware.label}: {hardware.setup}.", file=out)
     print(
-        "Put a name (or a unique part of it) or an index in audio.input_device / "
-        "audio.output_device.",
+        "Then try them: coze-edge devices --test (records, plays back, measures the levels "
+        "and the echo, and suggests the settings).",
         file=out,
     )
-    return 0

@@ -201,6 +201,8 @@ class Pick:
     device: DeviceInfo
     hardware: Hardware | None
     why: str
+    default: bool = False
+    """It is the system's default: the config says null."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +215,7 @@ class Recommendation:
         lines = ["audio:"]
         if self.input is not None:
             device, hardware = self.input.device, self.input.hardware
-            lines.append(f"  input_device: {_yaml(config_name(device, devices, 'input'))}")
+            lines.append(f"  input_device: {_device_value(self.input, devices, 'input')}")
             if hardware is not None and hardware.channel is not None and device.inputs > 1:
                 lines.append(f"  input_channel: {hardware.channel}  # {hardware.channel_note}")
             rate = round(device.default_rate)
@@ -223,9 +225,14 @@ class Recommendation:
                 note = f"opened at 16000 Hz if the device takes it, else at {rate} Hz and resampled"
             lines.append(f"  capture_rate: 16000  # {note}")
         if self.output is not None:
-            name = config_name(self.output.device, devices, "output")
-            lines.append(f"  output_device: {_yaml(name)}")
+            lines.append(f"  output_device: {_device_value(self.output, devices, 'output')}")
         return lines
+
+
+def _device_value(pick: Pick, devices: Sequence[DeviceInfo], kind: str) -> str:
+    if pick.default:
+        return f"null  # the system's default ({pick.device.name})"
+    return _yaml(config_name(pick.device, devices, kind))
 
 
 def _yaml(value: str | int) -> str:
@@ -273,7 +280,9 @@ def _fallback(devices: Sequence[DeviceInfo], kind: str) -> Pick | None:
     usable = [d for d in devices if (d.inputs if kind == "input" else d.outputs) > 0]
     default = [d for d in usable if (d.default_input if kind == "input" else d.default_output)]
     if default:
-        return Pick(default[0], recognise(default[0].name), f"the system's default {kind}")
+        return Pick(
+            default[0], recognise(default[0].name), f"the system's default {kind}", default=True
+        )
     if usable:
         return Pick(usable[0], recognise(usable[0].name), f"the first {kind} device")
     return None

@@ -156,12 +156,21 @@ def test_a_speakerphone_is_preferred_to_a_camera() -> None:
 
 
 def test_without_known_hardware_the_defaults_are_recommended() -> None:
-    """On a plain machine the system's defaults are the recommendation."""
-    chosen = recommend([PI_HEADPHONES, SYSDEFAULT, DEFAULT])
+    """On a plain machine the system's defaults are the recommendation: null in the config."""
+    devices = [PI_HEADPHONES, SYSDEFAULT, DEFAULT]
+
+    chosen = recommend(devices)
 
     assert picked(chosen) == (DEFAULT, DEFAULT)
     assert chosen.input is not None
     assert chosen.input.hardware is None
+    assert chosen.config_lines(devices) == [
+        "audio:",
+        "  input_device: null  # the system's default (default)",
+        "  capture_rate: 16000  # opened at 16000 Hz if the device takes it, else at 48000 Hz "
+        "and resampled",
+        "  output_device: null  # the system's default (default)",
+    ]
 
 
 def test_nothing_is_recommended_from_an_empty_list() -> None:
