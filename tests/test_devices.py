@@ -1,21 +1,31 @@
 """
-``coze-edge devices``, the real command: the voice hardware recognised among PortAudio's
-devices (PulseAudio null sinks named after real hardware, shown to PortAudio by an ALSA
-config as a Pi's cards are), the recommended devices and their config lines, and what to
-check when there is none.
+``coze-edge devices`` and ``devices --test``, the real command: the voice hardware
+recognised among PortAudio's devices (PulseAudio null sinks named after real hardware,
+shown to PortAudio by an ALSA config as a Pi's cards are), the recommended devices and
+their config lines, and what to check when there is none; and the audio check, with speech
+played into PulseAudio's virtual microphone (loud, quiet, over noise) and with and without
+an echo path.
 """
 
 from __future__ import annotations
 
+import asyncio
+import re
+import wave
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from coze_edge.adapters.sound_system import sound_facts
+from coze_edge.adapters.wav import read_wav_as
+from coze_edge.core.audio import CAPTURE
 from coze_edge.core.hardware import hints
-from tests.support.cli import run_cli
-from tests.support.pulseaudio import HardwareKind, pulse_server
+from tests.support.cli import CliRun, run_cli, start_cli
+from tests.support.data import DATA
+from tests.support.pulseaudio import HardwareKind, PulseEnv, louder, pulse_server
+from tests.support.timing import MS
 
 
 def device_line(output: str, name: str) -> str:
@@ -105,3 +115,90 @@ async def test_no_device_at_all_says_what_to_check(tmp_path: Path) -> None:
     assert expected
     for line in expected:
         assert f"  - {line}\n" in result.stdout
+
+
+# --- devices --test -----------------------------------------------------------------------
+
+
+async def audio_check(pulse: PulseEnv, user: Path, *args: str) -> str:
+    """``coze-edge devices --test --seconds 3``, with ``user`` played into the microphone as
+    soon as the recording starts; everything it printed."""
+    run = CliRun(await start_cli("devices", "--test", "--seconds", "3", *args, env=pulse.env()))
+    await run.read_until("Recording 3 s")
+    player = pulse.play_into_mic(user)
+    async with asyncio.timeout(40_000 * MS):
+        rest, _ = await run.process.communicate()
+    await asyncio.to_thread(player.wait)
+    run.rest = rest.decode()
+    assert run.returncode == 0, run.output
+    return run.output
+
+
+def reported(output: str, what: str) -> float:
+    """A figure of the report: ``peak``, ``speech`` or ``noise floor`` in dBFS."""
+    match = re.search(rf"^  {what} +(-?[\d.]+) dBFS", output, re.MULTILINE)
+    assert match, output
+    return float(match.group(1))
+
+
+def with_noise(source: Path, target: Path, level_dbfs: float) -> Path:
+    """A copy of a 16 kHz WAV with white noise at ``level_dbfs`` RMS over all of it."""
+    speech = np.frombuffer(read_wav_as(source, CAPTURE), dtype="<i2").astype(np.float64)
+    hiss = np.random.default_rng(7).normal(0, 32768 * 10 ** (level_dbfs / 20), len(speech))
+    with wave.open(str(target), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(CAPTURE.rate)
+        w.writeframes(np.clip(np.rint(speech + hiss), -32768, 32767).astype("<i2").tobytes())
+    return target
+
+
+async def test_a_loud_input_is_reported_as_clipping(pulse: PulseEnv, tmp_path: Path) -> None:
+    """Speech six times too loud: the meter runs, clipping is reported, no gain suggested,
+    and without an echo path the tone is not heard."""
+    user = louder(DATA / "utterance-weather.wav", tmp_path / "loud.wav", 6.0)
+
+    output = await audio_check(pulse, user)
+
+    print(output)
+    assert re.search(r"^   1\.0 s  level +-?[\d.]+ dBFS  peak", output, re.MULTILINE)
+    assert "Playing it back: you should hear yourself." in output
+    assert reported(output, "peak") == 0.0
+    assert re.search(r"^  clipping     \d+ samples at full scale", output, re.MULTILINE)
+    assert "    input_gain_db: 0  # no gain: the input already clips\n" in output
+    assert "! the input clips" in output
+    assert "  not heard (likeness 0.0" in output
+
+
+async def test_a_quiet_input_gets_a_gain(pulse: PulseEnv, tmp_path: Path) -> None:
+    """Speech at a thirtieth of its level: no clipping, and a gain that brings it near -20."""
+    user = louder(DATA / "utterance-weather.wav", tmp_path / "quiet.wav", 1 / 30)
+
+    output = await audio_check(pulse, user)
+
+    print(output)
+    assert "  clipping     none\n" in output
+    speech = reported(output, "speech")
+    assert speech < -40
+    gain = re.search(r"^    input_gain_db: (\d+)  # speech at", output, re.MULTILINE)
+    assert gain, output
+    assert -23 <= speech + float(gain.group(1)) <= -17
+
+
+async def test_an_echo_path_and_a_noisy_room_are_reported(
+    echoing_pulse: PulseEnv, tmp_path: Path
+) -> None:
+    """With the speaker reaching the microphone, the tone is found at the path's delay; the
+    noise under the speech makes the VAD stricter and suggests noise suppression."""
+    user = with_noise(DATA / "utterance-weather.wav", tmp_path / "noisy.wav", -40.0)
+
+    output = await audio_check(echoing_pulse, user)
+
+    print(output)
+    echo = re.search(r"audible: the tone came back (\d+) ms later at (-?\d+) dBFS", output)
+    assert echo, output
+    assert 40 <= int(echo.group(1)) <= 400
+    assert "pip install 'coze-edge[aec]'" in output
+    assert -45 <= reported(output, "noise floor") <= -35
+    assert "    aggressiveness: 3  # noise floor" in output
+    assert "audio.noise_suppression: true" in output
