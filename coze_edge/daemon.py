@@ -128,7 +128,11 @@ def open_audio(config: Config) -> tuple[Microphone, Speaker]:
             gain_db=audio.input_gain_db,
         ),
         SoundDeviceSpeaker(
-            audio.output_device, rate=audio.output_rate, prebuffer_ms=audio.prebuffer_ms
+            audio.output_device,
+            rate=audio.output_rate,
+            prebuffer_ms=audio.prebuffer_ms,
+            keep_open_s=audio.output_keep_open_s,
+            warmup_ms=audio.output_warmup_ms,
         ),
     )
 

@@ -443,6 +443,13 @@ def test_a_value_of_the_wrong_type_is_a_problem(
         ("audio", "input_gain_db", 31, "must be between -20 dB and 30 dB, got 31 dB"),
         (
             "audio",
+            "output_keep_open_s",
+            0,
+            "must be more than 0 s and at most 3600 s, got 0 s",
+        ),
+        ("audio", "output_warmup_ms", 2500, "must be between 0 ms and 2000 ms, got 2500 ms"),
+        (
+            "audio",
             "output_rate",
             11025,
             "must be 8000, 16000, 22050, 24000, 32000, 44100 or 48000 Hz, got 11025",

@@ -266,7 +266,18 @@ class SoundDeviceMicrophone:
 
 
 class SoundDeviceSpeaker:
-    """Mono s16le at ``rate`` to a PortAudio output, through a jitter buffer."""
+    """
+    Mono s16le at ``rate`` to a PortAudio output, through a jitter buffer.
+
+    By default the output stream stays open from ``__aenter__`` to ``__aexit__``, fed with
+    silence between sounds: the sound card and any sound server in between never go idle,
+    so nothing of a reply's start is lost to a device waking up, and the echo canceller
+    (``on_render``) gets an unbroken reference. ``keep_open_s`` closes the stream after
+    that long without sound instead (less CPU while idle, and the card may sleep), and
+    opens it again for the next sound; ``warmup_ms`` of silence then go first, so that a
+    device that wakes up slowly loses silence, not the reply. With an echo canceller
+    attached, the stream stays open whatever ``keep_open_s`` says.
+    """
 
     def __init__(
         self,
@@ -275,17 +286,22 @@ class SoundDeviceSpeaker:
         rate: int = 24000,
         block_ms: int = 20,
         prebuffer_ms: int = 100,
+        keep_open_s: float | None = None,
+        warmup_ms: int = 0,
     ) -> None:
         self._spec = device
         self.rate = rate
         self._block_ms = block_ms
         self._prebuffer_ms = prebuffer_ms
+        self._keep_open_s = keep_open_s
+        self._warmup_ms = warmup_ms
         self._device_rate = rate
         self._resampler: StreamResampler | None = None
         self._buffer = bytearray()
         self._lock = threading.Lock()
         self._started = False  # this burst passed its pre-buffer
         self._first_byte_at = 0.0
+        self._warmup_left = 0  # frames of silence still to play before any sound
         self._volume = 100
         self._played_bytes = 0
         self._drained = asyncio.Event()
@@ -293,9 +309,13 @@ class SoundDeviceSpeaker:
         self._room = asyncio.Event()
         self._room_below: int | None = None  # bytes; _on_output sets _room once fewer are left
         self._stream: Any = None
+        self._generation = 0  # which opening of the stream is the current one
+        self._closing: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lost: str | None = None
         self.underruns = 0
+        self.opened = 0
+        """How often the output stream was opened (1 while it is kept open)."""
         self.device: DeviceInfo | None = None
         self.burst_started_at: float | None = None
         self.on_render: Callable[[bytes, int], None] | None = None
@@ -307,6 +327,30 @@ class SoundDeviceSpeaker:
         self._device_rate = _rate_for(sd, device, self.rate, 1, "output")
         if self._device_rate != self.rate:
             self._resampler = StreamResampler(self.rate, self._device_rate)
+        if self._keep_open_s is not None and self.on_render is not None:
+            log.info(
+                "audio.output_keep_open_s ignored: the echo canceller needs the speaker's "
+                "stream open all the time"
+            )
+            self._keep_open_s = None
+        self._open(device)
+        log.info(
+            "speaker: %s at %d Hz, %s",
+            device.name,
+            self._device_rate,
+            "kept open"
+            if self._keep_open_s is None
+            else f"closed after {self._keep_open_s:g} s of silence",
+        )
+        self._close_later()
+        return self
+
+    def _open(self, device: DeviceInfo) -> None:
+        sd = _sd()
+        self._generation += 1
+        generation = self._generation
+        with self._lock:
+            self._warmup_left = self._device_rate * self._warmup_ms // 1000
         try:
             self._stream = _opened(
                 sd.RawOutputStream(
@@ -317,7 +361,7 @@ class SoundDeviceSpeaker:
                     blocksize=self._device_rate * self._block_ms // 1000,
                     callback=self._on_output,
                     latency="low",
-                    finished_callback=self._on_finished,
+                    finished_callback=lambda: self._on_finished(generation),
                 )
             )
             self._stream.start()
@@ -326,8 +370,28 @@ class SoundDeviceSpeaker:
             _close(stream, "speaker")
             raise AudioDeviceLost(f"cannot open speaker {device.name!r}: {exc}") from exc
         self.device = device
-        log.info("speaker: %s at %d Hz", device.name, self._device_rate)
-        return self
+        self.opened += 1
+
+    def _close_later(self) -> None:
+        """With ``keep_open_s``: close the stream once it has been silent that long."""
+        if self._keep_open_s is None or self._loop is None:
+            return
+        if self._closing is not None:
+            self._closing.cancel()
+        self._closing = self._loop.call_later(self._keep_open_s, self._close_if_silent)
+
+    def _close_if_silent(self) -> None:
+        self._closing = None
+        if self._stream is None:
+            return
+        with self._lock:
+            busy = bool(self._buffer) or self._warmup_left > 0
+        if busy:  # a stream that has not even played its warm-up yet, or new sound
+            self._close_later()
+            return
+        stream, self._stream = self._stream, None
+        _close(stream, "speaker")  # PortAudio drops what it still holds: silence
+        log.debug("= speaker stream closed after %g s of silence", self._keep_open_s)
 
     async def __aexit__(
         self,
@@ -336,12 +400,16 @@ class SoundDeviceSpeaker:
         tb: TracebackType | None,
         /,
     ) -> None:
+        if self._closing is not None:
+            self._closing.cancel()
+            self._closing = None
         stream, self._stream = self._stream, None
         _close(stream, "speaker")
         self._room.set()
 
-    def _on_finished(self) -> None:
-        if self._stream is not None and self._loop is not None:
+    def _on_finished(self, generation: int) -> None:
+        # PortAudio's thread. A stream closed on purpose (or replaced) is not a loss.
+        if generation == self._generation and self._stream is not None and self._loop:
             self._lost = "the output stream stopped"
             self._loop.call_soon_threadsafe(self._drained.set)
             self._loop.call_soon_threadsafe(self._room.set)
@@ -353,7 +421,10 @@ class SoundDeviceSpeaker:
         if status and status.output_underflow:
             self.underruns += 1
         with self._lock:
-            available = len(self._buffer)
+            warming = self._warmup_left > 0
+            if warming:  # a freshly opened stream: silence first, the sound after it
+                self._warmup_left = max(0, self._warmup_left - frames)
+            available = 0 if warming else len(self._buffer)
             if available and not self._started:
                 waited = now - self._first_byte_at if self._first_byte_at else 0.0
                 enough = available >= self._device_rate * 2 * self._prebuffer_ms // 1000
@@ -386,6 +457,7 @@ class SoundDeviceSpeaker:
             self._loop.call_soon_threadsafe(self.on_render, bytes(outdata), self._device_rate)
         if emptied and self._loop is not None:
             self._loop.call_soon_threadsafe(self._drained.set)
+            self._loop.call_soon_threadsafe(self._close_later)
         if room and self._loop is not None:
             self._loop.call_soon_threadsafe(self._room.set)
 
@@ -401,6 +473,14 @@ class SoundDeviceSpeaker:
             pcm = self._resampler.process(pcm)
         if not pcm:
             return
+        if self._closing is not None:
+            self._closing.cancel()
+            self._closing = None
+        if self._stream is None and self.device is not None:
+            # Closed after a silence (keep_open_s): open it again, by the same name, and
+            # play the warm-up first. A few milliseconds on the loop, once per reply.
+            self._open(find_device(self._spec, "output"))
+            log.debug("= speaker stream opened again for sound")
         with self._lock:
             self._buffer += pcm
         self._drained.clear()
@@ -413,6 +493,7 @@ class SoundDeviceSpeaker:
             self._room_below = None
         self._drained.set()
         self._room.set()
+        self._close_later()
 
     async def wait_drained(self) -> None:
         await self._drained.wait()
@@ -427,6 +508,11 @@ class SoundDeviceSpeaker:
                 self._room_below = limit
                 self._room.clear()
             await self._room.wait()
+
+    @property
+    def stream_open(self) -> bool:
+        """The output stream is open (always, unless ``keep_open_s`` closed it)."""
+        return self._stream is not None
 
     def set_volume(self, percent: int) -> None:
         self._volume = max(0, min(100, percent))

@@ -314,6 +314,17 @@ class AudioConfig:
     prebuffer_ms: int = 100
     """Reply audio buffered before the speaker starts, against underruns."""
 
+    output_keep_open_s: float | None = None
+    """None: the speaker's stream stays open, fed with silence, so no sound card or sound
+    server sleeps and no reply starts clipped (the default). A number: close it after that
+    many seconds without sound (less CPU while idle; the card may sleep) and open it again
+    for the next sound, ``output_warmup_ms`` of silence first. Ignored with echo
+    cancellation, which needs the stream open."""
+
+    output_warmup_ms: int = 0
+    """Silence played first each time the speaker's stream opens, so that a device waking
+    up loses that and not the start of the reply (with ``output_keep_open_s``)."""
+
     volume: int = 100
     """Speaker volume at start, in percent."""
 
@@ -380,6 +391,9 @@ class AudioConfig:
                     f"Opus runs at {_rates(rates)} Hz here, got {self.capture_rate}",
                 )
         yield from ms("prebuffer_ms", self.prebuffer_ms, 0, 2000)
+        if self.output_keep_open_s is not None:
+            yield from positive("output_keep_open_s", self.output_keep_open_s, 3600, " s")
+        yield from ms("output_warmup_ms", self.output_warmup_ms, 0, 2000)
         yield from between("volume", self.volume, 0, 100)
         echo = self.echo_cancellation
         if isinstance(echo, str) and echo != "auto":
