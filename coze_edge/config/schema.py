@@ -23,6 +23,7 @@ from coze_edge.config.checks import (
     Problem,
     alternatives,
     between,
+    hint,
     is_loopback,
     ms,
     not_blank,
@@ -34,6 +35,7 @@ from coze_edge.config.checks import (
     topic,
     url,
 )
+from coze_edge.core.earcons import KINDS as EARCON_KINDS
 from coze_edge.core.identity import is_int64_id
 from coze_edge.core.wake import WAKE_WORDS
 
@@ -331,6 +333,11 @@ class AudioConfig:
     earcons: bool = True
     """Play short sounds when listening starts and ends."""
 
+    earcon_files: Mapping[str, str] = field(default_factory=_empty)
+    """Your own WAVs instead of the built-in earcons, by event: ``listening``, ``wake``,
+    ``error``, ``unauthorized``, ``done`` (e.g. ``{wake: /etc/coze-edge/ding.wav}``); any
+    rate and channels, converted to ``output_rate``; 3 s at most; checked at start."""
+
     noise_suppression: bool = False
     """Clean the microphone (WebRTC noise suppression) before VAD and wake word; needs the
     ``aec`` extra (``pip install coze-edge[aec]``)."""
@@ -395,6 +402,14 @@ class AudioConfig:
             yield from positive("output_keep_open_s", self.output_keep_open_s, 3600, " s")
         yield from ms("output_warmup_ms", self.output_warmup_ms, 0, 2000)
         yield from between("volume", self.volume, 0, 100)
+        for kind, path in self.earcon_files.items():
+            if kind not in EARCON_KINDS:
+                yield (
+                    f"earcon_files.{kind}",
+                    f"unknown earcon{hint(kind, EARCON_KINDS)}: {alternatives(list(EARCON_KINDS))}",
+                )
+            elif not path.strip():
+                yield f"earcon_files.{kind}", "must name a WAV file"
         echo = self.echo_cancellation
         if isinstance(echo, str) and echo != "auto":
             yield "echo_cancellation", f"must be auto, true or false, got {echo!r}"
@@ -549,6 +564,10 @@ class WakeConfig:
     word: str | None = None
     """One of ``coze_edge.core.wake.WAKE_WORDS``, or None (VAD only)."""
 
+    model: Path | None = None
+    """A custom wake word instead: a microWakeWord model's manifest (``model.json``, its
+    ``.tflite`` beside it); checked at start. Its name is the ``.tflite``'s."""
+
     sensitivity: float = 0.5
     """From 0 (fewest false wakes) to 1 (fewest missed wakes)."""
 
@@ -558,6 +577,8 @@ class WakeConfig:
     def problems(self) -> Iterator[Problem]:
         """What is wrong with these values; keys are relative to the section."""
         yield from one_of("word", self.word, (*WAKE_WORDS, None))
+        if self.word is not None and self.model is not None:
+            yield "model", "set wake.word (a built-in wake word) or wake.model, not both"
         yield from between("sensitivity", self.sensitivity, 0, 1)
         yield from between("follow_up_s", self.follow_up_s, 0, 60)
 
