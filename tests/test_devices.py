@@ -10,7 +10,12 @@ an echo path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import pty
 import re
+import termios
+import threading
 import wave
 from collections.abc import Mapping
 from pathlib import Path
@@ -170,13 +175,61 @@ async def test_a_loud_input_is_reported_as_clipping(pulse: PulseEnv, tmp_path: P
     assert "  not heard (likeness 0.0" in output
 
 
-async def test_a_quiet_input_gets_a_gain(pulse: PulseEnv, tmp_path: Path) -> None:
-    """Speech at a thirtieth of its level: no clipping, and a gain that brings it near -20."""
-    user = louder(DATA / "utterance-weather.wav", tmp_path / "quiet.wav", 1 / 30)
+async def audio_check_on_a_terminal(pulse: PulseEnv, user: Path, *args: str) -> str:
+    """``audio_check`` with a terminal (a pty) as stdout, as a person runs it: what it
+    wrote there, line ends as the program wrote them."""
+    master, slave = pty.openpty()
+    attrs = termios.tcgetattr(slave)
+    attrs[1] &= ~termios.ONLCR  # keep "\n" as "\n"
+    termios.tcsetattr(slave, termios.TCSANOW, attrs)
+    process = await start_cli(
+        "devices", "--test", "--seconds", "3", *args, env=pulse.env(), stdout=slave, stderr=slave
+    )
+    os.close(slave)
+    written = bytearray()
+    recording = threading.Event()
 
-    output = await audio_check(pulse, user)
+    def read() -> None:  # until the program closes the terminal (EIO)
+        with contextlib.suppress(OSError):
+            while chunk := os.read(master, 4096):
+                written.extend(chunk)
+                if b"Recording 3 s" in written:
+                    recording.set()
+        recording.set()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        await asyncio.to_thread(recording.wait, 20_000 * MS)
+        player = pulse.play_into_mic(user)
+        async with asyncio.timeout(40_000 * MS):
+            await process.wait()
+        await asyncio.to_thread(player.wait)
+    finally:
+        await asyncio.to_thread(reader.join, 5_000 * MS)
+        os.close(master)
+    output = written.decode(errors="replace")
+    assert process.returncode == 0, output
+    return output
+
+
+async def test_a_quiet_input_gets_a_gain(pulse: PulseEnv, tmp_path: Path) -> None:
+    """Speech at a thirtieth of its level, on a terminal, with the config's devices: the
+    meter redraws one line, no clipping, and a gain that brings the speech near -20."""
+    user = louder(DATA / "utterance-weather.wav", tmp_path / "quiet.wav", 1 / 30)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "coze: {bot_id: '7'}\nauth: {method: pat}\ndevice: {id: '42'}\n"
+        "audio: {input_device: pulse, output_device: pulse, input_channel: 0}\n"
+    )
+
+    output = await audio_check_on_a_terminal(pulse, user, "-c", str(config))
 
     print(output)
+    assert output.startswith("Microphone: pulse, channel 0\nSpeaker:    pulse\n")
+    meter = output.partition("count from one to ten) ...\n")[2].partition("\n")[0]
+    assert meter.count("\r  [") >= 20  # about every 100 ms for 3 s
+    assert re.search(r"\r  \[#+\.*\] +-?[\d.]+ dBFS  peak +-?[\d.]+\r", meter)
     assert "  clipping     none\n" in output
     speech = reported(output, "speech")
     assert speech < -40
@@ -202,3 +255,11 @@ async def test_an_echo_path_and_a_noisy_room_are_reported(
     assert -45 <= reported(output, "noise floor") <= -35
     assert "    aggressiveness: 3  # noise floor" in output
     assert "audio.noise_suppression: true" in output
+
+
+async def test_a_recording_too_short_or_long_is_a_usage_error() -> None:
+    """--seconds outside 0.5..60 is refused before any device is opened: exit 64."""
+    result = await run_cli("devices", "--test", "--seconds", "0", stderr=asyncio.subprocess.PIPE)
+
+    assert result.returncode == 64
+    assert result.stderr == "coze-edge devices: --seconds must be between 0.5 and 60\n"
