@@ -333,8 +333,9 @@ class SoundFacts:
 
 def hints(devices: Sequence[DeviceInfo], facts: SoundFacts) -> list[str]:
     """
-    What to check, one line each: all of it when PortAudio lists no device, and for a
-    known card the kernel has but PortAudio cannot open (busy or forbidden) in any case.
+    What to check, one line each: all of it when PortAudio lists no microphone; for a known
+    card the kernel has but PortAudio cannot open (busy or forbidden) in any case; and where
+    to look when no listed device is voice hardware coze-edge knows.
     """
     out: list[str] = []
     names = " ".join(d.name.lower() for d in devices)
@@ -353,18 +354,30 @@ def hints(devices: Sequence[DeviceInfo], facts: SoundFacts) -> list[str]:
             "it: a sound server holds it (use the `pulse` or `default` device, or stop the "
             f"server), or {facts.user} may not (the `audio` group)"
         )
-    if devices:
+    microphones = [d for d in devices if d.inputs > 0]
+    if microphones:
+        if not out and not any(recognise(d.name) for d in devices):
+            out.append(
+                "none of these is voice hardware coze-edge knows; if you have some: a "
+                "ReSpeaker HAT needs its driver and overlay (dtoverlay=seeed-2mic-voicecard, "
+                "seeed-4mic-voicecard or seeed-8mic-voicecard in /boot/firmware/config.txt, "
+                "then reboot), a USB device must be in `arecord -l` (else `lsusb`, "
+                "`dmesg | tail`)"
+            )
         return out
+    if devices:
+        out.append("PortAudio finds speakers but no microphone: so, for the microphone:")
     if facts.cards is None:
         out.append(
             "the kernel shows no sound at all (/proc/asound/cards is missing): inside a "
             "container, pass /dev/snd through; on a Pi, check that the OS booted its own kernel"
         )
-    elif not facts.cards:
+    else:
         out.append(
-            "the kernel has no sound card: a HAT needs its driver and overlay "
-            "(dtoverlay=... in /boot/firmware/config.txt, then reboot; `arecord -l` lists "
-            "capture cards), a USB device must be plugged in (`lsusb`, `dmesg | tail`)"
+            ("the kernel has no sound card" if not facts.cards else "no microphone card")
+            + ": a HAT needs its driver and overlay (dtoverlay=... in "
+            "/boot/firmware/config.txt, then reboot; `arecord -l` lists the capture cards), "
+            "a USB device must be plugged in (`lsusb`, `dmesg | tail`)"
         )
     if facts.snd_accessible is False:
         out.append(

@@ -257,3 +257,23 @@ def test_a_sound_server_that_cannot_be_reached_is_named() -> None:
 
     assert any("/proc/asound/cards is missing" in line for line in lines)
     assert any(line.startswith("pipewire runs here") for line in lines)
+
+
+def test_a_pi_without_its_hat_driver_is_told_about_the_overlay() -> None:
+    """Only the Pi's own jack (no microphone): the checklist, the overlay first."""
+    cards = (Card(0, "Headphones", "bcm2835 Headphones"), Card(1, "vc4hdmi0", "vc4-hdmi-0"))
+
+    lines = hints([PI_HEADPHONES], facts(cards=cards))
+
+    assert lines[0] == "PortAudio finds speakers but no microphone: so, for the microphone:"
+    assert any("dtoverlay=" in line for line in lines)
+
+
+def test_microphones_that_are_no_known_hardware_get_a_pointer() -> None:
+    """A plain USB microphone: where to look if voice hardware was expected."""
+    usb = device(1, "USB PnP Sound Device: Audio (hw:1,0)", 1, 0)
+
+    [line] = hints([PI_HEADPHONES, usb, DEFAULT], facts())
+
+    assert line.startswith("none of these is voice hardware coze-edge knows")
+    assert "dtoverlay=seeed-2mic-voicecard" in line
