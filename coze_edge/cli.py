@@ -53,7 +53,27 @@ def _parser() -> argparse.ArgumentParser:
     with_config("login", "log in with a code typed on a phone (OAuth device flow)")
     bind = with_config("bind", "bind this device to the configured Coze channel")
     bind.add_argument("--csv", metavar="FILE", help="bind many devices: CSV with device_id,name")
-    sub.add_parser("devices", help="list audio input and output devices")
+    devices = with_config(
+        "devices", "list audio devices, the recommended ones and their config lines"
+    )
+    devices.add_argument(
+        "--test",
+        action="store_true",
+        help="record with a level meter, play it back, play a tone and listen for it; "
+        "report levels, clipping and echo, and suggest settings",
+    )
+    devices.add_argument(
+        "--seconds", type=float, default=5.0, help="--test: how long to record (default 5)"
+    )
+    devices.add_argument(
+        "--input",
+        metavar="DEVICE",
+        help="--test: microphone (name or index; default: -c's, else the recommended)",
+    )
+    devices.add_argument("--output", metavar="DEVICE", help="--test: speaker (likewise)")
+    devices.add_argument(
+        "--channel", type=int, metavar="N", help="--test: the microphone's channel (0 = first)"
+    )
     with_config("check-config", "validate the config and print every problem")
     with_config("doctor", "check audio, login, Coze and MQTT; one line per check")
     demo = sub.add_parser("demo", help="one voice turn offline against the bundled simulator")
@@ -141,6 +161,27 @@ def _token_service(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audio_check(args: argparse.Namespace) -> int:
+    """``devices --test``: with ``-c``, the config's devices and channel unless given."""
+    from coze_edge.audio_check import CheckSettings, run_audio_check
+
+    if not 0.5 <= args.seconds <= 60:
+        print("coze-edge devices: --seconds must be between 0.5 and 60", file=sys.stderr)
+        return 64
+    input_device, output_device, channel = None, None, None
+    if args.config:
+        audio = _load(args).audio
+        input_device, output_device = audio.input_device, audio.output_device
+        channel = audio.input_channel
+    settings = CheckSettings(
+        input_device=args.input if args.input is not None else input_device,
+        output_device=args.output if args.output is not None else output_device,
+        channel=args.channel if args.channel is not None else channel,
+        seconds=args.seconds,
+    )
+    return asyncio.run(run_audio_check(settings, sys.stdout, tty=sys.stdout.isatty()))
+
+
 def _load(args: argparse.Namespace) -> Config:
     from coze_edge.config import load_config, resolve_config_path
 
@@ -213,6 +254,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(json.dumps(tool_declarations(_load(args)), indent=2, ensure_ascii=False))
             return 0
         case "devices":
+            if args.test:
+                return _audio_check(args)
             from coze_edge.adapters.sound_devices import print_devices
 
             return print_devices(sys.stdout)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Protocol, assert_never
 
@@ -45,7 +45,7 @@ from coze_edge.core.commands import (
     Unmute,
     split_for_speech,
 )
-from coze_edge.core.earcons import earcon
+from coze_edge.core.earcons import EarconKind, earcon
 from coze_edge.core.events import AudioDelta, ServerEvent, ToolCall
 from coze_edge.core.session import (
     REFUSALS,
@@ -185,6 +185,7 @@ class Conversation:
         on_event: Callable[[dict[str, Any]], None],
         remember_conversation: Callable[[str | None], None] = lambda _: None,
         earcons: bool = True,
+        earcon_sounds: Mapping[EarconKind, bytes] | None = None,
         inbox_size: int = 256,
         refused_retry_s: float = REFUSED_RETRY_S,
         playback_ahead_ms: float = PLAYBACK_AHEAD_MS,
@@ -199,6 +200,7 @@ class Conversation:
         self._on_event = on_event
         self._remember_conversation = remember_conversation
         self._earcons = earcons
+        self._earcon_sounds = earcon_sounds or {}  # custom ones, at the speaker's rate
         self._refused_retry_s = refused_retry_s
         self._playback_ahead_ms = playback_ahead_ms
         self._tools = tools
@@ -514,7 +516,8 @@ class Conversation:
                     self._speaker.flush()
                 case PlayEarcon(kind):
                     if self._earcons:
-                        self._speaker.play_nowait(earcon(kind, self._speaker.rate))
+                        sound = self._earcon_sounds.get(kind)
+                        self._speaker.play_nowait(sound or earcon(kind, self._speaker.rate))
                 case Announce(state):
                     if state is State.IDLE:
                         self._first_idle.set()

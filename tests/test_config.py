@@ -438,6 +438,16 @@ def test_a_value_of_the_wrong_type_is_a_problem(
         ("audio", "block_ms", 25, "must be a multiple of 10 ms, got 25 ms"),
         ("audio", "prebuffer_ms", -1, "must be between 0 ms and 2000 ms, got -1 ms"),
         ("audio", "input_device", -1, "a device index must be 0 or more, got -1"),
+        ("audio", "input_channel", -1, "must be between 0 and 31, got -1"),
+        ("audio", "input_channel", 32, "must be between 0 and 31, got 32"),
+        ("audio", "input_gain_db", 31, "must be between -20 dB and 30 dB, got 31 dB"),
+        (
+            "audio",
+            "output_keep_open_s",
+            0,
+            "must be more than 0 s and at most 3600 s, got 0 s",
+        ),
+        ("audio", "output_warmup_ms", 2500, "must be between 0 ms and 2000 ms, got 2500 ms"),
         (
             "audio",
             "output_rate",

@@ -31,6 +31,7 @@ from coze_edge.config.files import (
     read_regular_file,
     regular_file_problem,
 )
+from coze_edge.config.media import media_problems
 from coze_edge.config.schema import (
     DEFAULT_STATE_DIR,
     DEFAULT_TOPIC_PREFIX,
@@ -168,6 +169,7 @@ def config_from_mapping(
     problems += _file_problems(config.audio)
     problems += _secret_problems(config)
     problems += _hook_problems(config.hooks)
+    problems += media_problems(config)
 
     if problems:
         problems = [(key, _with_origin(key, message, origins)) for key, message in problems]

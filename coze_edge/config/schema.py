@@ -23,6 +23,7 @@ from coze_edge.config.checks import (
     Problem,
     alternatives,
     between,
+    hint,
     is_loopback,
     ms,
     not_blank,
@@ -34,6 +35,7 @@ from coze_edge.config.checks import (
     topic,
     url,
 )
+from coze_edge.core.earcons import KINDS as EARCON_KINDS
 from coze_edge.core.identity import is_int64_id
 from coze_edge.core.tools import RESERVED_TOOLS, TOOL_NAME, Exposure, command_argv
 from coze_edge.core.wake import WAKE_WORDS
@@ -64,6 +66,9 @@ PCM_RATES: Final = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 """Sample rates Coze accepts for PCM audio, in and out."""
 
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+
+MAX_INPUT_CHANNEL: Final = 31
+"""The highest ``audio.input_channel`` (the 6-Mic Array has 8 channels, ALSA's plugins 32)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +272,16 @@ class AudioConfig:
     input_device: str | int | None = None
     """Microphone: a name (substring, see ``coze-edge devices``) or index; None = default."""
 
+    input_channel: int | None = None
+    """The microphone's channel to use, 0 = the first (``coze-edge devices`` names it for
+    known hardware: 0, the processed one, on a ReSpeaker USB Mic Array); None = the first,
+    or the mix of all that a sound server makes."""
+
+    input_gain_db: float = 0.0
+    """Amplify (or, below 0, soften) the microphone by this much before anything hears it;
+    ``coze-edge devices --test`` suggests a value. Clipping in the card cannot be undone
+    here: lower the card's capture level instead (``alsamixer``)."""
+
     output_device: str | int | None = None
     """Speaker: a name (substring) or index; None = the system default."""
 
@@ -302,11 +317,27 @@ class AudioConfig:
     prebuffer_ms: int = 100
     """Reply audio buffered before the speaker starts, against underruns."""
 
+    output_keep_open_s: float | None = None
+    """None: the speaker's stream stays open, fed with silence, so no sound card or sound
+    server sleeps and no reply starts clipped (the default). A number: close it after that
+    many seconds without sound (less CPU while idle; the card may sleep) and open it again
+    for the next sound, ``output_warmup_ms`` of silence first. Ignored with echo
+    cancellation, which needs the stream open."""
+
+    output_warmup_ms: int = 0
+    """Silence played first each time the speaker's stream opens, so that a device waking
+    up loses that and not the start of the reply (with ``output_keep_open_s``)."""
+
     volume: int = 100
     """Speaker volume at start, in percent."""
 
     earcons: bool = True
     """Play short sounds when listening starts and ends."""
+
+    earcon_files: Mapping[str, str] = field(default_factory=_empty)
+    """Your own WAVs instead of the built-in earcons, by event: ``listening``, ``wake``,
+    ``error``, ``unauthorized``, ``done`` (e.g. ``{wake: /etc/coze-edge/ding.wav}``); any
+    rate and channels, converted to ``output_rate``; 3 s at most; checked at start."""
 
     noise_suppression: bool = False
     """Clean the microphone (WebRTC noise suppression) before VAD and wake word; needs the
@@ -341,6 +372,9 @@ class AudioConfig:
                 yield key, f"a device index must be 0 or more, got {device}"
             elif isinstance(device, str):
                 yield from not_blank(key, device, "must not be empty; null = system default")
+        if self.input_channel is not None:
+            yield from between("input_channel", self.input_channel, 0, MAX_INPUT_CHANNEL)
+        yield from between("input_gain_db", self.input_gain_db, -20, 30, " dB")
         if self.backend == "file" and self.file_input is None:
             yield "file_input", "required with backend file: the WAV to use as the microphone"
         if self.output_rate not in PCM_RATES:
@@ -365,7 +399,18 @@ class AudioConfig:
                     f"Opus runs at {_rates(rates)} Hz here, got {self.capture_rate}",
                 )
         yield from ms("prebuffer_ms", self.prebuffer_ms, 0, 2000)
+        if self.output_keep_open_s is not None:
+            yield from positive("output_keep_open_s", self.output_keep_open_s, 3600, " s")
+        yield from ms("output_warmup_ms", self.output_warmup_ms, 0, 2000)
         yield from between("volume", self.volume, 0, 100)
+        for kind, path in self.earcon_files.items():
+            if kind not in EARCON_KINDS:
+                yield (
+                    f"earcon_files.{kind}",
+                    f"unknown earcon{hint(kind, EARCON_KINDS)}: {alternatives(list(EARCON_KINDS))}",
+                )
+            elif not path.strip():
+                yield f"earcon_files.{kind}", "must name a WAV file"
         echo = self.echo_cancellation
         if isinstance(echo, str) and echo != "auto":
             yield "echo_cancellation", f"must be auto, true or false, got {echo!r}"
@@ -520,6 +565,10 @@ class WakeConfig:
     word: str | None = None
     """One of ``coze_edge.core.wake.WAKE_WORDS``, or None (VAD only)."""
 
+    model: Path | None = None
+    """A custom wake word instead: a microWakeWord model's manifest (``model.json``, its
+    ``.tflite`` beside it); checked at start. Its name is the ``.tflite``'s."""
+
     sensitivity: float = 0.5
     """From 0 (fewest false wakes) to 1 (fewest missed wakes)."""
 
@@ -529,6 +578,8 @@ class WakeConfig:
     def problems(self) -> Iterator[Problem]:
         """What is wrong with these values; keys are relative to the section."""
         yield from one_of("word", self.word, (*WAKE_WORDS, None))
+        if self.word is not None and self.model is not None:
+            yield "model", "set wake.word (a built-in wake word) or wake.model, not both"
         yield from between("sensitivity", self.sensitivity, 0, 1)
         yield from between("follow_up_s", self.follow_up_s, 0, 60)
 
