@@ -538,7 +538,8 @@ def test_bot_id_is_required(machine_id: Path) -> None:
 def test_client_id_is_required_for_the_device_flow_only(machine_id: Path) -> None:
     """method device_code needs auth.client_id; method pat does not."""
     assert problem({"coze": {"bot_id": BOT}}, machine_id) == (
-        "auth.client_id: required with method device_code: the OAuth app's client id"
+        "auth.client_id: required with method device_code "
+        "(the OAuth app's client id: README, the Coze side)"
     )
     assert build({"coze": {"bot_id": BOT}, "auth": {"method": "pat"}}, machine_id).auth.method == (
         "pat"
