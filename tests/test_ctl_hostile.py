@@ -341,7 +341,7 @@ async def test_a_flooded_daemon_still_answers_ctl_status(
             await asyncio.sleep(IDLE_GRACE_S + 0.1)
             held = open_fds(pid)
             started = time.monotonic()
-            status = await run_cli("ctl", "-c", str(cli_config), "status")
+            status = await run_cli("ctl", "-c", str(cli_config), "--json", "status")
             took = time.monotonic() - started
         finally:
             for client in clients:

@@ -108,7 +108,7 @@ async def daemon_process(config: Path) -> AsyncIterator[Running]:
 
 
 async def ctl_status(config: Path) -> dict[str, Any]:
-    running = await cli("ctl", "status", "-c", str(config))
+    running = await cli("ctl", "status", "--json", "-c", str(config))
     assert await running.finish(10) == 0, running.text
     status: dict[str, Any] = json.loads(running.lines[-1])
     return status
