@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -239,8 +241,23 @@ def _token_service(args: argparse.Namespace) -> int:
         custom_consumer=args.custom_consumer,
     )
     _setup_logging("info")
-    asyncio.run(token_service.serve(settings, args.host, args.port))
+    try:
+        asyncio.run(token_service.serve(settings, args.host, args.port))
+    except OSError as exc:
+        raise _cannot_listen(args.host, args.port, exc) from exc
     return 0
+
+
+def _cannot_listen(host: str, port: int, exc: OSError) -> CozeEdgeError:
+    """Why a server could not start listening: the port taken (69), or an address that is
+    not this machine's or no address at all (64)."""
+    if exc.errno == errno.EADDRINUSE:
+        return Unavailable(f"port {port} on {host} is taken (another server?): choose --port")
+    if isinstance(exc, socket.gaierror) or not exc.errno:
+        reason = exc.strerror or str(exc)
+    else:  # aiohttp words a bind error itself, address and all: the errno says it shorter
+        reason = os.strerror(exc.errno)
+    return UsageError(f"cannot listen on {host}:{port}: {reason}; check --host")
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -292,7 +309,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             _setup_logging("info")
             from coze_edge.simulator import serve
 
-            asyncio.run(serve(args.host, args.port, reply_speed=args.reply_speed))
+            try:
+                asyncio.run(serve(args.host, args.port, reply_speed=args.reply_speed))
+            except OSError as exc:
+                raise _cannot_listen(args.host, args.port, exc) from exc
             return 0
         case "login":
             config = _load(args)
