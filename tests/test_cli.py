@@ -176,3 +176,14 @@ async def test_a_wrong_argument_is_one_line_and_exit_64(args: list[str], says: s
     assert result.returncode == 64, result.stderr
     assert says in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_without_c_the_installed_config_is_read() -> None:
+    """With no -c (and neither $COZE_EDGE_CONFIG nor systemd's directory), the config read
+    is /etc/coze-edge/config.yaml, where scripts/install puts it (doctor and the rest take
+    the same path: tests/test_install_readme.py runs them so)."""
+    result = await coze_edge("check-config", env={"CONFIGURATION_DIRECTORY": ""})
+
+    said = result.stdout + result.stderr
+    assert said.startswith("/etc/coze-edge/config.yaml: "), said
+    assert "Traceback" not in said

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.cli import CliResult, run_cli
+from coze_edge.simulator import Simulator
+from tests.support.cli import CliResult, read_until, run_cli, start_cli
 from tests.support.data import DATA
 from tests.support.mosquitto import make_tls_files
 from tests.support.timing import MS
@@ -301,3 +302,34 @@ async def test_good_tls_files_pass(tmp_path: Path) -> None:
     result = await coze_edge("check-config", "-c", str(write_config(tmp_path, mqtt=mqtt)))
 
     assert result.returncode == 0, result.stderr
+
+
+# --- login -----------------------------------------------------------------------------------
+
+
+@pytest.mark.simulator(poll_interval_s=1)
+async def test_a_login_whose_token_cannot_be_saved_says_so(sim: Simulator, tmp_path: Path) -> None:
+    """The state directory checked at the start is gone by the time the code is approved
+    (a file in its place): one line saying the login was approved but not saved, exit 77."""
+    config = write_config(
+        tmp_path,
+        coze={"bot_id": BOT, "api_base": sim.api_base, "ws_base": sim.ws_base},
+        auth={"method": "device_code", "client_id": "1234.app.coze"},
+    )
+    state = tmp_path / "state"
+    login = await start_cli("login", "-c", str(config))
+    seen: list[str] = []
+    async with asyncio.timeout(30_000 * MS):
+        await read_until(login, "enter the code", seen)
+        state.rmdir()
+        state.write_text("")
+        [code] = sim.pending_user_codes()
+        sim.approve(code)
+        rest, _ = await login.communicate()
+    said = "".join(seen) + rest.decode()
+
+    assert login.returncode == 77, said
+    assert said.splitlines()[-1].startswith(
+        f"coze-edge login: approved, but the token cannot be saved in {state}/token.json: "
+    ), said
+    assert "Traceback" not in said
