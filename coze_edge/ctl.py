@@ -6,7 +6,8 @@ else on ``<state_dir>/ctl.sock``; mode 0660, so the service's group may use it a
 else. The client looks in those places (:func:`socket_places`) and, when none answers, says
 where it looked and why each failed. One request per connection:
 a JSON line ``{"command": NAME, "argument": TEXT}``; one JSON line back:
-``{"ok": true, "status": {...}}`` or ``{"ok": false, "error": "..."}``. The commands are
+``{"ok": true, "status": {...}}`` or ``{"ok": false, "error": "..."}`` (with ``"busy":
+true`` when refused for want of room, not for what it asked). The commands are
 the MQTT ones and go through the same parser, so neither can run programs or touch files.
 Clients are bounded (how many at once, how long, how large, how deep): see :class:`CtlServer`.
 """
@@ -47,6 +48,8 @@ IDLE_GRACE_S: Final = 0.25
 """At the cap, a client that has sent no request for this long is closed to make room."""
 REPLY_DEADLINE_S: Final = 2.0
 """How long writing the reply may take, for a client that does not read it."""
+ANSWER_WITHIN_S: Final = 10.0
+"""How long ``coze-edge ctl`` waits for the daemon's answer."""
 
 
 def socket_path(state_dir: Path, env: Mapping[str, str]) -> Path:
@@ -277,7 +280,7 @@ async def request(path: Path, command: str, argument: str = "") -> dict[str, Any
     try:
         writer.write(json.dumps({"command": command, "argument": argument}).encode() + b"\n")
         await writer.drain()
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(ANSWER_WITHIN_S):
             line = await reader.readline()
     finally:
         writer.close()
@@ -285,6 +288,15 @@ async def request(path: Path, command: str, argument: str = "") -> dict[str, Any
     if not isinstance(reply, dict):
         raise ValueError("the daemon answered something that is not a JSON object")
     return reply
+
+
+SYSTEMD_SOCKET: Final = Path("/run/coze-edge/ctl.sock")
+"""Where the daemon of the unit listens: its ``RuntimeDirectory=coze-edge``."""
+
+JOIN_GROUP: Final = (
+    "only root and the group coze-edge may use it: `sudo usermod -aG coze-edge $USER`, "
+    "then log in again"
+)
 
 
 def socket_places(
@@ -315,15 +327,6 @@ def socket_places(
         yield from once(state_dir())
 
 
-SYSTEMD_SOCKET: Final = Path("/run/coze-edge/ctl.sock")
-"""Where the daemon of the unit listens: its ``RuntimeDirectory=coze-edge``."""
-
-JOIN_GROUP: Final = (
-    "only root and the group coze-edge may use it: `sudo usermod -aG coze-edge $USER`, "
-    "then log in again"
-)
-
-
 def _why_not(exc: BaseException) -> str:
     """Why a place did not answer, for the user."""
     if isinstance(exc, FileNotFoundError):
@@ -333,7 +336,7 @@ def _why_not(exc: BaseException) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return "a socket, but no daemon listens on it (left by one that stopped)"
     if isinstance(exc, TimeoutError):
-        return "no answer within 10 s"
+        return f"no answer within {ANSWER_WITHIN_S:g} s"
     if isinstance(exc, ValueError):
         return f"not a coze-edge answer ({exc})"
     if isinstance(exc, OSError):
@@ -352,7 +355,9 @@ async def run_ctl(
 ) -> int:
     """The ``coze-edge ctl`` command: 0 done; 64 a command or argument the daemon would
     refuse (checked here, before asking it); 69 no daemon answers, or it is too busy;
-    78 the config named cannot be read (only needed when no systemd daemon answers)."""
+    78 the config named (``-c``, ``$COZE_EDGE_CONFIG``) cannot be used. A config nobody
+    named is read only if its state_dir is reached, and its problem is then one more
+    place that did not answer."""
     from coze_edge.config import CONFIG_ENV, load_config, resolve_config_path
     from coze_edge.errors import ConfigError
 

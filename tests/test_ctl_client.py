@@ -169,3 +169,35 @@ async def test_a_command_the_daemon_would_refuse_is_a_usage_error(
     assert result.returncode == 64, result.stdout
     assert result.stdout.startswith(f"coze-edge ctl: {says}"), result.stdout
     assert result.stdout.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "code"),
+    [
+        ({"ok": False, "error": "busy: too many control connections", "busy": True}, 69),
+        ({"ok": False, "error": "unknown command 'listen'"}, 64),  # a daemon of another version
+        ({"ok": True, "status": {"state": "speaking", "volume": 7, "future_key": 1}}, 0),
+    ],
+)
+async def test_what_the_daemon_answers_decides_the_exit_code(
+    tmp_path: Path, answer: dict[str, object], code: int
+) -> None:
+    """Refused for want of room: 69 (try again); refused for what was asked: 64; a status
+    with keys this client does not know: shown without them."""
+
+    async def daemon(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        writer.write(json.dumps(answer).encode() + b"\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_unix_server(daemon, path=str(tmp_path / "ctl.sock"))
+    async with server:
+        result = await run_cli("ctl", "listen", env={"RUNTIME_DIRECTORY": str(tmp_path)})
+
+    assert result.returncode == code, result.stdout
+    if code:
+        assert result.stdout == f"coze-edge ctl: {answer['error']}\n"
+    else:
+        assert result.stdout.splitlines()[:3] == ["state: speaking", "muted: no", "volume: 7"]
+        assert "future" not in result.stdout
