@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import os
 import re
+import wave
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -548,7 +549,8 @@ def test_bot_id_is_required(machine_id: Path) -> None:
 def test_client_id_is_required_for_the_device_flow_only(machine_id: Path) -> None:
     """method device_code needs auth.client_id; method pat does not."""
     assert problem({"coze": {"bot_id": BOT}}, machine_id) == (
-        "auth.client_id: required with method device_code: the OAuth app's client id"
+        "auth.client_id: required with method device_code "
+        "(the OAuth app's client id: README, the Coze side)"
     )
     assert build({"coze": {"bot_id": BOT}, "auth": {"method": "pat"}}, machine_id).auth.method == (
         "pat"
@@ -629,7 +631,11 @@ def test_the_file_backend_checks_its_files(tmp_path: Path, machine_id: Path) -> 
 def test_the_file_backend_accepts_a_new_output_file(tmp_path: Path, machine_id: Path) -> None:
     """An existing input and a not-yet-existing output in an existing directory are fine."""
     source = tmp_path / "in.wav"
-    source.write_bytes(b"RIFF")
+    with wave.open(str(source), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(16000)
+        wav.writeframes(bytes(320))
 
     config = build(
         with_valid(

@@ -218,7 +218,11 @@ class AuthConfig:
             yield "speak_code_every_s", "must be at least 30 s (the code takes about 20 s to say)"
         yield from not_blank("speak_code_language", self.speak_code_language)
         if self.method == "device_code" and not (self.client_id or "").strip():
-            yield "client_id", "required with method device_code: the OAuth app's client id"
+            yield (
+                "client_id",
+                "required with method device_code "
+                "(the OAuth app's client id: README, the Coze side)",
+            )
         yield from not_blank("workspace_id", self.workspace_id)
         if self.token_url is not None:
             yield from token_url("token_url", self.token_url)
