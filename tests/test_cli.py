@@ -88,6 +88,7 @@ ALL_COMMANDS = [
     "token-service serve",
     "token-service issue-secret",
     "voices",
+    "tools",
     "ctl status",
 ]
 
