@@ -52,8 +52,9 @@ async def test_a_flood_that_goes_on_is_a_line_per_interval(
     # Each later line carries the interval's count: written by the loop's timer, or, when
     # a loaded machine runs the timer late, by the next warning past the interval.
     assert all(
-        line.endswith(" more errors since the last such line")
-        or line.endswith(" more errors held back before it)")
+        line.endswith(
+            (" more errors since the last such line", " more errors held back before it)")
+        )
         for line in counts
     ), counts
 
