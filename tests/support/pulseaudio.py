@@ -35,6 +35,9 @@ class PulseEnv:
     root: Path
     server: str
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    recorders: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    """Every ``parec`` a test started, ended with the server even when the test failed
+    before its own ``Recording.stop`` (a recorder left running fails the next test)."""
     _recordings: int = 0
     alsa_config: Path | None = None
     """XDG_CONFIG_HOME with an ALSA config naming devices after hardware (``hardware=``)."""
@@ -89,10 +92,11 @@ class PulseEnv:
 
     def stop(self) -> None:
         """Kill the server and its helpers (``pactl exit`` is refused with anonymous auth)."""
-        for process in reversed(self.processes):
+        for process in reversed(self.processes + self.recorders):
             process.kill()
             process.wait()
         self.processes.clear()
+        self.recorders.clear()
 
     def restart(self) -> None:
         """The sound server dies and comes back (what a desktop session or an update does)."""
@@ -129,6 +133,7 @@ class PulseEnv:
                 stdout=out,
                 env=self.env(),
             )
+        self.recorders.append(process)
         return Recording(process, path)
 
 
