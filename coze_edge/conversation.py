@@ -47,6 +47,7 @@ from coze_edge.core.events import AudioDelta, ServerEvent
 from coze_edge.core.session import (
     REFUSALS,
     Announce,
+    DuckPlayback,
     Effect,
     Emit,
     FlushPlayback,
@@ -444,6 +445,8 @@ class Conversation:
                     self._speaker.play_nowait(pcm)
                 case FlushPlayback():
                     self._speaker.flush()
+                case DuckPlayback(db):
+                    self._speaker.duck(db)
                 case PlayEarcon(kind):
                     if self._earcons:
                         self._speaker.play_nowait(earcon(kind, self._speaker.rate))

@@ -93,6 +93,9 @@ BARGE_IN_START_MS_AEC = 240
 path check (scripts/aec-check) passed 27 of 27 fixed-delay runs, yet on the drifting path
 a leak of the reply's own voice cut it off (mid-reply, and once reply after reply)."""
 
+BARGE_IN_DUCK_MS_AEC = 0
+"""With echo cancellation: speech that lowers (ducks) the reply before it is cut."""
+
 BARGE_IN_LEVEL_DBFS_AEC = -45.0
 """With it, this only keeps the canceller's faint residue (which webrtcvad, deaf to level,
 may call speech) from interrupting."""
@@ -214,6 +217,9 @@ def session_settings(
     level = vad.barge_in_level_dbfs
     if level is None and echo_cancelled:
         level = BARGE_IN_LEVEL_DBFS_AEC
+    duck = 0
+    if echo_cancelled:
+        duck = BARGE_IN_DUCK_MS_AEC if vad.barge_in_duck_ms is None else vad.barge_in_duck_ms
     if config.audio.backend != "sounddevice":
         min_rms = 0.0  # a WAV file never hears the speaker
     elif level is None:
@@ -237,6 +243,7 @@ def session_settings(
         follow_up_s=config.wake.follow_up_s,
         start_ms=config.vad.start_ms,
         barge_in_start_ms=start,
+        barge_in_duck_ms=duck,
         custom_variables=config.coze.custom_variables,
         meta_data=config.coze.meta_data,
         parameters=config.coze.parameters,

@@ -179,6 +179,11 @@ async def run(
         figures[f"  the cut to silence handed to the device p50 / max (n={n})"] = p50_max(
             [p.cut_to_device for p in parts]
         )
+        ducks = [p.onset_to_duck for p in parts if p.onset_to_duck is not None]
+        if ducks:
+            figures[
+                f"  user's onset to the duck handed to the device p50 / max (n={len(ducks)})"
+            ] = p50_max(ducks)
     if reach:
         figures["echo alone, the most barge_in_start_ms it met (replies)"] = (
             f"{max(reach)} ms ({len(reach)} replies; "

@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from coze_edge.config import Config, config_from_mapping
-from coze_edge.daemon import session_settings
+from coze_edge.daemon import BARGE_IN_DUCK_MS_AEC, session_settings
 
 
 def config(**vad: Any) -> Config:
@@ -40,3 +40,12 @@ def test_configured_values_win() -> None:
     )
     assert settings.barge_in_start_ms == 150
     assert settings.barge_in_min_rms == 32768 * 10 ** (-30 / 20)
+
+
+def test_ducking_is_for_echo_cancelled_replies_only() -> None:
+    """vad.barge_in_duck_ms applies with echo cancellation; half-duplex never ducks."""
+    ducking = config(barge_in_duck_ms=60)
+    assert session_settings(ducking, None, echo_cancelled=True).barge_in_duck_ms == 60
+    assert session_settings(ducking, None, echo_cancelled=False).barge_in_duck_ms == 0
+    default = session_settings(config(), None, echo_cancelled=True).barge_in_duck_ms
+    assert default == BARGE_IN_DUCK_MS_AEC

@@ -21,13 +21,16 @@ from types import TracebackType
 from typing import Any, Literal, Self, TextIO
 
 from coze_edge.adapters.resample import StreamResampler, to_mono
-from coze_edge.core.audio import apply_gain
+from coze_edge.core.audio import Ducking, apply_gain
 from coze_edge.errors import AudioDeviceLost
 
 log = logging.getLogger(__name__)
 
 NO_AUDIO_TIMEOUT_S = 2.0
 """A microphone silent for this long (no callbacks at all) is treated as lost."""
+
+DUCK_RAMP_MS = 5
+"""How long a change of the speaker's ducking takes (a step would click)."""
 
 
 def _sd() -> Any:
@@ -256,6 +259,7 @@ class SoundDeviceSpeaker:
         self._started = False  # this burst passed its pre-buffer
         self._first_byte_at = 0.0
         self._volume = 100
+        self._ducking = Ducking(rate * DUCK_RAMP_MS // 1000)  # applied on PortAudio's thread
         self._played_bytes = 0
         self._drained = asyncio.Event()
         self._drained.set()
@@ -267,6 +271,7 @@ class SoundDeviceSpeaker:
         self.underruns = 0
         self.device: DeviceInfo | None = None
         self.burst_started_at: float | None = None
+        self.ducked_at: float | None = None
         self.on_render: Callable[[bytes, int], None] | None = None
 
     async def __aenter__(self) -> Self:
@@ -344,6 +349,10 @@ class SoundDeviceSpeaker:
             room = self._room_below is not None and len(self._buffer) < self._room_below
             if room:
                 self._room_below = None
+        gain = self._ducking.gain
+        chunk = self._ducking.apply(chunk)
+        if gain == 1.0 and self._ducking.gain < 1.0:
+            self.ducked_at = now
         if len(chunk) < need:
             outdata[: len(chunk)] = chunk
             outdata[len(chunk) :] = b"\x00" * (need - len(chunk))
@@ -399,6 +408,9 @@ class SoundDeviceSpeaker:
 
     def set_volume(self, percent: int) -> None:
         self._volume = max(0, min(100, percent))
+
+    def duck(self, db: float) -> None:
+        self._ducking.set_db(db)  # one float: the callback reads it once per block
 
     @property
     def playing(self) -> bool:

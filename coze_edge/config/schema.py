@@ -406,6 +406,11 @@ class VadConfig:
     is not speech); without it, null = half-duplex (the echo-safe fallback: only the wake
     word or a command interrupts), or set a level above your speaker's echo."""
 
+    barge_in_duck_ms: int | None = None
+    """With echo cancellation: speech that lowers the reply by 40 dB at once, before
+    ``barge_in_start_ms`` of it cut the reply (or it faded without, and the reply plays on);
+    null = the daemon's choice, 0 = off. Without echo cancellation: always off."""
+
     def problems(self) -> Iterator[Problem]:
         """What is wrong with these values; keys are relative to the section."""
         yield from between("aggressiveness", self.aggressiveness, 0, 3)
@@ -417,6 +422,8 @@ class VadConfig:
             yield from ms("barge_in_start_ms", self.barge_in_start_ms, 20, 2000)
         if self.barge_in_level_dbfs is not None:
             yield from between("barge_in_level_dbfs", self.barge_in_level_dbfs, -90, 0, " dBFS")
+        if self.barge_in_duck_ms is not None:
+            yield from ms("barge_in_duck_ms", self.barge_in_duck_ms, 0, 2000)
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,6 +113,9 @@ class Parts:
     cut_to_device: float
     """The cut to the first silent block handed to the speaker's device (the next
     callback of the output stream)."""
+    onset_to_duck: float | None
+    """The user's first sound to the first ducked block handed to the device (None: the
+    reply was not ducked)."""
 
 
 class Probe:
@@ -142,6 +145,8 @@ class Probe:
         self._position = 0  # capture stream samples so far
         self._silent_renders: list[float] = []  # when each all-zero device block was handed
         self._marked_at = 0
+        self._marked_time = 0.0
+        self._speaker = speaker
         self._vad = vad
         self._min_rms = min_rms
         self._frames = FrameSplitter(rate * FRAME_MS // 1000 * 2)
@@ -176,6 +181,7 @@ class Probe:
     def mark(self) -> None:
         """The user is about to speak: the onset is looked for in what comes after."""
         self._marked_at = self._position
+        self._marked_time = self._clock()
 
     def parts(self, user: bytes, cut_at: float) -> Parts | None:
         """Take the barge-in apart: ``user`` as played into the microphone (at the capture
@@ -193,7 +199,13 @@ class Probe:
         device = next((t for t in self._silent_renders if t >= cut_at), None)
         if device is None:
             return None
-        return Parts((cut_at - onset_at) * 1000, (device - cut_at) * 1000)
+        ducked = self._speaker.ducked_at
+        duck = None if ducked is None or ducked < self._marked_time else ducked - onset_at
+        return Parts(
+            (cut_at - onset_at) * 1000,
+            (device - cut_at) * 1000,
+            None if duck is None else duck * 1000,
+        )
 
     def echo_reach_ms(self, spans: Sequence[tuple[float, float]]) -> int:
         """
