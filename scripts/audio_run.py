@@ -153,6 +153,7 @@ async def run(
                 latency: dict[str, Any] = conversation.metrics.latency
                 spans = echo_alone(daemon.states, users, loop.time())
                 reach = [probe.echo_reach_ms([span]) for span in spans]
+                false_ducks = probe.ducks(spans)
     figures = {
         "PulseAudio run": f"{minutes:g} min, {path} echo path, {turns} turns, "
         f"{barge_ins} barge-ins",
@@ -189,6 +190,7 @@ async def run(
             f"{max(reach)} ms ({len(reach)} replies; "
             f"over 0 ms: {', '.join(map(str, sorted(r for r in reach if r))) or 'none'})"
         )
+    figures["ducks with the echo alone"] = str(false_ducks)
     figures["replies that cut themselves off"] = f"{len(self_cut)}" + (
         f" (at {', '.join(self_cut)})" if self_cut else ""
     )

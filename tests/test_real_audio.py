@@ -281,13 +281,15 @@ async def reply_echo_is_cancelled(pulse: PulseEnv, tmp_path: Path) -> None:
             read_wav_as(UTTERANCE, AudioFormat(24000)),
         )
         assert await asyncio.to_thread(player.wait) == 0
-        reach = probe.echo_reach_ms(echo_alone(live.run.states, [user_at], user_at))
+        echo = echo_alone(live.run.states, [user_at], user_at)
+        reach, ducks = probe.echo_reach_ms(echo), probe.ducks(echo)
 
     # How close the echo came to barging in, how fast the reply yielded to the user:
     # scripts/aec-check collects these figures.
     print(
         f"heard {loud_seconds(whole):.2f} s uninterrupted, {loud_seconds(cut):.2f} s cut; "
-        f"echo alone reached {reach} ms; barge-in onset to silence {yielded} ms"
+        f"echo alone reached {reach} ms and ducked the reply {ducks} times; "
+        f"barge-in onset to silence {yielded} ms"
     )
     assert loud_seconds(whole) >= REPLY_LOUD_S - 0.3
     assert 1.0 <= loud_seconds(cut) <= 3.5

@@ -151,6 +151,7 @@ class Probe:
         self._min_rms = min_rms
         self._frames = FrameSplitter(rate * FRAME_MS // 1000 * 2)
         self._judged: list[tuple[float, bool]] = []  # (tapped at, speech loud enough)
+        self._ducks: list[float] = []  # when the speaker began each duck
         capture, render = microphone.on_capture, speaker.on_render
 
         def on_capture(block: bytes) -> bytes:
@@ -167,6 +168,9 @@ class Probe:
             return cleaned
 
         def on_render(pcm: bytes, rate: int) -> None:
+            ducked = speaker.ducked_at
+            if ducked is not None and (not self._ducks or ducked != self._ducks[-1]):
+                self._ducks.append(ducked)
             if pcm.count(0) == len(pcm):
                 now = self._clock()
                 self._silent_renders.append(now)
@@ -206,6 +210,10 @@ class Probe:
             (device - cut_at) * 1000,
             None if duck is None else duck * 1000,
         )
+
+    def ducks(self, spans: Sequence[tuple[float, float]]) -> int:
+        """How often the reply was ducked in ``spans`` (from, to on the daemon's clock)."""
+        return sum(1 for t in self._ducks for start, end in spans if start <= t < end)
 
     def echo_reach_ms(self, spans: Sequence[tuple[float, float]]) -> int:
         """
