@@ -20,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from coze_edge.core.status import State
 from coze_edge.daemon import session_settings
 from coze_edge.simulator import Simulator
 from tests.support.barge_in import (
+    CUT_RMS,
     Parts,
     Probe,
     echo_alone,
@@ -46,6 +48,8 @@ from tests.support.pulseaudio import louder, pulse_server
 UTTERANCE = DATA / "utterance-weather.wav"
 PATHS = ("fixed-delay", "drifting-delay")
 BUDGET = "(budget <= 150 / 250)"
+BARGED_S = 3.0
+"""A reply cut this soon after the user began talking over it was cut by the user."""
 
 
 def settings(pairs: list[str]) -> dict[str, dict[str, Any]]:
@@ -60,6 +64,36 @@ def settings(pairs: list[str]) -> dict[str, dict[str, Any]]:
     return sections
 
 
+@dataclass
+class Measured:
+    """What a run measured (milliseconds unless said otherwise)."""
+
+    minutes: float
+    path: str
+    overrides: dict[str, dict[str, Any]]
+    turns: int
+    barge_ins: int
+    silences: list[float]
+    """Onset to silence per barge-in, from the recordings (a reply ducked by 40 dB and then
+    cut is silent from the duck on: -60 dBFS is below the recordings' silence level)."""
+    cut_heard: list[float]
+    """Onset to the digital silence of the cut, from the recordings."""
+    parts: list[Parts]
+    self_cut: list[str]
+    """When a reply cut itself off (seconds into the run, and since the last xrun)."""
+    reach: list[int]
+    """Per reply, the longest ``barge_in_start_ms`` its echo alone met."""
+    false_ducks: int
+    latency: dict[str, list[float]]
+    overruns: int
+    underruns: int
+
+    @property
+    def ducks(self) -> list[float]:
+        """Onset to the first ducked block handed to the device, where there was a duck."""
+        return [p.onset_to_duck for p in self.parts if p.onset_to_duck is not None]
+
+
 async def run(
     minutes: float,
     tmp: Path,
@@ -68,6 +102,17 @@ async def run(
     overrides: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, str]:
     """The figures of a run of ``minutes``, by name, formatted."""
+    return figures(await measure(minutes, tmp, path=path, overrides=overrides))
+
+
+async def measure(
+    minutes: float,
+    tmp: Path,
+    *,
+    path: str = "fixed-delay",
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> Measured:
+    """A run of ``minutes`` on ``path`` with the config's ``overrides``."""
     overrides = overrides or {}
     with pulse_server(tmp / "pulse", echo_path=True, drift=path == "drifting-delay") as pulse:
         async with Simulator(reply_speed=4.0) as sim:
@@ -108,6 +153,7 @@ async def run(
                 turns = barge_ins = 0
                 self_cut: list[str] = []
                 silences: list[float] = []
+                cut_heard: list[float] = []
                 parts: list[Parts] = []
                 users: list[float] = []
                 await until(State.IDLE, 15)
@@ -129,7 +175,6 @@ async def run(
                     await asyncio.to_thread(pulse.play_into_mic(UTTERANCE).wait)
                     if not await until(State.SPEAKING, 15):
                         continue
-                    speaking = loop.time()
                     turns += 1
                     barged = loop.time() + 3600.0
                     if turns % 2 == 0:
@@ -140,29 +185,66 @@ async def run(
                         users.append(barged)
                         await asyncio.to_thread(pulse.play_into_mic(loud).wait)
                         barge_ins += 1
-                        silent_after = onset_to_silence(heard.stop(), played.stop(), user)
+                        mic, out = heard.stop(), played.stop()
+                        silent_after = onset_to_silence(mic, out, user)
                         if silent_after is not None:
                             silences.append(silent_after)
+                        cut_after = onset_to_silence(mic, out, user, level=CUT_RMS)
+                        if cut_after is not None:
+                            cut_heard.append(cut_after)
                         cut = cuts(barged, loop.time())
                         taken = probe.parts(user_captured, cut[0]) if cut else None
                         if taken is not None:
                             parts.append(taken)
                     await until(State.IDLE, 30)
-                    self_cut += [f"{t - started:.1f} s" for t in cuts(speaking, barged)]
                     await asyncio.sleep(0.5)
                 latency: dict[str, Any] = conversation.metrics.latency
+                # Every reply is watched, also the one answering a barge-in: a cut that is not
+                # the user's (within BARGED_S of talking over a reply) is the reply's own echo.
+                for t in cuts(started, loop.time()):
+                    if any(u <= t < u + BARGED_S for u in users):
+                        continue
+                    xrun = probe.since_xrun(t)
+                    self_cut.append(
+                        f"{t - started:.1f} s"
+                        + ("" if xrun is None else f", {xrun:.1f} s after an xrun")
+                    )
                 spans = echo_alone(daemon.states, users, loop.time())
                 reach = [probe.echo_reach_ms([span]) for span in spans]
                 false_ducks = probe.ducks(spans)
+    return Measured(
+        minutes,
+        path,
+        overrides,
+        turns,
+        barge_ins,
+        silences,
+        cut_heard,
+        parts,
+        self_cut,
+        reach,
+        false_ducks,
+        {name: list(values) for name, values in latency.items()},
+        microphone.overruns,
+        speaker.underruns,
+    )
+
+
+def figures(measured: Measured) -> dict[str, str]:
+    """A run's figures, by name, formatted."""
+    m = measured
+    silences, parts, reach, self_cut = m.silences, m.parts, m.reach, m.self_cut
     figures = {
-        "PulseAudio run": f"{minutes:g} min, {path} echo path, {turns} turns, "
-        f"{barge_ins} barge-ins",
+        "PulseAudio run": f"{m.minutes:g} min, {m.path} echo path, {m.turns} turns, "
+        f"{m.barge_ins} barge-ins",
     }
-    if overrides:
+    if m.overrides:
         figures["settings"] = " ".join(
-            f"{section}.{k}={v}" for section, values in overrides.items() for k, v in values.items()
+            f"{section}.{k}={v}"
+            for section, values in m.overrides.items()
+            for k, v in values.items()
         )
-    for name, samples in latency.items():
+    for name, samples in m.latency.items():
         values = [v * 1000 for v in samples]
         if values:
             figures[f"{name.replace('_', ' ')} p50 / p99 (n={len(values)})"] = (
@@ -172,6 +254,8 @@ async def run(
         figures[f"barge-in onset to silence p50 / max (n={len(silences)}) {BUDGET}"] = p50_max(
             silences
         )
+    if m.cut_heard:
+        figures[f"  onset to the cut heard p50 / max (n={len(m.cut_heard)})"] = p50_max(m.cut_heard)
     if parts:
         n = len(parts)
         figures[f"  user's onset to the cut p50 / max (n={n})"] = p50_max(
@@ -180,7 +264,7 @@ async def run(
         figures[f"  the cut to silence handed to the device p50 / max (n={n})"] = p50_max(
             [p.cut_to_device for p in parts]
         )
-        ducks = [p.onset_to_duck for p in parts if p.onset_to_duck is not None]
+        ducks = m.ducks
         if ducks:
             figures[
                 f"  user's onset to the duck handed to the device p50 / max (n={len(ducks)})"
@@ -190,14 +274,12 @@ async def run(
             f"{max(reach)} ms ({len(reach)} replies; "
             f"over 0 ms: {', '.join(map(str, sorted(r for r in reach if r))) or 'none'})"
         )
-    figures["ducks with the echo alone"] = str(false_ducks)
+    figures["ducks with the echo alone"] = str(m.false_ducks)
     figures["replies that cut themselves off"] = f"{len(self_cut)}" + (
         f" (at {', '.join(self_cut)})" if self_cut else ""
     )
     # PortAudio's overflows / underflows, plus blocks dropped when the reader fell behind.
-    figures["microphone overruns, speaker underruns"] = (
-        f"{microphone.overruns}, {speaker.underruns}"
-    )
+    figures["microphone overruns, speaker underruns"] = f"{m.overruns}, {m.underruns}"
     return figures
 
 

@@ -52,9 +52,14 @@ def window_rms(raw: bytes, rate: int = 24000) -> npt.NDArray[np.float64]:
     return levels
 
 
-def loud_windows(raw: bytes, rate: int = 24000) -> npt.NDArray[np.bool_]:
-    """Which 10 ms windows of a recording carry sound."""
-    loud: npt.NDArray[np.bool_] = window_rms(raw, rate) > QUIET_RMS
+CUT_RMS = 2.0
+"""A 10 ms window quieter than this is the digital silence of a cut reply; a reply ducked by
+40 dB stays above it while it speaks."""
+
+
+def loud_windows(raw: bytes, rate: int = 24000, quiet: float = QUIET_RMS) -> npt.NDArray[np.bool_]:
+    """Which 10 ms windows of a recording carry sound (are louder than ``quiet``)."""
+    loud: npt.NDArray[np.bool_] = window_rms(raw, rate) > quiet
     return loud
 
 
@@ -75,19 +80,25 @@ def first_sound(heard: bytes, user: bytes, rate: int = 24000) -> int | None:
 
 
 def onset_to_silence(
-    heard: bytes, played: bytes, user: bytes, quiet_s: float = 1.0
+    heard: bytes,
+    played: bytes,
+    user: bytes,
+    quiet_s: float = 1.0,
+    *,
+    level: float = QUIET_RMS,
 ) -> float | None:
     """
     Milliseconds from the user's first sound at the microphone (``heard``) to the reply
-    (``played``) going silent and staying so for ``quiet_s`` (the next reply waits for the
-    user to finish). All 24 kHz mono s16le; both recordings start together, each a few
-    milliseconds late by its own latency.
+    (``played``) going silent (below ``level``: a ducked reply is silent by the default
+    level, only a cut one by :data:`CUT_RMS`) and staying so for ``quiet_s`` (the next reply
+    waits for the user to finish). All 24 kHz mono s16le; both recordings start together,
+    each a few milliseconds late by its own latency.
     """
     sample = first_sound(heard, user)
     if sample is None:
         return None
     onset = sample // 240
-    speaker, quiet = loud_windows(played), int(quiet_s * 100)
+    speaker, quiet = loud_windows(played, quiet=level), int(quiet_s * 100)
     for window in range(onset, len(speaker) - quiet):
         if not speaker[window : window + quiet].any():
             return (window - onset) * 10.0
@@ -152,10 +163,19 @@ class Probe:
         self._frames = FrameSplitter(rate * FRAME_MS // 1000 * 2)
         self._judged: list[tuple[float, bool]] = []  # (tapped at, speech loud enough)
         self._ducks: list[float] = []  # when the speaker began each duck
+        self._xruns: list[float] = []  # when a speaker underrun or microphone overrun was seen
+        self._counts = (microphone.overruns, speaker.underruns)
         capture, render = microphone.on_capture, speaker.on_render
+
+        def xrun_seen() -> None:
+            counts = (microphone.overruns, speaker.underruns)
+            if counts != self._counts:
+                self._counts = counts
+                self._xruns.append(self._clock())
 
         def on_capture(block: bytes) -> bytes:
             now = self._clock()
+            xrun_seen()
             self._position += len(block) // 2
             self._captured.append((now, self._position, block))
             keep = self.KEEP_S * self._rate
@@ -168,6 +188,7 @@ class Probe:
             return cleaned
 
         def on_render(pcm: bytes, rate: int) -> None:
+            xrun_seen()
             ducked = speaker.ducked_at
             if ducked is not None and (not self._ducks or ducked != self._ducks[-1]):
                 self._ducks.append(ducked)
@@ -210,6 +231,12 @@ class Probe:
             (device - cut_at) * 1000,
             None if duck is None else duck * 1000,
         )
+
+    def since_xrun(self, at: float) -> float | None:
+        """Seconds from the last speaker underrun or microphone overrun before ``at`` (the
+        daemon's clock) to it; None: there was none."""
+        before = [t for t in self._xruns if t <= at]
+        return at - before[-1] if before else None
 
     def ducks(self, spans: Sequence[tuple[float, float]]) -> int:
         """How often the reply was ducked in ``spans`` (from, to on the daemon's clock)."""
