@@ -188,9 +188,29 @@ def cleaned(microphone: Microphone, speaker: Speaker, config: Config) -> AudioPr
     except ApmUnavailable as exc:
         key = "audio.echo_cancellation" if echo else "audio.noise_suppression"
         raise ConfigError([(key, str(exc))]) from exc
-    if echo:
-        speaker.on_render = processor.process_render
-    microphone.on_capture = processor.process_capture
+    if not echo:
+        microphone.on_capture = processor.process_capture
+        return processor
+    # A speaker underrun or a microphone overrun moves the echo's delay: the canceller is
+    # told, at the next block either way (both hooks run on the event loop).
+    xruns = (microphone.overruns, speaker.underruns)
+
+    def moved() -> None:
+        nonlocal xruns
+        if (microphone.overruns, speaker.underruns) != xruns:
+            xruns = (microphone.overruns, speaker.underruns)
+            processor.path_moved()
+
+    def render(pcm: bytes, rate: int) -> None:
+        moved()
+        processor.process_render(pcm, rate)
+
+    def capture(pcm: bytes) -> bytes:
+        moved()
+        return processor.process_capture(pcm)
+
+    speaker.on_render = render
+    microphone.on_capture = capture
     return processor
 
 
