@@ -118,11 +118,12 @@ MICROPHONE_CHECK_S = 5.0
 def open_audio(config: Config) -> tuple[Microphone, Speaker]:
     """The microphone and speaker the config names (file backend or PortAudio)."""
     audio = config.audio
+    block_ms = audio.capture_block_ms(echo_cancellation_wanted(config))
     if audio.backend == "file":
         assert audio.file_input is not None  # the config loader requires it
         output = audio.file_output or Path(os.devnull)
         return (
-            FileMicrophone(audio.file_input, block_ms=audio.block_ms, realtime=audio.file_realtime),
+            FileMicrophone(audio.file_input, block_ms=block_ms, realtime=audio.file_realtime),
             FileSpeaker(output, rate=audio.output_rate, realtime=audio.file_realtime),
         )
     from coze_edge.adapters.sound_devices import SoundDeviceMicrophone, SoundDeviceSpeaker
@@ -131,7 +132,7 @@ def open_audio(config: Config) -> tuple[Microphone, Speaker]:
         SoundDeviceMicrophone(
             audio.input_device,
             capture_rate=audio.capture_rate,
-            block_ms=audio.block_ms,
+            block_ms=block_ms,
             channel=audio.input_channel,
             gain_db=audio.input_gain_db,
         ),

@@ -108,10 +108,12 @@ def test_a_minimal_config_gets_every_default(machine_id: Path) -> None:
     assert config.audio == AudioConfig()
     assert (config.audio.output_rate, config.audio.capture_rate) == (24000, 16000)
     assert (config.audio.block_ms, config.audio.append_ms, config.audio.prebuffer_ms) == (
-        60,
+        None,
         60,
         100,
     )
+    assert config.audio.capture_block_ms(echo_cancelled=True) == 20
+    assert config.audio.capture_block_ms(echo_cancelled=False) == 60
     assert (config.audio.codec, config.audio.chunk_ms) == ("pcm", None)
     assert config.vad == VadConfig(aggressiveness=2, end_silence_ms=700, pre_roll_ms=300)
     assert (config.vad.start_ms, config.vad.max_utterance_ms) == (60, 15000)

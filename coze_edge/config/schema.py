@@ -266,6 +266,12 @@ class DeviceConfig:
         yield from not_blank("bind_user_id", self.bind_user_id, "must not be empty; null = none")
 
 
+BLOCK_MS = 60
+"""The microphone's block without echo cancellation (``audio.block_ms: null``)."""
+BLOCK_MS_AEC = 20
+"""... and with it: a barge-in (a duck, a cut) waits for the end of the block it is decided in."""
+
+
 @dataclass(frozen=True, slots=True)
 class AudioConfig:
     """Microphone and speaker: which devices, which rates, which block sizes."""
@@ -304,8 +310,10 @@ class AudioConfig:
     capture_rate: int = 16000
     """Microphone PCM rate sent to Coze (Hz); one webrtcvad accepts."""
 
-    block_ms: int = 60
-    """Microphone block size: how much audio one wake-up of the capture path handles."""
+    block_ms: int | None = None
+    """Microphone block size: how much audio one wake-up of the capture path handles.
+    null = 20 ms with echo cancellation (a barge-in is decided at the end of a block, and
+    the canceller costs more than the extra wake-ups), else 60 ms (fewer wake-ups)."""
 
     chunk_ms: int | None = None
     """How much audio each upstream ``input_audio_buffer.append`` carries; with Opus, the
@@ -358,6 +366,12 @@ class AudioConfig:
     device does not hear itself and the user can talk over the reply: ``auto`` (on with the
     sounddevice backend when the extra is installed), true (required) or false."""
 
+    def capture_block_ms(self, echo_cancelled: bool) -> int:
+        """``block_ms`` resolved, with or without echo cancellation running."""
+        if self.block_ms is not None:
+            return self.block_ms
+        return BLOCK_MS_AEC if echo_cancelled else BLOCK_MS
+
     @property
     def append_ms(self) -> int:
         """``chunk_ms`` resolved."""
@@ -385,7 +399,8 @@ class AudioConfig:
             yield "output_rate", f"must be {_rates(PCM_RATES)} Hz, got {self.output_rate}"
         if self.capture_rate not in VAD_RATES:
             yield "capture_rate", f"must be {_rates(VAD_RATES)} Hz, got {self.capture_rate}"
-        yield from ms("block_ms", self.block_ms, 20, 200, step=10)
+        if self.block_ms is not None:
+            yield from ms("block_ms", self.block_ms, 20, 200, step=10)
         yield from one_of("codec", self.codec, ("pcm", "opus"))
         if self.chunk_ms is not None:
             yield from ms(
