@@ -139,6 +139,7 @@ def open_audio(config: Config) -> tuple[Microphone, Speaker]:
         SoundDeviceSpeaker(
             audio.output_device,
             rate=audio.output_rate,
+            block_ms=audio.output_block_ms,
             prebuffer_ms=audio.prebuffer_ms,
             keep_open_s=audio.output_keep_open_s,
             warmup_ms=audio.output_warmup_ms,

@@ -329,6 +329,10 @@ class AudioConfig:
     prebuffer_ms: int = 100
     """Reply audio buffered before the speaker starts, against underruns."""
 
+    output_block_ms: int = 20
+    """Speaker block size: PortAudio keeps two of them queued, so this sets how soon a cut
+    (or a duck) of the reply is heard; smaller wakes the speaker's thread more often."""
+
     output_keep_open_s: float | None = None
     """None: the speaker's stream stays open, fed with silence, so no sound card or sound
     server sleeps and no reply starts clipped (the default). A number: close it after that
@@ -418,6 +422,7 @@ class AudioConfig:
                     f"Opus runs at {_rates(rates)} Hz here, got {self.capture_rate}",
                 )
         yield from ms("prebuffer_ms", self.prebuffer_ms, 0, 2000)
+        yield from ms("output_block_ms", self.output_block_ms, 10, 100, step=10)
         if self.output_keep_open_s is not None:
             yield from positive("output_keep_open_s", self.output_keep_open_s, 3600, " s")
         yield from ms("output_warmup_ms", self.output_warmup_ms, 0, 2000)
