@@ -96,10 +96,14 @@ BARGE_IN_START_MS = 300
 BARGE_IN_START_MS_AEC = 240
 """... and with echo cancellation. Shorter is quicker but riskier: with 80 ms, the echo
 path check (scripts/aec-check) passed 27 of 27 fixed-delay runs, yet on the drifting path
-a leak of the reply's own voice cut it off (mid-reply, and once reply after reply)."""
+a leak of the reply's own voice cut it off (mid-reply, and once reply after reply). With
+the residual-echo check, the echo alone still met up to 180 ms of it on a loaded machine
+(scripts/audio-run: the most ``barge_in_start_ms`` its echo alone met), so it stays."""
 
-BARGE_IN_DUCK_MS_AEC = 0
-"""With echo cancellation: speech that lowers (ducks) the reply before it is cut."""
+BARGE_IN_DUCK_MS_AEC = 20
+"""With echo cancellation: speech that lowers (ducks) the reply by 40 dB before it is cut,
+so that it yields at once (scripts/audio-run, both echo paths: the duck heard 155 ms after
+the user's onset p50, the cut 370-380 ms)."""
 
 BARGE_IN_LEVEL_DBFS_AEC = -45.0
 """With it, this only keeps the canceller's faint residue (which webrtcvad, deaf to level,

@@ -23,7 +23,7 @@ from coze_edge.core.audio import AudioFormat
 from coze_edge.core.status import State
 from coze_edge.daemon import session_settings
 from coze_edge.simulator import Simulator
-from tests.support.barge_in import Probe, echo_alone, onset_to_silence
+from tests.support.barge_in import CUT_RMS, Probe, echo_alone, onset_to_silence
 from tests.support.daemon import DaemonRun, daemon_config, running_daemon
 from tests.support.data import DATA
 from tests.support.pulseaudio import PulseEnv, Recording, louder, pulse_server
@@ -275,11 +275,10 @@ async def reply_echo_is_cancelled(pulse: PulseEnv, tmp_path: Path) -> None:
         await live.wait(lambda: live.barge_ins() == 1, 8)
         await asyncio.sleep(1.3)  # the silence after the cut for as long as it is judged
         cut = await stop_recording(recorder)
-        yielded = onset_to_silence(
-            await stop_recording(heard),
-            await stop_recording(played),
-            read_wav_as(UTTERANCE, AudioFormat(24000)),
-        )
+        mic, out = await stop_recording(heard), await stop_recording(played)
+        user = read_wav_as(UTTERANCE, AudioFormat(24000))
+        yielded = onset_to_silence(mic, out, user)  # ducked or cut
+        stopped = onset_to_silence(mic, out, user, level=CUT_RMS)
         assert await asyncio.to_thread(player.wait) == 0
         echo = echo_alone(live.run.states, [user_at], user_at)
         reach, ducks = probe.echo_reach_ms(echo), probe.ducks(echo)
@@ -289,7 +288,7 @@ async def reply_echo_is_cancelled(pulse: PulseEnv, tmp_path: Path) -> None:
     print(
         f"heard {loud_seconds(whole):.2f} s uninterrupted, {loud_seconds(cut):.2f} s cut; "
         f"echo alone reached {reach} ms and ducked the reply {ducks} times; "
-        f"barge-in onset to silence {yielded} ms"
+        f"barge-in onset to silence {yielded} ms, to the cut {stopped} ms"
     )
     assert loud_seconds(whole) >= REPLY_LOUD_S - 0.3
     assert 1.0 <= loud_seconds(cut) <= 3.5

@@ -479,7 +479,7 @@ class VadConfig:
     barge_in_duck_ms: int | None = None
     """With echo cancellation: speech that lowers the reply by 40 dB at once, before
     ``barge_in_start_ms`` of it cut the reply (or it faded without, and the reply plays on);
-    null = the daemon's choice, 0 = off. Without echo cancellation: always off."""
+    null = 20 ms, 0 = off. Without echo cancellation: always off."""
 
     def problems(self) -> Iterator[Problem]:
         """What is wrong with these values; keys are relative to the section."""
