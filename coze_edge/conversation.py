@@ -50,6 +50,7 @@ from coze_edge.core.events import AudioDelta, ServerEvent, ToolCall
 from coze_edge.core.session import (
     REFUSALS,
     Announce,
+    DuckPlayback,
     Effect,
     Emit,
     FlushPlayback,
@@ -514,6 +515,8 @@ class Conversation:
                     self._speaker.play_nowait(pcm)
                 case FlushPlayback():
                     self._speaker.flush()
+                case DuckPlayback(db):
+                    self._speaker.duck(db)
                 case PlayEarcon(kind):
                     if self._earcons:
                         sound = self._earcon_sounds.get(kind)

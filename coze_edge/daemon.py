@@ -96,7 +96,14 @@ BARGE_IN_START_MS = 300
 BARGE_IN_START_MS_AEC = 240
 """... and with echo cancellation. Shorter is quicker but riskier: with 80 ms, the echo
 path check (scripts/aec-check) passed 27 of 27 fixed-delay runs, yet on the drifting path
-a leak of the reply's own voice cut it off (mid-reply, and once reply after reply)."""
+a leak of the reply's own voice cut it off (mid-reply, and once reply after reply). With
+the residual-echo check, the echo alone still met up to 180 ms of it on a loaded machine
+(scripts/audio-run: the most ``barge_in_start_ms`` its echo alone met), so it stays."""
+
+BARGE_IN_DUCK_MS_AEC = 20
+"""With echo cancellation: speech that lowers (ducks) the reply by 40 dB before it is cut,
+so that it yields at once (scripts/audio-run, both echo paths: the duck heard 155 ms after
+the user's onset p50, the cut 370-380 ms)."""
 
 BARGE_IN_LEVEL_DBFS_AEC = -45.0
 """With it, this only keeps the canceller's faint residue (which webrtcvad, deaf to level,
@@ -115,11 +122,12 @@ MICROPHONE_CHECK_S = 5.0
 def open_audio(config: Config) -> tuple[Microphone, Speaker]:
     """The microphone and speaker the config names (file backend or PortAudio)."""
     audio = config.audio
+    block_ms = audio.capture_block_ms(echo_cancellation_wanted(config))
     if audio.backend == "file":
         assert audio.file_input is not None  # the config loader requires it
         output = audio.file_output or Path(os.devnull)
         return (
-            FileMicrophone(audio.file_input, block_ms=audio.block_ms, realtime=audio.file_realtime),
+            FileMicrophone(audio.file_input, block_ms=block_ms, realtime=audio.file_realtime),
             FileSpeaker(output, rate=audio.output_rate, realtime=audio.file_realtime),
         )
     from coze_edge.adapters.sound_devices import SoundDeviceMicrophone, SoundDeviceSpeaker
@@ -128,13 +136,14 @@ def open_audio(config: Config) -> tuple[Microphone, Speaker]:
         SoundDeviceMicrophone(
             audio.input_device,
             capture_rate=audio.capture_rate,
-            block_ms=audio.block_ms,
+            block_ms=block_ms,
             channel=audio.input_channel,
             gain_db=audio.input_gain_db,
         ),
         SoundDeviceSpeaker(
             audio.output_device,
             rate=audio.output_rate,
+            block_ms=audio.output_block_ms,
             prebuffer_ms=audio.prebuffer_ms,
             keep_open_s=audio.output_keep_open_s,
             warmup_ms=audio.output_warmup_ms,
@@ -185,9 +194,29 @@ def cleaned(microphone: Microphone, speaker: Speaker, config: Config) -> AudioPr
     except ApmUnavailable as exc:
         key = "audio.echo_cancellation" if echo else "audio.noise_suppression"
         raise ConfigError([(key, str(exc))]) from exc
-    if echo:
-        speaker.on_render = processor.process_render
-    microphone.on_capture = processor.process_capture
+    if not echo:
+        microphone.on_capture = processor.process_capture
+        return processor
+    # A speaker underrun or a microphone overrun moves the echo's delay: the canceller is
+    # told, at the next block either way (both hooks run on the event loop).
+    xruns = (microphone.overruns, speaker.underruns)
+
+    def moved() -> None:
+        nonlocal xruns
+        if (microphone.overruns, speaker.underruns) != xruns:
+            xruns = (microphone.overruns, speaker.underruns)
+            processor.path_moved()
+
+    def render(pcm: bytes, rate: int) -> None:
+        moved()
+        processor.process_render(pcm, rate)
+
+    def capture(pcm: bytes) -> bytes:
+        moved()
+        return processor.process_capture(pcm)
+
+    speaker.on_render = render
+    microphone.on_capture = capture
     return processor
 
 
@@ -253,6 +282,9 @@ def session_settings(
     level = vad.barge_in_level_dbfs
     if level is None and echo_cancelled:
         level = BARGE_IN_LEVEL_DBFS_AEC
+    duck = 0
+    if echo_cancelled:
+        duck = BARGE_IN_DUCK_MS_AEC if vad.barge_in_duck_ms is None else vad.barge_in_duck_ms
     if config.audio.backend != "sounddevice":
         min_rms = 0.0  # a WAV file never hears the speaker
     elif level is None:
@@ -276,6 +308,7 @@ def session_settings(
         follow_up_s=config.wake.follow_up_s,
         start_ms=config.vad.start_ms,
         barge_in_start_ms=start,
+        barge_in_duck_ms=duck,
         custom_variables=config.coze.custom_variables,
         meta_data=config.coze.meta_data,
         parameters=config.coze.parameters,

@@ -12,6 +12,17 @@ one table. Run through `scripts/bench`. Each figure is measured in this run:
                      delays from a captured block to the append / complete / playback flush
                      it causes, and from a reply's first delta to its first sample at the
                      device; microphone overruns and speaker underruns
+  barge-in           talking over the reply (issue #21), on both PulseAudio echo paths of
+                     scripts/aec-check (fixed and drifting delay) with echo cancellation
+                     on (scripts/audio_run.py, ``BENCH_BARGE_IN_MINUTES`` each, default 2):
+                     the user's onset to the reply ducked (its first ducked block handed to
+                     the device, on the daemon's clock), to it silent and to it cut, both
+                     recorded at the microphone and the speaker (a reply ducked by 40 dB,
+                     -60 dBFS, counts as silent), beside the budgets; replies that cut
+                     themselves off (no barge-in near) out of all replies played
+
+Groups: ``scripts/bench`` runs all; ``scripts/bench turn`` the first lines up to the
+PulseAudio run, ``scripts/bench barge-in`` the barge-in group.
 """
 
 from __future__ import annotations
@@ -33,7 +44,9 @@ import yaml
 
 from coze_edge.config import load_config
 from coze_edge.simulator import Simulator
+from scripts.audio_run import PATHS, measure
 from scripts.audio_run import run as pulse_run
+from tests.support.barge_in import p50_max
 from tests.support.cli import cli_env, start_cli
 from tests.support.daemon import SIM_PAT, daemon_settings, running_daemon
 from tests.support.data import DATA
@@ -45,6 +58,10 @@ PULSE_MINUTES = float(os.environ.get("BENCH_PULSE_MINUTES", "1"))
 """How long the PulseAudio part runs (latencies on real PortAudio streams); 0 = skip."""
 TURNS = 5
 PULSE_TURNS = 3
+BARGE_IN_MINUTES = float(os.environ.get("BENCH_BARGE_IN_MINUTES", "2"))
+"""How long the barge-in group runs on each echo path."""
+BARGE_IN_BUDGET = "(budget <= 150 / 250)"
+GROUPS = ("turn", "barge-in")
 
 
 def config_file(
@@ -292,17 +309,53 @@ async def pulse_reference_figures(tmp: Path) -> dict[str, str]:
     }
 
 
-async def main() -> None:
+async def barge_in_figures(tmp: Path) -> dict[str, str]:
+    """The barge-in group (see the module's docstring)."""
+    figures: dict[str, str] = {}
+    for path in PATHS:
+        m = await measure(BARGE_IN_MINUTES, tmp / path, path=path)
+        replies = len(m.reach)
+        ducks = m.ducks
+        tag = path.split("-")[0]  # fixed, drifting: each line names its path
+        figures[f"barge-in, {path} echo path"] = (
+            f"{m.minutes:g} min: {m.barge_ins} barge-ins, {replies} replies; "
+            f"overruns, underruns {m.overruns}, {m.underruns}"
+        )
+        figures[f"  {tag}: onset -> duck handed to the device p50 / max (n={len(ducks)})"] = (
+            p50_max(ducks) if ducks else "no duck"
+        )
+        figures[
+            f"  {tag}: onset -> silence heard p50 / max (n={len(m.silences)}) {BARGE_IN_BUDGET}"
+        ] = p50_max(m.silences) if m.silences else "not measured"
+        figures[f"  {tag}: onset -> cut heard p50 / max (n={len(m.cut_heard)})"] = (
+            p50_max(m.cut_heard) if m.cut_heard else "not measured"
+        )
+        figures[f"  {tag}: replies that cut themselves off (budget 0)"] = (
+            f"{len(m.self_cut)} of {replies}"
+            + (f" (at {'; '.join(m.self_cut)})" if m.self_cut else "")
+        )
+        figures[f"  {tag}: ducks with the echo alone"] = str(m.false_ducks)
+    return figures
+
+
+async def main(groups: list[str]) -> None:
+    figures: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="coze-edge-bench-") as tmp:
-        async with Simulator(reply_speed=50.0) as sim:
-            figures = await daemon_figures(sim, Path(tmp))
-            figures |= await turn_figures(sim, Path(tmp))
-            figures |= await reference_figures(sim, Path(tmp))
-        if PULSE_MINUTES and shutil.which("pulseaudio") and shutil.which("paplay"):
+        if "turn" in groups:
+            async with Simulator(reply_speed=50.0) as sim:
+                figures |= await daemon_figures(sim, Path(tmp))
+                figures |= await turn_figures(sim, Path(tmp))
+                figures |= await reference_figures(sim, Path(tmp))
+        pulse = bool(shutil.which("pulseaudio") and shutil.which("paplay"))
+        if "turn" in groups and PULSE_MINUTES and pulse:
             figures |= await pulse_reference_figures(Path(tmp))
             figures |= await pulse_run(PULSE_MINUTES, Path(tmp))
-        elif PULSE_MINUTES:
+        elif "turn" in groups and PULSE_MINUTES:
             figures["PulseAudio run"] = "skipped: needs pulseaudio and pulseaudio-utils (apt)"
+        if "barge-in" in groups and pulse:
+            figures |= await barge_in_figures(Path(tmp))
+        elif "barge-in" in groups:
+            figures["barge-in"] = "skipped: needs pulseaudio and pulseaudio-utils (apt)"
     width = max(map(len, figures))
     machine = f"{os.uname().machine}, {os.cpu_count()} cores, Python {sys.version.split()[0]}"
     print(f"coze-edge bench ({machine})")
@@ -311,4 +364,8 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    wanted = sys.argv[1:] or list(GROUPS)
+    unknown = [g for g in wanted if g not in GROUPS]
+    if unknown:
+        sys.exit(f"usage: scripts/bench [{' | '.join(GROUPS)}]... (unknown: {' '.join(unknown)})")
+    asyncio.run(main(wanted))

@@ -108,10 +108,13 @@ def test_a_minimal_config_gets_every_default(machine_id: Path) -> None:
     assert config.audio == AudioConfig()
     assert (config.audio.output_rate, config.audio.capture_rate) == (24000, 16000)
     assert (config.audio.block_ms, config.audio.append_ms, config.audio.prebuffer_ms) == (
-        60,
+        None,
         60,
         100,
     )
+    assert config.audio.capture_block_ms(echo_cancelled=True) == 20
+    assert config.audio.capture_block_ms(echo_cancelled=False) == 60
+    assert config.audio.output_block_ms == 20
     assert (config.audio.codec, config.audio.chunk_ms) == ("pcm", None)
     assert config.vad == VadConfig(aggressiveness=2, end_silence_ms=700, pre_roll_ms=300)
     assert (config.vad.start_ms, config.vad.max_utterance_ms) == (60, 15000)
@@ -438,6 +441,8 @@ def test_a_value_of_the_wrong_type_is_a_problem(
         ("audio", "block_ms", 10, "must be between 20 ms and 200 ms, got 10 ms"),
         ("audio", "block_ms", 25, "must be a multiple of 10 ms, got 25 ms"),
         ("audio", "prebuffer_ms", -1, "must be between 0 ms and 2000 ms, got -1 ms"),
+        ("audio", "output_block_ms", 110, "must be between 10 ms and 100 ms, got 110 ms"),
+        ("audio", "output_block_ms", 15, "must be a multiple of 10 ms, got 15 ms"),
         ("audio", "input_device", -1, "a device index must be 0 or more, got -1"),
         ("audio", "input_channel", -1, "must be between 0 and 31, got -1"),
         ("audio", "input_channel", 32, "must be between 0 and 31, got 32"),

@@ -17,8 +17,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from coze_edge.adapters.vad_webrtc import WebrtcVad
+from coze_edge.adapters.wav import read_wav_as
+from coze_edge.core.audio import AudioFormat
 from coze_edge.core.status import State
+from coze_edge.daemon import session_settings
 from coze_edge.simulator import Simulator
+from tests.support.barge_in import CUT_RMS, Probe, echo_alone, onset_to_silence
 from tests.support.daemon import DaemonRun, daemon_config, running_daemon
 from tests.support.data import DATA
 from tests.support.pulseaudio import PulseEnv, Recording, louder, pulse_server
@@ -63,6 +68,21 @@ class Live:
             1
             for (_, before, _), (_, after, _) in itertools.pairwise(self.run.states)
             if before is State.SPEAKING and after is State.LISTENING
+        )
+
+    def probe(self) -> Probe:
+        """Taps on the daemon's microphone and speaker (tests/support/barge_in.py)."""
+        conversation = self.run.daemon.conversation
+        assert conversation is not None
+        microphone, speaker = conversation.devices
+        config = self.run.daemon.config
+        return Probe(
+            microphone,
+            speaker,
+            asyncio.get_running_loop().time,
+            config.audio.capture_rate,
+            vad=WebrtcVad(config.vad.aggressiveness, config.audio.capture_rate),
+            min_rms=session_settings(config, None, echo_cancelled=True).barge_in_min_rms,
         )
 
     def sent(self, event_type: str) -> int:
@@ -234,6 +254,7 @@ async def test_with_echo_cancellation_the_reply_does_not_interrupt_itself(
 async def reply_echo_is_cancelled(pulse: PulseEnv, tmp_path: Path) -> None:
     """Two replies through the echo path: the first is heard whole, the user cuts the second."""
     async with live_daemon(pulse, tmp_path, audio={"echo_cancellation": True}) as live:
+        probe = live.probe()
         recorder = pulse.record_speaker()
         await asyncio.to_thread(pulse.play_into_mic(UTTERANCE).wait)
         speaking = await live.reply_played()
@@ -248,12 +269,26 @@ async def reply_echo_is_cancelled(pulse: PulseEnv, tmp_path: Path) -> None:
         await live.wait(lambda: live.when(State.SPEAKING, after=speaking + 1) is not None, 10)
         await asyncio.sleep(1.5)
         assert live.barge_ins() == 0, live.story()  # 1.5 s of echo
+        heard, played = pulse.record_microphone(), pulse.record_speaker()  # together
+        user_at = asyncio.get_running_loop().time()
         player = pulse.play_into_mic(UTTERANCE)
         await live.wait(lambda: live.barge_ins() == 1, 8)
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(1.3)  # the silence after the cut for as long as it is judged
         cut = await stop_recording(recorder)
+        mic, out = await stop_recording(heard), await stop_recording(played)
+        user = read_wav_as(UTTERANCE, AudioFormat(24000))
+        yielded = onset_to_silence(mic, out, user)  # ducked or cut
+        stopped = onset_to_silence(mic, out, user, level=CUT_RMS)
         assert await asyncio.to_thread(player.wait) == 0
+        echo = echo_alone(live.run.states, [user_at], user_at)
+        reach, ducks = probe.echo_reach_ms(echo), probe.ducks(echo)
 
-    print(f"heard {loud_seconds(whole):.2f} s uninterrupted, {loud_seconds(cut):.2f} s cut")
+    # How close the echo came to barging in, how fast the reply yielded to the user:
+    # scripts/aec-check collects these figures.
+    print(
+        f"heard {loud_seconds(whole):.2f} s uninterrupted, {loud_seconds(cut):.2f} s cut; "
+        f"echo alone reached {reach} ms and ducked the reply {ducks} times; "
+        f"barge-in onset to silence {yielded} ms, to the cut {stopped} ms"
+    )
     assert loud_seconds(whole) >= REPLY_LOUD_S - 0.3
     assert 1.0 <= loud_seconds(cut) <= 3.5

@@ -156,6 +156,18 @@ class AudioProcessor:
                 self.fresh_starts += 1
             self._module.process_reverse_stream(self._frame(pcm))
 
+    def path_moved(self) -> None:
+        """The sound devices lost or repeated audio (an underrun or overrun): the echo's
+        delay may have jumped. A fresh canceller takes over (as after a pause: a converged
+        one leaks until it re-adapts), and the blocks of the next moments are held for
+        echo (``EchoGate.path_moved``)."""
+        if self._gate is None:
+            return
+        self._module = self._module_class(**self._options)
+        self.fresh_starts += 1
+        if self._residual_echo_check:
+            self._gate.path_moved()
+
     def process_capture(self, pcm: bytes) -> bytes:
         """Near-end microphone audio in, cleaned audio of the same length out."""
         data = self._capture_pending + pcm if self._capture_pending else pcm

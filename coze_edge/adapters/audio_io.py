@@ -53,6 +53,10 @@ class Speaker(Protocol):
     """When the first sample after a silence was handed to the device (``time.monotonic()``);
     for latency figures."""
 
+    ducked_at: float | None
+    """When the first ducked block was handed to the device (``time.monotonic()``); for
+    latency figures."""
+
     on_render: Callable[[bytes, int], None] | None
     """Called on the event loop with each chunk (and its rate) as it is handed to the
     device: the echo canceller's reference. Set before ``__aenter__``."""
@@ -82,6 +86,10 @@ class Speaker(Protocol):
 
     def set_volume(self, percent: int) -> None:
         """Software gain 0..100 for audio played from now on (100 leaves samples unchanged)."""
+
+    def duck(self, db: float) -> None:
+        """Play ``db`` dB (0 or less) below the volume from the next block on, queued audio
+        included; 0 plays at the volume again. Ramps over a few milliseconds (no click)."""
 
     @property
     def playing(self) -> bool:

@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import BinaryIO, Final, Self
 
 from coze_edge.adapters.wav import WavFormatError, read_wav_as
-from coze_edge.core.audio import CAPTURE, AudioFormat, apply_gain
+from coze_edge.core.audio import CAPTURE, AudioFormat, Ducking, apply_gain
 from coze_edge.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -147,8 +147,10 @@ class FileSpeaker:
         if self._block_bytes <= 0:
             raise ValueError(f"block_ms must be positive, got {block_ms}")
         self._volume = 100
+        self._ducking = Ducking(rate * 5 // 1000)  # 5 ms ramps, as a sound device's
         self.on_render: Callable[[bytes, int], None] | None = None
         self.burst_started_at: float | None = None
+        self.ducked_at: float | None = None
         self._queue = bytearray()
         self._queued = asyncio.Event()  # the queue holds audio: wakes the player
         self._drained = asyncio.Event()  # nothing queued or playing
@@ -191,7 +193,7 @@ class FileSpeaker:
             return
         if not self.realtime:
             self.burst_started_at = time.monotonic()
-            self._write(apply_gain(pcm, self._volume))
+            self._write(self._ducking.apply(apply_gain(pcm, self._volume)))
             self._fix_header()
             return
         self._queue += pcm
@@ -219,6 +221,11 @@ class FileSpeaker:
     def set_volume(self, percent: int) -> None:
         self._volume = min(max(percent, 0), 100)
 
+    def duck(self, db: float) -> None:
+        if db < 0 and self._ducking.gain == 1.0:
+            self.ducked_at = time.monotonic()
+        self._ducking.set_db(db)
+
     @property
     def playing(self) -> bool:
         return not self._drained.is_set()
@@ -239,7 +246,7 @@ class FileSpeaker:
                 del self._queue[: self._block_bytes]
                 self._shrunk.set()
                 self._in_block = True
-                self._write(apply_gain(block, self._volume))
+                self._write(self._ducking.apply(apply_gain(block, self._volume)))
                 clock += self._fmt.duration_ms(len(block)) / 1000
                 await asyncio.sleep(max(0.0, clock - loop.time()))
                 self._in_block = False

@@ -21,7 +21,7 @@ from typing import Any, Literal, Self, TextIO
 
 from coze_edge.adapters.resample import StreamResampler, to_mono
 from coze_edge.adapters.sound_system import sound_facts
-from coze_edge.core.audio import amplify, apply_gain
+from coze_edge.core.audio import Ducking, amplify, apply_gain
 from coze_edge.core.hardware import (
     DeviceInfo,
     Recommendation,
@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 NO_AUDIO_TIMEOUT_S = 2.0
 """A microphone silent for this long (no callbacks at all) is treated as lost."""
+
+DUCK_RAMP_MS = 5
+"""How long a change of the speaker's ducking takes (a step would click)."""
 
 MAX_OPEN_CHANNELS = 16
 """A device claiming more input channels than this is a sound server's plugin (``pulse``
@@ -303,6 +306,7 @@ class SoundDeviceSpeaker:
         self._first_byte_at = 0.0
         self._warmup_left = 0  # frames of silence still to play before any sound
         self._volume = 100
+        self._ducking = Ducking(rate * DUCK_RAMP_MS // 1000)  # applied on PortAudio's thread
         self._played_bytes = 0
         self._drained = asyncio.Event()
         self._drained.set()
@@ -318,6 +322,7 @@ class SoundDeviceSpeaker:
         """How often the output stream was opened (1 while it is kept open)."""
         self.device: DeviceInfo | None = None
         self.burst_started_at: float | None = None
+        self.ducked_at: float | None = None
         self.on_render: Callable[[bytes, int], None] | None = None
 
     async def __aenter__(self) -> Self:
@@ -446,6 +451,10 @@ class SoundDeviceSpeaker:
             room = self._room_below is not None and len(self._buffer) < self._room_below
             if room:
                 self._room_below = None
+        gain = self._ducking.gain
+        chunk = self._ducking.apply(chunk)
+        if gain == 1.0 and self._ducking.gain < 1.0:
+            self.ducked_at = now
         if len(chunk) < need:
             outdata[: len(chunk)] = chunk
             outdata[len(chunk) :] = b"\x00" * (need - len(chunk))
@@ -516,6 +525,9 @@ class SoundDeviceSpeaker:
 
     def set_volume(self, percent: int) -> None:
         self._volume = max(0, min(100, percent))
+
+    def duck(self, db: float) -> None:
+        self._ducking.set_db(db)  # one float: the callback reads it once per block
 
     @property
     def playing(self) -> bool:

@@ -266,6 +266,12 @@ class DeviceConfig:
         yield from not_blank("bind_user_id", self.bind_user_id, "must not be empty; null = none")
 
 
+BLOCK_MS = 60
+"""The microphone's block without echo cancellation (``audio.block_ms: null``)."""
+BLOCK_MS_AEC = 20
+"""... and with it: a barge-in (a duck, a cut) waits for the end of the block it is decided in."""
+
+
 @dataclass(frozen=True, slots=True)
 class AudioConfig:
     """Microphone and speaker: which devices, which rates, which block sizes."""
@@ -304,8 +310,10 @@ class AudioConfig:
     capture_rate: int = 16000
     """Microphone PCM rate sent to Coze (Hz); one webrtcvad accepts."""
 
-    block_ms: int = 60
-    """Microphone block size: how much audio one wake-up of the capture path handles."""
+    block_ms: int | None = None
+    """Microphone block size: how much audio one wake-up of the capture path handles.
+    null = 20 ms with echo cancellation (a barge-in is decided at the end of a block, and
+    the canceller costs more than the extra wake-ups), else 60 ms (fewer wake-ups)."""
 
     chunk_ms: int | None = None
     """How much audio each upstream ``input_audio_buffer.append`` carries; with Opus, the
@@ -320,6 +328,10 @@ class AudioConfig:
 
     prebuffer_ms: int = 100
     """Reply audio buffered before the speaker starts, against underruns."""
+
+    output_block_ms: int = 20
+    """Speaker block size: PortAudio keeps two of them queued, so this sets how soon a cut
+    (or a duck) of the reply is heard; smaller wakes the speaker's thread more often."""
 
     output_keep_open_s: float | None = None
     """None: the speaker's stream stays open, fed with silence, so no sound card or sound
@@ -358,6 +370,12 @@ class AudioConfig:
     device does not hear itself and the user can talk over the reply: ``auto`` (on with the
     sounddevice backend when the extra is installed), true (required) or false."""
 
+    def capture_block_ms(self, echo_cancelled: bool) -> int:
+        """``block_ms`` resolved, with or without echo cancellation running."""
+        if self.block_ms is not None:
+            return self.block_ms
+        return BLOCK_MS_AEC if echo_cancelled else BLOCK_MS
+
     @property
     def append_ms(self) -> int:
         """``chunk_ms`` resolved."""
@@ -385,7 +403,8 @@ class AudioConfig:
             yield "output_rate", f"must be {_rates(PCM_RATES)} Hz, got {self.output_rate}"
         if self.capture_rate not in VAD_RATES:
             yield "capture_rate", f"must be {_rates(VAD_RATES)} Hz, got {self.capture_rate}"
-        yield from ms("block_ms", self.block_ms, 20, 200, step=10)
+        if self.block_ms is not None:
+            yield from ms("block_ms", self.block_ms, 20, 200, step=10)
         yield from one_of("codec", self.codec, ("pcm", "opus"))
         if self.chunk_ms is not None:
             yield from ms(
@@ -403,6 +422,7 @@ class AudioConfig:
                     f"Opus runs at {_rates(rates)} Hz here, got {self.capture_rate}",
                 )
         yield from ms("prebuffer_ms", self.prebuffer_ms, 0, 2000)
+        yield from ms("output_block_ms", self.output_block_ms, 10, 100, step=10)
         if self.output_keep_open_s is not None:
             yield from positive("output_keep_open_s", self.output_keep_open_s, 3600, " s")
         yield from ms("output_warmup_ms", self.output_warmup_ms, 0, 2000)
@@ -456,6 +476,11 @@ class VadConfig:
     is not speech); without it, null = half-duplex (the echo-safe fallback: only the wake
     word or a command interrupts), or set a level above your speaker's echo."""
 
+    barge_in_duck_ms: int | None = None
+    """With echo cancellation: speech that lowers the reply by 40 dB at once, before
+    ``barge_in_start_ms`` of it cut the reply (or it faded without, and the reply plays on);
+    null = 20 ms, 0 = off. Without echo cancellation: always off."""
+
     def problems(self) -> Iterator[Problem]:
         """What is wrong with these values; keys are relative to the section."""
         yield from between("aggressiveness", self.aggressiveness, 0, 3)
@@ -467,6 +492,8 @@ class VadConfig:
             yield from ms("barge_in_start_ms", self.barge_in_start_ms, 20, 2000)
         if self.barge_in_level_dbfs is not None:
             yield from between("barge_in_level_dbfs", self.barge_in_level_dbfs, -90, 0, " dBFS")
+        if self.barge_in_duck_ms is not None:
+            yield from ms("barge_in_duck_ms", self.barge_in_duck_ms, 0, 2000)
 
 
 @dataclass(frozen=True, slots=True)

@@ -88,6 +88,45 @@ def apply_gain(pcm: bytes, percent: int) -> bytes:
     return scaled.astype("<i2").tobytes() + pcm[whole:]
 
 
+class Ducking:
+    """
+    A gain in dB below the volume (barge-in's ``DuckPlayback``), applied block by block to
+    s16le audio on its way to the device. A change of gain ramps over the first
+    ``ramp_samples`` of the next block (a step would click), then holds. 0 dB returns the
+    audio itself.
+    """
+
+    def __init__(self, ramp_samples: int) -> None:
+        if ramp_samples < 1:
+            raise ValueError(f"ramp_samples must be positive, got {ramp_samples}")
+        self._ramp = ramp_samples
+        self._gain = 1.0  # where the last block ended
+        self._target = 1.0
+
+    @property
+    def gain(self) -> float:
+        """The factor the last block ended at (1.0: not ducked)."""
+        return self._gain
+
+    def set_db(self, db: float) -> None:
+        """From the next block on, play ``db`` dB (0 or less) below the volume."""
+        self._target = 10 ** (min(db, 0.0) / 20)
+
+    def apply(self, pcm: bytes) -> bytes:
+        gain, target = self._gain, self._target
+        if gain == target == 1.0:
+            return pcm
+        whole = len(pcm) - len(pcm) % 2
+        samples = np.frombuffer(pcm, dtype="<i2", count=whole // 2).astype(np.float64)
+        gains: npt.NDArray[np.float64] = np.full(len(samples), target)
+        steps = min(self._ramp, len(samples))
+        if gain != target and steps:
+            gains[:steps] = gain + (target - gain) * np.arange(1, steps + 1) / steps
+        self._gain = target if steps else gain
+        scaled = np.clip(np.rint(samples * gains), -32768, 32767).astype("<i2")
+        return scaled.tobytes() + pcm[whole:]
+
+
 def amplify(pcm: bytes, db: float) -> bytes:
     """
     s16le audio made ``db`` decibels louder (softer below 0), rounded and clipped to the

@@ -54,6 +54,11 @@ LAG_EVERY: Final = 5
 """Once found, the echo's delay is looked for again in every fifth block (it may drift)."""
 JUDGED_MIN_MS: Final = 20
 """Shorter blocks are not judged: too few samples for a correlation to mean anything."""
+MOVED_HOLD_S: Final = 0.8
+"""After the sound devices lost or repeated audio (a speaker underrun, a microphone
+overrun), the echo's delay has jumped and the canceller leaks until it re-adapts (up to
+360 ms offline, see above; on PulseAudio under load a reply cut itself off 0.6 s after an
+underrun): for this long, while the speaker plays, cleaned blocks are echo."""
 
 
 class EchoGate:
@@ -78,6 +83,16 @@ class EchoGate:
         self._captured = 0  # capture stream samples so far
         self._echo_lag: int | None = None  # capture position minus the render position heard
         self._judged_blocks = 0
+        self._hold_samples = round(MOVED_HOLD_S * rate)
+        self._held = 0  # capture samples still taken for echo after the path moved
+        self._relock = False  # look for the echo's delay again at the next block
+
+    def path_moved(self) -> None:
+        """The sound devices lost or repeated audio (an underrun or overrun): the echo's
+        delay may have jumped. Blocks heard while the speaker plays in the next
+        ``MOVED_HOLD_S`` are echo; the delay is looked for again at once."""
+        self._held = self._hold_samples
+        self._relock = True
 
     def played(self, frame: bytes) -> bool:
         """
@@ -110,17 +125,20 @@ class EchoGate:
         """
         heard_at = self._captured
         self._captured += len(heard) // 2
-        if (
-            len(cleaned) < self._judged_min_bytes
-            or self._silent >= self._history_samples  # nothing played lately
-        ):
+        held = self._held > 0 and self._sound_heard
+        self._held = max(0, self._held - len(heard) // 2)
+        if self._silent >= self._history_samples:  # nothing played lately
             return False
+        if len(cleaned) < self._judged_min_bytes:
+            return held
         self._judged_blocks += 1
-        relock = self._echo_lag is None or self._judged_blocks % LAG_EVERY == 0
+        relock = self._echo_lag is None or self._relock or self._judged_blocks % LAG_EVERY == 0
         relock = relock and rms(heard) >= JUDGED_MIN_RMS
         judge = rms(cleaned) >= JUDGED_MIN_RMS
+        if relock:
+            self._relock = False
         if not (relock or judge):
-            return False
+            return held
         history = bytes(self._history)
         oldest = self._rendered - len(history) // 2  # render stream position of history[0]
         if relock:
@@ -129,6 +147,8 @@ class EchoGate:
             scores = alignment_scores(heard, history)
             if scores.size and scores.max() >= ECHO_LOCK:
                 self._echo_lag = heard_at - (oldest + int(np.argmax(scores)))
+        if held:
+            return True
         if self._echo_lag is None or not judge:
             return False
         # The cleaned block is the heard audio of a little earlier: the canceller's own delay

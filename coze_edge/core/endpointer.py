@@ -8,6 +8,12 @@ turn. The utterance then begins at the first speech frame of that window, and th
 ``SpeechStarted`` event carries ``pre_roll_ms`` of the audio before it plus everything from
 it up to now, so the soft beginning of the first word is never lost.
 
+Early onset (``early_ms``, off unless set): while the window holds at least ``early_ms`` of
+speech but not yet ``start_ms``, speech is likely (``SpeechLikely``, once); if the window
+then falls back below ``early_ms`` without an onset, it is not (``SpeechUnlikely``). The
+device playing a reply lowers it at the first and restores it at the second, so it yields
+to the user before the onset is certain, and its own echo, taken for speech, costs a dip.
+
 End: ``end_silence_ms`` of consecutive non-speech frames. The trailing silence still comes
 out as ``SpeechContinues`` (Coze hears the pause), then ``SpeechEnded``.
 
@@ -53,7 +59,18 @@ class SpeechEnded:
     """The utterance is over: enough silence followed it."""
 
 
-EndpointEvent = SpeechStarted | SpeechContinues | SpeechEnded
+@dataclass(frozen=True, slots=True)
+class SpeechLikely:
+    """At least ``early_ms`` of speech in the onset window, not yet an onset."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechUnlikely:
+    """After ``SpeechLikely``: less than ``early_ms`` of speech in the window again, and no
+    onset came (an onset ends the likely speech without this event)."""
+
+
+EndpointEvent = SpeechStarted | SpeechContinues | SpeechEnded | SpeechLikely | SpeechUnlikely
 
 
 class Endpointer:
@@ -97,6 +114,8 @@ class Endpointer:
         self._end_frames = self._frames(end_silence_ms)
         self._grace_frames = max(self._end_frames, self._frames(listen_grace_ms))
         self._start_frames = 1
+        self._early_frames = 0  # 0: no early onset
+        self._likely = False  # SpeechLikely was reported, and neither onset nor its end
         self._window: deque[tuple[bytes, bool]] = deque(maxlen=2)
         self.set_start_ms(start_ms)
         self._in_speech = False
@@ -126,11 +145,21 @@ class Endpointer:
             for frame, speech in old:
                 self._slide(frame, speech)
 
+    def set_early_ms(self, ms: int) -> None:
+        """Change how much speech makes an onset likely (0: never reported). Speech that
+        was likely is forgotten, without a ``SpeechUnlikely``."""
+        if ms < 0:
+            raise ValueError(f"early_ms must not be negative, got {ms}")
+        self._early_frames = self._frames(ms) if ms else 0
+        self._likely = False
+
     def reset(self) -> None:
-        """Forget everything heard so far (after mute, cancel, reconnect, a commit)."""
+        """Forget everything heard so far (after mute, cancel, reconnect, a commit), also
+        speech that was likely (without a ``SpeechUnlikely``)."""
         self._splitter.clear()
         self._pre_roll.clear()
         self._window.clear()
+        self._likely = False
         self._in_speech = False
         self._heard_speech = False
         self._silent_frames = 0
@@ -139,6 +168,7 @@ class Endpointer:
         """Open an utterance now, without waiting for speech; carries the pre-roll."""
         history = self._pre_roll.take() + b"".join(frame for frame, _ in self._window)
         self._window.clear()
+        self._likely = False
         self._begin(heard_speech=False)
         log.debug("= speech forced")
         return SpeechStarted(self._last_pre_roll(history))
@@ -151,9 +181,7 @@ class Endpointer:
             if self._in_speech:
                 events += self._during_speech(frame, speech)
             else:
-                started = self._before_speech(frame, speech)
-                if started is not None:
-                    events.append(started)
+                events += self._before_speech(frame, speech)
         return events
 
     # ------------------------------------------------------------------ internals
@@ -164,10 +192,21 @@ class Endpointer:
             self._pre_roll.push(self._window[0][0])
         self._window.append((frame, speech))
 
-    def _before_speech(self, frame: bytes, speech: bool) -> SpeechStarted | None:
+    def _before_speech(self, frame: bytes, speech: bool) -> list[EndpointEvent]:
         self._slide(frame, speech)
-        if sum(s for _, s in self._window) < self._start_frames:
-            return None
+        heard = sum(s for _, s in self._window)
+        if heard < self._start_frames:
+            early = self._early_frames
+            if early and not self._likely and heard >= early:
+                self._likely = True
+                log.debug("= speech likely")
+                return [SpeechLikely()]
+            if self._likely and heard < early:
+                self._likely = False
+                log.debug("= speech unlikely")
+                return [SpeechUnlikely()]
+            return []
+        self._likely = False
         frames = list(self._window)
         first = next(i for i, (_, s) in enumerate(frames) if s)
         leading = b"".join(f for f, _ in frames[:first])
@@ -176,7 +215,7 @@ class Endpointer:
         self._window.clear()
         self._begin(heard_speech=True)
         log.debug("= speech started (%d ms pre-roll)", self._fmt.duration_ms(len(before)))
-        return SpeechStarted(before + onset)
+        return [SpeechStarted(before + onset)]
 
     def _during_speech(self, frame: bytes, speech: bool) -> list[EndpointEvent]:
         events: list[EndpointEvent] = [SpeechContinues(frame)]

@@ -23,7 +23,9 @@ from coze_edge.core.endpointer import (
     EndpointEvent,
     SpeechContinues,
     SpeechEnded,
+    SpeechLikely,
     SpeechStarted,
+    SpeechUnlikely,
 )
 from coze_edge.core.events import (
     CHAT_CANCEL,
@@ -146,6 +148,15 @@ class FlushPlayback:
 
 
 @dataclass(frozen=True, slots=True)
+class DuckPlayback:
+    """Play ``db`` dB below the volume from the next device block on (0.0: at the volume
+    again); what is queued stays queued. The user may be talking over the reply: it yields
+    at once, before that is certain. The session undoes it when the reply ends or is cut."""
+
+    db: float
+
+
+@dataclass(frozen=True, slots=True)
 class PlayEarcon:
     """Play a short local tone after what is queued (the driver may skip it when earcons
     are off); never sent upstream."""
@@ -230,6 +241,7 @@ Effect = (
     Send
     | Play
     | FlushPlayback
+    | DuckPlayback
     | PlayEarcon
     | Announce
     | Emit
@@ -313,6 +325,13 @@ class SessionSettings:
     barge_in_min_rms: float = 0.0
     """While the reply plays, microphone blocks quieter than this RMS count as silence:
     the echo-safe fallback where no echo canceller runs; 0 = off."""
+    barge_in_duck_ms: int = 0
+    """While the reply plays, this much speech (less than ``barge_in_start_ms``) lowers it
+    by ``barge_in_duck_db`` until the onset is certain (then it is cut) or the speech has
+    left the onset window without one (then it is restored): the reply yields as soon as
+    the user may be talking; 0 = off."""
+    barge_in_duck_db: float = 40.0
+    """How much quieter a ducked reply plays."""
     custom_variables: Mapping[str, str] = field(default_factory=dict)
     """The bot prompt's ``{{key}}`` variables (``chat_config.custom_variables``)."""
     meta_data: Mapping[str, str] = field(default_factory=dict)
@@ -454,6 +473,7 @@ class Session:
         self._tts = False  # ... and that output is spoken text (input_text.generate_audio)
         self._unwanted_turn = False  # server_vad: Coze will answer a turn we abandoned
         self._configured = False
+        self._ducked = False  # the reply plays quieter: the user may be talking over it
         self.fault: str | None = None
         """Why Coze refuses the session (a :data:`REFUSALS` code, with what to do); cleared
         once a session is configured again. Shown as state ``error``."""
@@ -478,13 +498,28 @@ class Session:
         if new not in _TRANSITIONS[self.state]:
             raise LocalProtocolError(f"{self.state.name} -> {new.name}")
         log.debug("= %s -> %s", self.state.name, new.name)
+        effects: list[Effect] = []
         if new is State.SPEAKING:
             self._endpointer.set_start_ms(self._settings.barge_in_start_ms)
+            if self._barge_in_allowed():
+                self._endpointer.set_early_ms(self._settings.barge_in_duck_ms)
         elif self.state is State.SPEAKING:
             self._endpointer.set_start_ms(self._settings.start_ms)
+            self._endpointer.set_early_ms(0)
             self._reply_pcm.clear()  # the reply ended or was flushed: half a sample is noise
+            effects += self._restore_playback()
         self.state = new
-        return [Announce(new)]
+        return [*effects, Announce(new)]
+
+    def _barge_in_allowed(self) -> bool:
+        """Speech may interrupt a reply (with a wake word, only the wake word does)."""
+        return self._settings.barge_in and not self._gate.enabled
+
+    def _restore_playback(self) -> list[Effect]:
+        if not self._ducked:
+            return []
+        self._ducked = False
+        return [DuckPlayback(0.0)]
 
     def _append(self, audio: bytes, *, flush: bool = False) -> list[Effect]:
         self._outgoing += audio
@@ -653,13 +688,17 @@ class Session:
             case SpeechStarted():
                 if self.state is State.IDLE and self._gate.armed(now):
                     return self._start_listening(event, now)
-                if (
-                    self._settings.barge_in
-                    and not self._gate.enabled  # with a wake word, only it interrupts
-                    and self.state in (State.THINKING, State.SPEAKING)
-                ):
+                if self._barge_in_allowed() and self.state in (State.THINKING, State.SPEAKING):
                     return self._start_listening(event, now)
                 return []
+            case SpeechLikely():
+                # Only while SPEAKING, with barge-in allowed (see _enter): yield at once.
+                if self.state is State.SPEAKING and not self._ducked:
+                    self._ducked = True
+                    return [DuckPlayback(-self._settings.barge_in_duck_db)]
+                return []
+            case SpeechUnlikely():
+                return self._restore_playback()  # it was the echo, or a short sound
             case SpeechContinues(audio):
                 return self._append(audio) if self.state is State.LISTENING else []
             case SpeechEnded():
@@ -1003,7 +1042,7 @@ class Session:
             return []
         self.muted = muted
         self._endpointer.reset()
-        effects: list[Effect] = []
+        effects = self._restore_playback()  # nobody can be talking over it now
         if muted and self.state is State.LISTENING:
             effects += [Send(AudioClear()), *self._back_to_idle()]
         return [*effects, Announce(self.state)]

@@ -261,6 +261,23 @@ def test_a_reply_after_a_pause_starts_a_fresh_canceller(pause_s: float, fresh: i
     assert reduction_db > 20
 
 
+def test_the_path_moving_starts_a_fresh_canceller_and_holds_what_follows_for_echo() -> None:
+    """An underrun or overrun (``path_moved``) mid-reply: a fresh canceller, and the next
+    cleaned blocks, loud as they are, become silence while the speaker plays; without
+    echo cancellation it changes nothing."""
+    processor = AudioProcessor()
+    loud = s16(np.random.default_rng(3).normal(0, 3000, 960))
+    processor.process_render(loud, 16000)
+    processor.path_moved()
+
+    assert processor.fresh_starts == 1
+    assert processor.process_capture(loud) == bytes(len(loud))
+    cleaning = AudioProcessor(echo_cancellation=False, high_pass=True)
+    cleaning.path_moved()  # no canceller: nothing to start afresh, nothing held
+    assert cleaning.fresh_starts == 0
+    assert cleaning.process_capture(loud) != bytes(len(loud))
+
+
 def reply_16k() -> Signal:
     """The simulator's spoken reply (9.7 s of a TTS voice) at 16 kHz."""
     with wave.open(str(REPLY_WAV), "rb") as wav:

@@ -14,7 +14,7 @@ import pytest
 from coze_edge.adapters.audio_io import Microphone, Speaker
 from coze_edge.adapters.file_audio import FileMicrophone, FileSpeaker
 from coze_edge.adapters.wav import read_wav_as
-from coze_edge.core.audio import CAPTURE, AudioFormat, apply_gain
+from coze_edge.core.audio import CAPTURE, AudioFormat, Ducking, apply_gain
 from coze_edge.errors import ConfigError
 from tests.support.data import DATA
 from tests.support.timing import MS
@@ -268,3 +268,25 @@ def test_odd_length_audio_is_refused(tmp_path: Path) -> None:
     """Half a sample is a caller bug, reported at once."""
     with pytest.raises(ValueError, match="even length"):
         FileSpeaker(tmp_path / "out.wav").play_nowait(b"\x01\x02\x03")
+
+
+async def test_a_ducked_speaker_plays_queued_audio_quieter_until_restored(tmp_path: Path) -> None:
+    """duck(-40) lowers what is written from then on (a 5 ms ramp first); duck(0) undoes it."""
+    first, second = tone(40), tone(60)
+    out = tmp_path / "out.wav"
+    async with FileSpeaker(out, rate=24000, realtime=False) as speaker:
+        speaker.play_nowait(first)
+        speaker.duck(-40)
+        speaker.play_nowait(second)
+        speaker.duck(0)
+        speaker.play_nowait(first)
+        assert speaker.ducked_at is not None
+
+    expected = Ducking(ramp_samples=120)  # what the speaker did, step by step
+    written = expected.apply(first)
+    expected.set_db(-40)
+    written += expected.apply(second)
+    expected.set_db(0)
+    written += expected.apply(first)
+    assert written != first + second + first
+    assert read_back(out) == (24000, written)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from coze_edge.core.audio import (
     CAPTURE,
     AudioFormat,
+    Ducking,
     FrameSplitter,
     PreRoll,
     WholeSamples,
@@ -236,3 +237,29 @@ def test_pre_roll_of_zero_keeps_nothing() -> None:
     ring = PreRoll(0)
     ring.push(b"abcd")
     assert ring.take() == b""
+
+
+def test_ducking_ramps_down_then_holds_and_ramps_back() -> None:
+    """-40 dB: the first 4 samples of the next block ramp to a hundredth, the rest hold it;
+    0 dB ramps back, then returns blocks untouched."""
+    ducking = Ducking(ramp_samples=4)
+    block = pcm(*[10000] * 6)
+    assert ducking.apply(block) is block
+
+    ducking.set_db(-40)
+    assert samples(ducking.apply(block)) == [7525, 5050, 2575, 100, 100, 100]
+    assert samples(ducking.apply(block)) == [100] * 6
+    assert ducking.gain == pytest.approx(0.01)
+
+    ducking.set_db(0)
+    assert samples(ducking.apply(block)) == [2575, 5050, 7525, 10000, 10000, 10000]
+    assert ducking.apply(block) is block
+
+
+def test_ducking_waits_for_audio_and_keeps_an_odd_byte() -> None:
+    """An empty block changes nothing; a trailing half sample passes as it is."""
+    ducking = Ducking(ramp_samples=2)
+    ducking.set_db(-40)
+    assert ducking.apply(b"") == b""
+    assert ducking.gain == 1.0
+    assert ducking.apply(pcm(10000, 10000) + b"\x07") == pcm(5050, 100) + b"\x07"

@@ -138,3 +138,39 @@ def test_a_rate_must_be_positive() -> None:
     """A rate of zero is refused."""
     with pytest.raises(ValueError, match="positive"):
         EchoGate(0)
+
+
+def test_after_the_path_moved_blocks_are_echo_for_a_while_and_the_delay_is_found_again() -> None:
+    """
+    An underrun or overrun (``path_moved``) in the 9th block, where the echo's delay jumps
+    by 20 ms: the next 800 ms (14 blocks of 60 ms) are echo whatever they hold, and the new
+    delay is found at once, so the echo is caught from then on (without the call, only from
+    the 10th block: see above). A voice unlike the speaker's is echo only while held.
+    """
+    far = noise(30 * BLOCK, seed=1)
+    heard = delayed(far, DELAY)
+    heard[8 * BLOCK :] = delayed(far, DELAY + 2 * FRAME)[8 * BLOCK :]
+    voice = noise(30 * BLOCK, seed=2)
+    for cleaned, expected in (
+        (heard, [False] * 2 + [True] * 28),
+        (voice, [False] * 8 + [True] * 14 + [False] * 8),
+    ):
+        gate = EchoGate(RATE)
+        found = []
+        for block, start in enumerate(range(0, 30 * BLOCK, BLOCK)):
+            for frame in range(start, start + BLOCK, FRAME):
+                gate.played(pcm(far[frame : frame + FRAME]))
+            if block == 8:
+                gate.path_moved()
+            part = slice(start, start + BLOCK)
+            found.append(gate.residual_echo(pcm(heard[part]), pcm(cleaned[part])))
+        assert found == expected
+
+
+def test_nothing_is_held_for_echo_while_the_speaker_is_silent() -> None:
+    """The path moving while nothing plays silences nothing: there is no echo to fear."""
+    gate = EchoGate(RATE)
+    gate.path_moved()
+    voice = pcm(noise(BLOCK, seed=2))
+
+    assert [gate.residual_echo(voice, voice) for _ in range(3)] == [False] * 3

@@ -11,7 +11,9 @@ from coze_edge.core.endpointer import (
     EndpointEvent,
     SpeechContinues,
     SpeechEnded,
+    SpeechLikely,
     SpeechStarted,
+    SpeechUnlikely,
 )
 
 FRAME = 640  # 20 ms at 16 kHz mono s16le
@@ -260,3 +262,52 @@ def test_utterances_are_contiguous_pieces_of_the_input_in_order(
         assert offset >= end, "each utterance follows the previous one"
         assert offset % FRAME == 0
         end = offset + len(utterance)
+
+
+def run_early(script: str, *, start_ms: int, early_ms: int) -> list[EndpointEvent]:
+    """As ``run``, with speech reported likely from ``early_ms`` on: the edges only."""
+    endpointer = Endpointer(Scripted(script), pre_roll_ms=0, start_ms=start_ms)
+    endpointer.set_early_ms(early_ms)
+    events: list[EndpointEvent] = []
+    for i in range(len(script)):
+        events += endpointer.feed(frame(i))
+    return edges(events)
+
+
+def test_speech_is_likely_before_it_is_an_onset() -> None:
+    """40 ms of speech is likely speech; the onset follows at start_ms, with its audio."""
+    events = run_early("...##.###", start_ms=100, early_ms=40)
+
+    assert events == [SpeechLikely(), SpeechStarted(frames(3, 9))]
+
+
+def test_likely_speech_that_leaves_the_onset_window_is_unlikely() -> None:
+    """A 40 ms sound is likely speech until it slides out of the 200 ms window; then again."""
+    script = "..##" + "." * 12 + "##"
+
+    assert run_early(script, start_ms=100, early_ms=40) == [
+        SpeechLikely(),  # frame 3
+        SpeechUnlikely(),  # frame 12: frame 2 left the window, one speech frame is in it
+        SpeechLikely(),  # frame 17
+    ]
+
+
+def test_speech_is_never_likely_without_early_ms() -> None:
+    """early_ms 0 (the default): only onsets are reported."""
+    assert run_early("...##.###", start_ms=100, early_ms=0) == [SpeechStarted(frames(3, 9))]
+
+
+def test_a_reset_forgets_likely_speech() -> None:
+    """After a reset, likely speech is not reported unlikely, and can be likely anew."""
+    endpointer = Endpointer(Scripted("##" + "##" + "." * 12), pre_roll_ms=0, start_ms=100)
+    endpointer.set_early_ms(40)
+    assert edges(endpointer.feed(frames(0, 2))) == [SpeechLikely()]
+    endpointer.reset()
+    assert edges(endpointer.feed(frames(2, 4))) == [SpeechLikely()]
+    assert edges(endpointer.feed(frames(4, 16))) == [SpeechUnlikely()]
+
+
+def test_early_ms_must_not_be_negative() -> None:
+    endpointer = Endpointer(Scripted(""), start_ms=100)
+    with pytest.raises(ValueError, match="early_ms"):
+        endpointer.set_early_ms(-20)

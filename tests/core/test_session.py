@@ -8,6 +8,7 @@ from coze_edge.core import events as ev
 from coze_edge.core.endpointer import Endpointer
 from coze_edge.core.session import (
     Announce,
+    DuckPlayback,
     Emit,
     FlushPlayback,
     Play,
@@ -605,3 +606,93 @@ def test_the_level_gate_does_not_apply_while_the_device_is_quiet() -> None:
     session = idle_session(barge_in_min_rms=1000.0)
     effects = talk(session, speech_ms=200, silence_ms=0, now=1.0)
     assert Announce(State.LISTENING) in effects
+
+
+def ducking_session(**settings: object) -> Session:
+    """Speaking, with 40 ms of speech ducking the reply and 200 ms cutting it."""
+    session = new_session(
+        **{"barge_in_start_ms": 200, "barge_in_duck_ms": 40, "barge_in_min_rms": 100.0} | settings
+    )
+    session.connected(0.0)
+    session.received(ev.ChatUpdated({}), 0.0)
+    talk(session, speech_ms=400, silence_ms=300, now=1.0)
+    session.received(ev.AudioDelta(CHAT, b"ab" * 4800), 2.0)
+    assert session.state is State.SPEAKING
+    return session
+
+
+def test_the_first_speech_over_the_reply_ducks_it() -> None:
+    """40 ms of speech lower the reply by 40 dB at once; nothing is cancelled yet."""
+    session = ducking_session()
+
+    effects = talk(session, speech_ms=60, silence_ms=0, now=2.2)
+
+    assert effects == [DuckPlayback(-40.0)]
+    assert session.state is State.SPEAKING
+
+
+def test_a_ducked_reply_is_cut_once_the_speech_is_certain() -> None:
+    """The user goes on talking: the reply is cancelled and flushed, the ducking undone."""
+    session = ducking_session()
+    talk(session, speech_ms=60, silence_ms=0, now=2.2)
+
+    effects = talk(session, speech_ms=180, silence_ms=0, now=2.4)
+
+    assert effects[:4] == [
+        Send(ev.ChatCancel()),
+        FlushPlayback(),
+        DuckPlayback(0.0),
+        Announce(State.LISTENING),
+    ]
+
+
+def test_a_ducked_reply_plays_on_at_its_volume_when_no_speech_follows() -> None:
+    """A short sound (the device's own echo, say) costs a dip: the reply is restored."""
+    session = ducking_session()
+    talk(session, speech_ms=60, silence_ms=0, now=2.2)
+
+    effects = talk(session, speech_ms=0, silence_ms=420, now=2.6)
+
+    assert effects == [DuckPlayback(0.0)]
+    assert session.state is State.SPEAKING
+    assert talk(session, speech_ms=60, silence_ms=0, now=3.0) == [DuckPlayback(-40.0)]
+
+
+def test_a_reply_that_ends_while_ducked_is_restored() -> None:
+    """The next reply plays at the volume, whatever happened to this one."""
+    session = ducking_session()
+    talk(session, speech_ms=60, silence_ms=0, now=2.2)
+    session.received(ev.ChatCompleted(CHAT, CONV), 2.3)
+
+    effects = session.playback_drained(2.4)
+
+    assert effects[-2:] == [DuckPlayback(0.0), Announce(State.IDLE)]
+
+
+def test_muting_restores_a_ducked_reply() -> None:
+    """A muted microphone hears nobody talking over the reply."""
+    session = ducking_session()
+    talk(session, speech_ms=60, silence_ms=0, now=2.2)
+
+    assert session.set_muted(True, 2.3) == [DuckPlayback(0.0), Announce(State.SPEAKING)]
+
+
+def test_nothing_ducks_the_reply_where_speech_may_not_interrupt_it() -> None:
+    """Half-duplex (an infinite level gate), or barge-in off: the reply keeps its volume."""
+    for session in (
+        ducking_session(barge_in_min_rms=math.inf),
+        ducking_session(barge_in=False),
+    ):
+        assert talk(session, speech_ms=600, silence_ms=0, now=2.2) == []
+        assert session.state is State.SPEAKING
+
+
+def test_with_a_wake_word_speech_does_not_duck_the_reply() -> None:
+    """Only the wake word interrupts a reply then, so only it may lower it."""
+    session = wake_session(barge_in_duck_ms=40, barge_in_start_ms=200)
+    session.audio_captured(WAKE, 1.0)
+    talk(session, speech_ms=400, silence_ms=300, now=1.1)
+    session.received(ev.AudioDelta(CHAT, b"ab" * 4800), 2.0)
+    assert session.state is State.SPEAKING
+
+    assert talk(session, speech_ms=600, silence_ms=0, now=2.2) == []
