@@ -9,10 +9,15 @@ The parts of ``scripts/pi-check`` that run inside the arm64 root, on its own Pyt
   was built here (a wheel tagged ``linux_aarch64`` can only have been compiled locally:
   PyPI accepts only manylinux and musllinux tags). Exit 1 names those that did not.
 * ``mirror SUITE`` (on the host): the Debian archive this machine's apt uses for SUITE.
-* ``turn SOURCE``: one turn of the installed daemon on PulseAudio null sinks, with a fixed
-  echo path from the speaker into the microphone: the wake word, the Opus uplink and echo
-  cancellation. Run it with the installed venv's python and ``-P``, so that ``coze_edge``
-  is the installed one; ``tests.support`` comes from the checkout SOURCE.
+* ``turn SOURCE [--echo-cancellation]``: one turn of the installed daemon on PulseAudio null
+  sinks: the wake word, the Opus uplink, the whole reply played; with
+  ``--echo-cancellation``, also a fixed echo path from the speaker into the microphone and
+  the daemon's echo cancellation on it (``coze-edge[aec]``). Under emulation echo
+  cancellation alone costs about 0.75 CPU seconds per audio second (55 times an x86-64
+  core's), so that turn cannot keep real time there. Run it with the installed venv's
+  python and ``-P``, so that ``coze_edge`` is the installed one; ``tests.support`` comes
+  from the checkout SOURCE.
+* ``aec-cost SOURCE``: CPU per audio second of echo cancellation, the wake word and Opus.
 
 Only the standard library is imported at the top: ``platform`` and ``wheels`` run on the
 root's ``/usr/bin/python3``.
@@ -217,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     mirror.add_argument("suite")
     turn = commands.add_parser("turn", help="a daemon turn: wake word, Opus, echo cancellation")
     turn.add_argument("source", type=Path)
+    turn.add_argument("--echo-cancellation", action="store_true")
+    cost = commands.add_parser(
+        "aec-cost", help="CPU per audio second: echo cancellation, the wake word, Opus"
+    )
+    cost.add_argument("source", type=Path)
     args = parser.parse_args(argv)
     match args.command:
         case "platform":
@@ -230,21 +240,71 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             print(uri)
             return 0
+        case "aec-cost":
+            return run_costs(args.source)
         case _:
-            return run_turn(args.source)
+            return run_turn(args.source, echo_cancellation=args.echo_cancellation)
 
 
 REPLY_LOUD_S = 7.18
 """How much of the simulator's reply carries sound (as tests/test_real_audio.py counts it)."""
 
 
-def run_turn(source: Path) -> int:
+def run_turn(source: Path, *, echo_cancellation: bool) -> int:
     import coze_edge  # before the checkout is on sys.path: the installed package
 
     sys.path.append(str(source.resolve()))  # after site-packages: tests.support only
     import asyncio
 
-    return asyncio.run(_turn(Path(coze_edge.__file__).parent))
+    return asyncio.run(_turn(Path(coze_edge.__file__).parent, echo_cancellation))
+
+
+def run_costs(source: Path) -> int:
+    """CPU seconds per audio second of the parts that run on every captured block, on the
+    bundled wake-word recording: what decides whether a turn keeps real time."""
+    import time
+
+    import coze_edge
+
+    sys.path.append(str(source.resolve()))
+    from coze_edge.adapters.apm import AudioProcessor
+    from coze_edge.adapters.opus import OpusEncoder
+    from coze_edge.adapters.wakeword import WakeWordDetector
+    from coze_edge.adapters.wav import read_wav_as
+    from coze_edge.core.audio import CAPTURE
+    from tests.support.data import DATA
+
+    print(f"coze_edge {Path(coze_edge.__file__).parent}")
+    pcm = read_wav_as(DATA / "wake-okay-nabu-then-question.wav", CAPTURE)
+    block, frame = CAPTURE.frame_bytes(60), CAPTURE.frame_bytes(20)
+    seconds = len(pcm) / CAPTURE.frame_bytes(1000)
+
+    def wake_word() -> None:
+        detector = WakeWordDetector("okay_nabu")
+        for start in range(0, len(pcm), block):
+            detector.process(pcm[start : start + block])
+
+    def echo_cancellation() -> None:
+        processor = AudioProcessor()
+        for start in range(0, len(pcm) // block * block, block):
+            processor.process_render(pcm[start : start + block], CAPTURE.rate)
+            processor.process_capture(pcm[start : start + block])
+
+    def opus() -> None:
+        encoder = OpusEncoder()
+        for start in range(0, len(pcm) // frame * frame, frame):
+            encoder.encode(pcm[start : start + frame])
+
+    for name, part in (
+        ("echo cancellation", echo_cancellation),
+        ("wake word", wake_word),
+        ("Opus encoding", opus),
+    ):
+        part()  # once to warm up (an emulator translates the code on its first run)
+        started = time.process_time()
+        part()
+        print(f"{name}: {(time.process_time() - started) / seconds * 1000:.0f} ms CPU per s")
+    return 0
 
 
 def loud_seconds(raw: bytes, rate: int = 24000, threshold: float = 300.0) -> float:
@@ -257,7 +317,7 @@ def loud_seconds(raw: bytes, rate: int = 24000, threshold: float = 300.0) -> flo
     return float(np.sum(np.sqrt(np.mean(windows**2, axis=1)) > threshold)) / 100
 
 
-async def _turn(package: Path) -> int:
+async def _turn(package: Path, echo_cancellation: bool) -> int:
     import asyncio
     import tempfile
 
@@ -275,7 +335,7 @@ async def _turn(package: Path) -> int:
     opened: list[tuple[Microphone, Speaker]] = []
     with tempfile.TemporaryDirectory(prefix="pi-check-turn-") as tmp:
         state_dir = Path(tmp)
-        with pulse_server(state_dir / "pulse", echo_path=True) as pulse:
+        with pulse_server(state_dir / "pulse", echo_path=echo_cancellation) as pulse:
             async with Simulator(reply_speed=4.0) as sim:
                 config = daemon_config(
                     sim,
@@ -285,7 +345,7 @@ async def _turn(package: Path) -> int:
                         "input_device": "pulse",
                         "output_device": "pulse",
                         "codec": "opus",
-                        "echo_cancellation": True,
+                        "echo_cancellation": echo_cancellation,
                     },
                     wake={"word": "okay_nabu"},
                 )
@@ -321,17 +381,19 @@ async def _turn(package: Path) -> int:
         and heard_s >= 1.0,
         "one turn": events.count("turn") == 1
         and connection.event_types().count("input_audio_buffer.complete") == 1,
-        f"reply played whole through the echo path ({loud_seconds(played):.2f} s loud)": (
+        f"reply played whole ({loud_seconds(played):.2f} s loud)"
+        + (" through the echo path" if echo_cancellation else ""): (
             loud_seconds(played) >= REPLY_LOUD_S - 0.3
             and State.LISTENING not in after_reply
             and "conversation.chat.cancel" not in connection.event_types()
         ),
-        "echo cancellation on the capture, fed with the reply": isinstance(
-            processor, AudioProcessor
-        )
-        and processor.echo_cancellation
-        and processor.fresh_starts >= 1,
     }
+    if echo_cancellation:
+        checks["echo cancellation on the capture, fed with the reply"] = (
+            isinstance(processor, AudioProcessor)
+            and processor.echo_cancellation
+            and processor.fresh_starts >= 1
+        )
     for name, ok in checks.items():
         print(f"{'ok  ' if ok else 'FAIL'} {name}")
     print(
