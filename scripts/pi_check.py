@@ -135,7 +135,7 @@ def runs_on_aarch64(filename: str) -> bool:
 
 def check_wheels(report_path: Path, venvs: list[Path]) -> int:
     report: dict[str, Any] = json.loads(report_path.read_text())
-    wheels, problems = 0, []
+    wheels, problems, binary = 0, [], []
     for item in report["install"]:
         name = item["metadata"]["name"]
         version = item["metadata"]["version"]
@@ -151,6 +151,8 @@ def check_wheels(report_path: Path, venvs: list[Path]) -> int:
             problems.append(f"{name} {version}: {filename} is not an aarch64 wheel")
         else:
             wheels += 1
+            if not filename.removesuffix(".whl").endswith("-any"):
+                binary.append(name)
     for venv in venvs:
         for wheel in sorted(venv.glob("lib/python3*/site-packages/*.dist-info/WHEEL")):
             tags = [
@@ -167,6 +169,8 @@ def check_wheels(report_path: Path, venvs: list[Path]) -> int:
     )
     for problem in problems:
         print(f"  {problem}")
+    if binary:
+        print(f"{len(binary)} of them compiled for aarch64: {', '.join(sorted(binary))}")
     return 1 if problems else 0
 
 

@@ -115,9 +115,10 @@ def test_a_report_of_aarch64_wheels_passes(
     )
 
     assert check_wheels(report, []) == 0
-    assert capsys.readouterr().out == (
-        "2 packages, every one a wheel for aarch64 or for any platform\n"
-    )
+    assert capsys.readouterr().out.splitlines() == [
+        "2 packages, every one a wheel for aarch64 or for any platform",
+        "1 of them compiled for aarch64: numpy",
+    ]
 
 
 def test_a_source_only_package_and_a_locally_built_wheel_are_named(
@@ -146,6 +147,7 @@ def test_a_source_only_package_and_a_locally_built_wheel_are_named(
         "  webrtcvad 1.0: no wheel for this platform, pip would build webrtcvad-2.0.10.tar.gz",
         "  other 1.0: other-1.0-cp311-cp311-manylinux_2_28_x86_64.whl is not an aarch64 wheel",
         f"  webrtcvad-2.0.10.dist-info in {venv}: compiled here (cp311-cp311-linux_aarch64)",
+        "1 of them compiled for aarch64: numpy",
     ]
 
 
