@@ -28,6 +28,12 @@ class Microphone(Protocol):
     queue, so the echo canceller sees all of it even when the reader falls behind); returns
     as many bytes as it is given. Set before ``__aenter__``."""
 
+    handoff_ms: int
+    """Captured blocks may be held back until this much audio is waiting and handed over
+    joined, in one wake-up of the event loop (the driver raises it while the device only
+    waits for speech); 0 = each block as soon as it is captured. A microphone whose blocks
+    cost no wake-up (a file) may ignore it. May change at any time."""
+
     async def __aenter__(self) -> Self: ...
 
     async def __aexit__(

@@ -54,6 +54,7 @@ class FileMicrophone:
         self.overruns = 0
         self.on_capture: Callable[[bytes], bytes] | None = None
         self.captured_at: float | None = None
+        self.handoff_ms = 0  # ignored: reading a block costs no wake-up worth saving
         self.block_bytes = fmt.frame_bytes(block_ms)
         if self.block_bytes <= 0:
             raise ValueError(f"block_ms must be positive, got {block_ms}")

@@ -156,6 +156,8 @@ class SoundDeviceMicrophone:
         self.overruns = 0
         self.on_capture: Callable[[bytes], bytes] | None = None
         self.captured_at: float | None = None
+        self.handoff_ms = 0
+        self._held: list[bytes] = []  # PortAudio's thread only: blocks not handed over yet
 
     async def __aenter__(self) -> Self:
         sd = _sd()
@@ -198,11 +200,19 @@ class SoundDeviceMicrophone:
         _close(stream, "microphone")
 
     def _on_audio(self, indata: Any, frames: int, when: Any, status: Any) -> None:
-        # PortAudio's thread: copy (indata is only valid during this call) and hand off.
+        # PortAudio's thread: copy (indata is only valid during this call) and hand off,
+        # or hold it back while handoff_ms allows: waking the loop costs far more than
+        # anything done with a block while the device waits for speech.
         if status and status.input_overflow:
             self.overruns += 1
+        held = self._held
+        held.append(bytes(indata))
+        if len(held) * self._block_ms < self.handoff_ms:
+            return
+        self._held = []
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._put, bytes(indata), time.monotonic())
+        block = held[0] if len(held) == 1 else b"".join(held)
+        self._loop.call_soon_threadsafe(self._put, block, time.monotonic())
 
     def _put(self, block: bytes, captured_at: float) -> None:
         # The loop's thread, in capture order: convert and clean before anything is dropped.

@@ -605,3 +605,20 @@ def test_the_level_gate_does_not_apply_while_the_device_is_quiet() -> None:
     session = idle_session(barge_in_min_rms=1000.0)
     effects = talk(session, speech_ms=200, silence_ms=0, now=1.0)
     assert Announce(State.LISTENING) in effects
+
+
+def test_captured_audio_can_wait_only_while_nobody_waits_on_the_device() -> None:
+    """Batched microphone audio is allowed while connecting, muted or idle, never during a
+    turn or a reply, nor with server_vad (Coze's VAD hears the stream as it comes)."""
+    session = new_session()
+    assert session.audio_can_wait  # CONNECTING: the audio is dropped
+    session = idle_session()
+    assert session.audio_can_wait
+    talk(session, speech_ms=200, silence_ms=0, now=1.0)
+    assert session.state is State.LISTENING
+    assert not session.audio_can_wait
+    session.set_muted(True, 1.5)
+    assert session.audio_can_wait
+    assert not thinking_session().audio_can_wait
+    assert not speaking_session().audio_can_wait
+    assert not idle_session(server_vad=True).audio_can_wait

@@ -1,0 +1,57 @@
+"""What listening all day costs the daemon: the driver lets the microphone batch its
+hand-offs while nothing is urgent (the figures themselves are in scripts/bench)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from coze_edge.adapters.audio_io import Microphone, Speaker
+from coze_edge.adapters.file_audio import FileMicrophone, FileSpeaker
+from coze_edge.conversation import IDLE_HANDOFF_MS
+from coze_edge.core.status import State
+from coze_edge.simulator import Simulator
+from tests.support.daemon import daemon_config, running_daemon
+from tests.support.data import DATA
+
+
+class HandoffWatcher(FileMicrophone):
+    """A file microphone that notes what ``handoff_ms`` the driver asked for, and when."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, realtime=True)
+        self.seen: list[tuple[float, int]] = []
+
+    def _captured(self, block: bytes) -> bytes:
+        self.seen.append((asyncio.get_running_loop().time(), self.handoff_ms))
+        return super()._captured(block)
+
+
+@pytest.mark.simulator(reply_speed=20.0)
+async def test_the_microphone_may_batch_only_while_the_device_waits(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """Idle: the driver allows IDLE_HANDOFF_MS per hand-off; from the turn's start to the
+    end of the reply every block is asked for as it comes."""
+    microphone = HandoffWatcher(DATA / "utterance-weather.wav")
+
+    def audio() -> tuple[Microphone, Speaker]:
+        return microphone, FileSpeaker(tmp_path / "out.wav", rate=24000, realtime=False)
+
+    config = daemon_config(
+        sim, tmp_path, audio={"backend": "file", "file_input": str(microphone.path)}
+    )
+    async with running_daemon(config, audio=audio) as run:
+        await run.wait(lambda: any(e["type"] == "turn" for e in run.events), 30)
+        listening = run.when(State.LISTENING)
+        assert listening is not None
+        idle_again = run.when(State.IDLE, after=listening)
+        assert idle_again is not None
+        await run.wait(lambda: microphone.seen[-1][0] > idle_again + 0.5, 5)
+
+    during = {h for t, h in microphone.seen if listening + 0.1 < t < idle_again - 0.1}
+    after = {h for t, h in microphone.seen if t > idle_again + 0.1}
+    assert during == {0}
+    assert after == {IDLE_HANDOFF_MS}
