@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -172,3 +173,18 @@ async def test_a_lost_sound_server_is_reported_as_device_lost(pulse: PulseEnv) -
                 await drain()
     finally:
         pulse.restart()  # for the tests after this one
+
+
+def alsa_plugins_loaded() -> set[str]:
+    """The ALSA plugin modules mapped into this process (libasound_module_pcm_*.so)."""
+    maps = Path("/proc/self/maps").read_text().splitlines()
+    return {line.rsplit("/", 1)[-1] for line in maps if "libasound_module_pcm_" in line}
+
+
+async def test_only_the_plugin_in_use_stays_loaded(pulse: PulseEnv) -> None:
+    """Listing the devices opens every ALSA plugin (a52, jack, ...); once the scan is done
+    only the one the open stream uses stays in memory."""
+    find_device("pulse", "input", rescan=True)
+    assert alsa_plugins_loaded() == set()
+    async with SoundDeviceMicrophone("pulse", capture_rate=16000, block_ms=60):
+        assert alsa_plugins_loaded() == {"libasound_module_pcm_pulse.so"}
