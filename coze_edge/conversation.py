@@ -15,7 +15,10 @@ its inbox. The tasks, each started once in :meth:`Conversation.run`'s TaskGroup:
   an open microphone while the device logs in) and pumps its blocks;
 * ``drain-watch``: reports when the speaker has played out a reply the session watches;
 * ``token-refresh``: asks the token source for a new token when Coze refused the one in
-  use, then reconnects with it.
+  use, then reconnects with it;
+* ``tools``: runs the device-side plugins the bot calls (``RunTools``), each call in a task
+  of its own, stopped at the session's tool deadline; their outputs come back through the
+  inbox, so a slow tool never holds up the audio.
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Final, assert_never
+from typing import Any, Final, Protocol, assert_never
 
 from coze_edge.adapters.audio_io import Microphone, Speaker
 from coze_edge.adapters.coze_ws import CozeSocket, SocketSettings
@@ -42,8 +45,8 @@ from coze_edge.core.commands import (
     Unmute,
     split_for_speech,
 )
-from coze_edge.core.earcons import earcon
-from coze_edge.core.events import AudioDelta, ServerEvent
+from coze_edge.core.earcons import EarconKind, earcon
+from coze_edge.core.events import AudioDelta, ServerEvent, ToolCall
 from coze_edge.core.session import (
     REFUSALS,
     Announce,
@@ -55,6 +58,7 @@ from coze_edge.core.session import (
     Reconnect,
     ReconnectAfter,
     RememberConversation,
+    RunTools,
     Send,
     Session,
     TokenRejected,
@@ -62,6 +66,7 @@ from coze_edge.core.session import (
     refusal,
 )
 from coze_edge.core.status import State
+from coze_edge.core.tools import error_output
 from coze_edge.credentials import TokenSource
 from coze_edge.errors import (
     AuthenticationError,
@@ -143,7 +148,30 @@ class Announcement:
     pcm: bytes = field(repr=False)
 
 
-Input = Captured | Received | Connected | Disconnected | Drained | Commanded | Announcement
+@dataclass(frozen=True, slots=True)
+class ToolDone:
+    """One tool call of a ``RunTools`` ended; ``output`` goes back to Coze."""
+
+    chat_id: str
+    call_id: str
+    output: str = field(repr=False)
+
+
+Input = (
+    Captured | Received | Connected | Disconnected | Drained | Commanded | Announcement | ToolDone
+)
+
+
+class ToolRunner(Protocol):
+    """Runs one device-side plugin call (:class:`~coze_edge.tools.Toolbox`)."""
+
+    async def run(self, call: ToolCall) -> str:
+        """The call's output; a failure is an error output, never an exception."""
+        ...
+
+
+TOOL_BATCHES: Final = 8
+"""``requires_action`` batches waiting for the tools task at most (one is usual)."""
 
 
 def reconnect_delays() -> Iterator[float]:
@@ -166,9 +194,11 @@ class Conversation:
         on_event: Callable[[dict[str, Any]], None],
         remember_conversation: Callable[[str | None], None] = lambda _: None,
         earcons: bool = True,
+        earcon_sounds: Mapping[EarconKind, bytes] | None = None,
         inbox_size: int = 256,
         refused_retry_s: float = REFUSED_RETRY_S,
         playback_ahead_ms: float = PLAYBACK_AHEAD_MS,
+        tools: ToolRunner | None = None,
     ) -> None:
         self._session = session
         self._socket_settings = socket_settings
@@ -179,8 +209,11 @@ class Conversation:
         self._on_event = on_event
         self._remember_conversation = remember_conversation
         self._earcons = earcons
+        self._earcon_sounds = earcon_sounds or {}  # custom ones, at the speaker's rate
         self._refused_retry_s = refused_retry_s
         self._playback_ahead_ms = playback_ahead_ms
+        self._tools = tools
+        self._tool_batches: asyncio.Queue[RunTools] = asyncio.Queue(TOOL_BATCHES)
         self._inbox: asyncio.Queue[Input] = asyncio.Queue(inbox_size)
         self._socket: CozeSocket | None = None
         self._token: str | None = None
@@ -240,6 +273,7 @@ class Conversation:
             tasks.create_task(self._pump_microphone(), name="microphone")
             tasks.create_task(self._watch_drains(), name="drain-watch")
             tasks.create_task(self._refresh_when_refused(), name="token-refresh")
+            tasks.create_task(self._serve_tools(), name="tools")
             tasks.create_task(self._drive(), name="conversation")
 
     async def _pump_microphone(self) -> None:
@@ -266,6 +300,40 @@ class Conversation:
                 await self._tokens.rejected(token)
             self._refresh_wanted.clear()
             await self._reconnect(Reconnect("token refreshed", ReconnectAfter.NOW))
+
+    # ------------------------------------------------------------------ tools
+
+    async def _serve_tools(self) -> None:
+        async with asyncio.TaskGroup() as batches:
+            while True:
+                batch = await self._tool_batches.get()
+                batches.create_task(self._run_tools(batch), name=f"tools-{batch.chat_id}")
+
+    async def _run_tools(self, batch: RunTools) -> None:
+        """The calls of one ``requires_action`` side by side; at the deadline whatever still
+        runs is cancelled (the session has answered for it by then)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(batch.deadline), asyncio.TaskGroup() as calls:
+                for call in batch.calls:
+                    calls.create_task(self._run_call(batch.chat_id, call), name=f"tool-{call.name}")
+
+    async def _run_call(self, chat_id: str, call: ToolCall) -> None:
+        if self._tools is None:
+            output = error_output("this device runs no device-side plugins")
+        else:
+            try:
+                output = await self._tools.run(call)
+            except Exception as exc:  # a bug in a tool must not end the conversation
+                log.exception("! tool %s failed", call.name)
+                output = error_output(f"the tool failed ({type(exc).__name__})")
+        await self._inbox.put(ToolDone(chat_id, call.id, output))
+
+    def _start_tools(self, batch: RunTools) -> None:
+        try:
+            self._tool_batches.put_nowait(batch)
+        except asyncio.QueueFull:
+            # Never expected (one batch per reply); the session answers at the deadline.
+            log.warning("! tool calls of chat %s dropped: too many at once", batch.chat_id)
 
     # ------------------------------------------------------------------ Coze
 
@@ -416,6 +484,8 @@ class Conversation:
                 if session.state in (State.CONNECTING, State.IDLE):
                     self._speaker.play_nowait(pcm)
                 return []
+            case ToolDone(chat_id, call_id, output):
+                return session.tool_finished(chat_id, call_id, output, now)
             case _:
                 assert_never(item)
 
@@ -458,7 +528,8 @@ class Conversation:
                     self._speaker.flush()
                 case PlayEarcon(kind):
                     if self._earcons:
-                        self._speaker.play_nowait(earcon(kind, self._speaker.rate))
+                        sound = self._earcon_sounds.get(kind)
+                        self._speaker.play_nowait(sound or earcon(kind, self._speaker.rate))
                 case Announce(state):
                     if state is State.IDLE:
                         self._first_idle.set()
@@ -474,6 +545,8 @@ class Conversation:
                     self._refresh_wanted.set()
                 case RememberConversation(conversation_id):
                     self._remember_conversation(conversation_id)
+                case RunTools():
+                    self._start_tools(effect)
                 case _:
                     assert_never(effect)
 

@@ -1,10 +1,13 @@
 """
 Local control of a running daemon over a unix socket (``coze-edge ctl COMMAND``).
 
-The socket is ``$RUNTIME_DIRECTORY/ctl.sock`` under systemd, else ``<state_dir>/ctl.sock``;
-mode 0660, so the service's group may use it and nobody else. One request per connection:
+The daemon listens on ``$RUNTIME_DIRECTORY/ctl.sock`` under systemd (``/run/coze-edge``),
+else on ``<state_dir>/ctl.sock``; mode 0660, so the service's group may use it and nobody
+else. The client looks in those places (:func:`socket_places`) and, when none answers, says
+where it looked and why each failed. One request per connection:
 a JSON line ``{"command": NAME, "argument": TEXT}``; one JSON line back:
-``{"ok": true, "status": {...}}`` or ``{"ok": false, "error": "..."}``. The commands are
+``{"ok": true, "status": {...}}`` or ``{"ok": false, "error": "..."}`` (with ``"busy":
+true`` when refused for want of room, not for what it asked). The commands are
 the MQTT ones and go through the same parser, so neither can run programs or touch files.
 Clients are bounded (how many at once, how long, how large, how deep): see :class:`CtlServer`.
 """
@@ -16,13 +19,14 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TextIO
 
-from coze_edge.core.commands import CommandError, QueryStatus, parse_command
+from coze_edge.core.commands import CTL_COMMANDS, CommandError, QueryStatus, parse_command
 from coze_edge.core.status import DeviceStatus, LoginPrompt, login_payload
+from coze_edge.errors import EXIT_UNAVAILABLE, EXIT_USAGE
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +48,8 @@ IDLE_GRACE_S: Final = 0.25
 """At the cap, a client that has sent no request for this long is closed to make room."""
 REPLY_DEADLINE_S: Final = 2.0
 """How long writing the reply may take, for a client that does not read it."""
-EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: no daemon listening
+ANSWER_WITHIN_S: Final = 10.0
+"""How long ``coze-edge ctl`` waits for the daemon's answer."""
 
 
 def socket_path(state_dir: Path, env: Mapping[str, str]) -> Path:
@@ -180,7 +185,7 @@ class CtlServer:
         self.turned_away += 1
         self._turned_away_now += 1
         with contextlib.suppress(ConnectionError):
-            writer.write(json.dumps(_refusal(why)).encode() + b"\n")
+            writer.write(json.dumps(_refusal(why, busy=True)).encode() + b"\n")
         writer.close()
 
     async def _answer(self, line: bytes) -> dict[str, Any]:
@@ -216,8 +221,9 @@ async def _closed(writer: asyncio.StreamWriter) -> None:
         pass  # the client went first
 
 
-def _refusal(error: str) -> dict[str, Any]:
-    return {"ok": False, "error": error}
+def _refusal(error: str, *, busy: bool = False) -> dict[str, Any]:
+    """A refused request; ``busy``: for want of room, not for what it asked."""
+    return {"ok": False, "error": error, "busy": True} if busy else {"ok": False, "error": error}
 
 
 def _parse_request(line: bytes) -> tuple[str, bytes]:
@@ -268,12 +274,13 @@ def _nesting(text: str) -> int:
 
 
 async def request(path: Path, command: str, argument: str = "") -> dict[str, Any]:
-    """One request to a running daemon; OSError when none listens at ``path``."""
+    """One request to a running daemon; OSError when none listens at ``path``, TimeoutError
+    when it does not answer, ValueError when the answer is not a JSON object."""
     reader, writer = await asyncio.open_unix_connection(str(path))
     try:
         writer.write(json.dumps({"command": command, "argument": argument}).encode() + b"\n")
         await writer.drain()
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(ANSWER_WITHIN_S):
             line = await reader.readline()
     finally:
         writer.close()
@@ -283,22 +290,151 @@ async def request(path: Path, command: str, argument: str = "") -> dict[str, Any
     return reply
 
 
-async def run_ctl(config: str | None, action: str, words: list[str], *, out: TextIO) -> int:
-    """The ``coze-edge ctl`` command."""
-    from coze_edge.config import load_config, resolve_config_path
+SYSTEMD_SOCKET: Final = Path("/run/coze-edge/ctl.sock")
+"""Where the daemon of the unit listens: its ``RuntimeDirectory=coze-edge``."""
+
+JOIN_GROUP: Final = (
+    "only root and the group coze-edge may use it: `sudo usermod -aG coze-edge $USER`, "
+    "then log in again"
+)
+
+
+def socket_places(
+    env: Mapping[str, str], state_dir: Callable[[], Path | None], *, config_named: bool
+) -> Iterator[Path]:
+    """
+    Where ``coze-edge ctl`` looks for the daemon, in order, each place once:
+    ``$RUNTIME_DIRECTORY/ctl.sock`` (inside the unit, or when set by hand), then the one the
+    daemon that systemd started listens on (:data:`SYSTEMD_SOCKET`), then
+    ``<state_dir>/ctl.sock`` (a daemon started by hand). When a config was named (``-c``,
+    ``$COZE_EDGE_CONFIG``), its state_dir comes before the systemd one: that daemon was
+    meant. ``state_dir`` is called only when its place is reached; None skips it.
+    """
+    seen: set[Path] = set()
+
+    def once(directory: Path | None) -> Iterator[Path]:
+        path = None if directory is None else directory / "ctl.sock"
+        if path is not None and path not in seen:
+            seen.add(path)
+            yield path
+
+    if runtime := env.get("RUNTIME_DIRECTORY"):
+        yield from once(Path(runtime.split(":")[0]))
+    if config_named:
+        yield from once(state_dir())
+    yield from once(SYSTEMD_SOCKET.parent)
+    if not config_named:
+        yield from once(state_dir())
+
+
+def _why_not(exc: BaseException) -> str:
+    """Why a place did not answer, for the user."""
+    if isinstance(exc, FileNotFoundError):
+        return "no socket there"
+    if isinstance(exc, PermissionError):
+        return f"permission denied ({JOIN_GROUP})"
+    if isinstance(exc, ConnectionRefusedError):
+        return "a socket, but no daemon listens on it (left by one that stopped)"
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {ANSWER_WITHIN_S:g} s"
+    if isinstance(exc, ValueError):
+        return f"not a coze-edge answer ({exc})"
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc)
+
+
+async def run_ctl(
+    config: str | None,
+    action: str,
+    words: list[str],
+    *,
+    as_json: bool = False,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    """The ``coze-edge ctl`` command: 0 done; 64 a command or argument the daemon would
+    refuse (checked here, before asking it); 69 no daemon answers, or it is too busy;
+    78 the config named (``-c``, ``$COZE_EDGE_CONFIG``) cannot be used. A config nobody
+    named is read only if its state_dir is reached, and its problem is then one more
+    place that did not answer."""
+    from coze_edge.config import CONFIG_ENV, load_config, resolve_config_path
+    from coze_edge.errors import ConfigError
+
+    name = action.replace("-", "_")
+    if name not in CTL_COMMANDS:
+        known = ", ".join(CTL_COMMANDS)
+        print(f"coze-edge ctl: unknown command {action!r}; known: {known}", file=err)
+        return EXIT_USAGE
+    argument = " ".join(words)
+    try:
+        parse_command(name, argument.encode("utf-8", errors="surrogateescape"))
+    except CommandError as exc:
+        print(f"coze-edge ctl: {exc}", file=err)
+        return EXIT_USAGE
 
     env = os.environ
-    if env.get("RUNTIME_DIRECTORY"):
-        path = socket_path(Path("/nonexistent"), env)
+    config_named = config is not None or bool(env.get(CONFIG_ENV))
+    tried: list[str] = []
+
+    def state_dir() -> Path | None:
+        path = resolve_config_path(config, env)
+        try:
+            return load_config(path).state_dir
+        except ConfigError as exc:
+            if config_named:
+                raise  # the config asked for is broken: exit 78 says so
+            # Only a daemon started by hand would need it: say why it was not looked for.
+            reason = "; ".join(message for _, message in exc.problems[:1])
+            tried.append(f"<state_dir>/ctl.sock: not looked for, {path}: {reason}")
+            return None
+
+    for place in socket_places(env, state_dir, config_named=config_named):
+        try:
+            reply = await request(place, name, argument)
+        except (OSError, TimeoutError, ValueError) as exc:
+            tried.append(f"{place}: {_why_not(exc)}")
+            continue
+        break
     else:
-        path = socket_path(load_config(resolve_config_path(config, env)).state_dir, env)
-    try:
-        reply = await request(path, action, " ".join(words))
-    except (OSError, TimeoutError) as exc:
-        print(f"coze-edge ctl: no daemon answers at {path}: {exc}", file=out)
+        print("coze-edge ctl: no daemon answers; looked at:", file=err)
+        for line in tried:
+            print(f"  {line}", file=err)
         return EXIT_UNAVAILABLE
     if not reply.get("ok"):
-        print(f"coze-edge ctl: {reply.get('error', 'refused')}", file=out)
-        return 1
-    print(json.dumps(reply.get("status", {}), ensure_ascii=False), file=out)
+        print(f"coze-edge ctl: {reply.get('error', 'refused')}", file=err)
+        return EXIT_UNAVAILABLE if reply.get("busy") else EXIT_USAGE
+    status = reply.get("status", {})
+    if as_json:
+        print(json.dumps(status, ensure_ascii=False), file=out)
+    else:
+        for line in describe_status(status if isinstance(status, dict) else {}):
+            print(line, file=out)
     return 0
+
+
+def describe_status(status: Mapping[str, Any]) -> list[str]:
+    """The daemon's status for a person, one ``name: value`` per line (``--json`` gives
+    the document itself); keys this client does not know are left out."""
+
+    def yes_no(value: object) -> str:
+        return "yes" if value else "no"
+
+    lines = [f"state: {status.get('state', '?')}"]
+    if status.get("detail"):
+        lines.append(f"detail: {status['detail']}")
+    lines += [
+        f"muted: {yes_no(status.get('muted'))}",
+        f"volume: {status.get('volume', '?')}",
+        f"coze connected: {yes_no(status.get('coze_connected'))}",
+        f"wake word: {status.get('wake_word') or 'off'}",
+        f"turn detection: {status.get('turn_detection', '?')}",
+    ]
+    login = status.get("login")
+    if isinstance(login, Mapping):
+        lines += [
+            f"login code: {login.get('user_code', '?')}",
+            f"login URL: {login.get('verification_url', '?')}",
+            f"login expires: {login.get('expires_at', '?')}",
+        ]
+    return lines

@@ -35,6 +35,7 @@ from coze_edge.adapters import systemd
 from coze_edge.adapters.audio_io import Microphone, Speaker
 from coze_edge.adapters.coze_http import CozeHttp
 from coze_edge.adapters.coze_ws import SocketSettings
+from coze_edge.adapters.earcon_files import EarconFileError, load_earcons
 from coze_edge.adapters.file_audio import FileMicrophone, FileSpeaker
 from coze_edge.adapters.instance_lock import only_instance
 from coze_edge.adapters.opus import OpusSettings, OpusUnavailable
@@ -43,6 +44,7 @@ from coze_edge.adapters.stores import ControlsStore, ConversationStore, conversa
 from coze_edge.adapters.token_store import TokenStore
 from coze_edge.adapters.vad_webrtc import WebrtcVad
 from coze_edge.adapters.voice_clips import Voice, VoiceClipError, load_voice
+from coze_edge.adapters.wake_model import WakeModel, WakeModelError, load_wake_model
 from coze_edge.binding import ensure_bound
 from coze_edge.config import Config, read_secret
 from coze_edge.conversation import Conversation
@@ -54,10 +56,12 @@ from coze_edge.core.commands import (
     SetTurnDetection,
     SetWakeWord,
 )
+from coze_edge.core.earcons import EarconKind
 from coze_edge.core.endpointer import Endpointer
 from coze_edge.core.session import Session, SessionSettings
 from coze_edge.core.spoken_code import spoken_code
 from coze_edge.core.status import Controls, DeviceStatus, State
+from coze_edge.core.tools import ToolError
 from coze_edge.credentials import TokenSource, pat_tokens
 from coze_edge.ctl import CtlServer, socket_path
 from coze_edge.errors import (
@@ -77,6 +81,7 @@ from coze_edge.publisher import Publisher
 from coze_edge.status_board import StatusBoard
 from coze_edge.supervisor import Service, supervise
 from coze_edge.token_url import TokenServiceTokens, token_service_tokens
+from coze_edge.tools.configured import configured_toolbox
 from coze_edge.updates import UpdateChecker
 
 if TYPE_CHECKING:
@@ -121,10 +126,18 @@ def open_audio(config: Config) -> tuple[Microphone, Speaker]:
 
     return (
         SoundDeviceMicrophone(
-            audio.input_device, capture_rate=audio.capture_rate, block_ms=audio.block_ms
+            audio.input_device,
+            capture_rate=audio.capture_rate,
+            block_ms=audio.block_ms,
+            channel=audio.input_channel,
+            gain_db=audio.input_gain_db,
         ),
         SoundDeviceSpeaker(
-            audio.output_device, rate=audio.output_rate, prebuffer_ms=audio.prebuffer_ms
+            audio.output_device,
+            rate=audio.output_rate,
+            prebuffer_ms=audio.prebuffer_ms,
+            keep_open_s=audio.output_keep_open_s,
+            warmup_ms=audio.output_warmup_ms,
         ),
     )
 
@@ -178,6 +191,30 @@ def cleaned(microphone: Microphone, speaker: Speaker, config: Config) -> AudioPr
     return processor
 
 
+def custom_wake_word(config: Config) -> WakeModel | None:
+    """``wake.model``'s model, checked (again: the file may have changed since the config
+    was loaded); a ConfigError naming the key if it cannot be used."""
+    if config.wake.model is None:
+        return None
+    try:
+        model = load_wake_model(config.wake.model)
+    except WakeModelError as exc:
+        raise ConfigError([("wake.model", str(exc))]) from None
+    log.info("wake word: %s (%s), a custom model", model.manifest.name, model.manifest.phrase)
+    return model
+
+
+def custom_earcons(config: Config) -> dict[EarconKind, bytes]:
+    """``audio.earcon_files`` read and converted to the speaker's rate, by event."""
+    sounds: dict[EarconKind, bytes] = {}
+    for kind, name in config.audio.earcon_files.items():
+        try:
+            sounds.update(load_earcons({kind: name}, config.audio.output_rate))
+        except EarconFileError as exc:
+            raise ConfigError([(f"audio.earcon_files.{kind}", str(exc))]) from None
+    return sounds
+
+
 def uplink_opus(config: Config) -> OpusSettings | None:
     """The Opus settings when ``audio.codec`` is opus; libopus is loaded now, so a missing
     library is a configuration error at start, not a failure at the first connection."""
@@ -204,9 +241,11 @@ def session_settings(
     *,
     echo_cancelled: bool = False,
     turn_detection: str | None = None,
+    tools: frozenset[str] = frozenset(),
 ) -> SessionSettings:
     """The session's settings; barge-in is more cautious when no echo canceller runs.
-    ``turn_detection``: the owner's choice (Controls), else the config's."""
+    ``turn_detection``: the owner's choice (Controls), else the config's; ``tools``: the
+    names of the device-side plugins the toolbox offers."""
     vad = config.vad
     start = vad.barge_in_start_ms
     if start is None:
@@ -240,6 +279,9 @@ def session_settings(
         custom_variables=config.coze.custom_variables,
         meta_data=config.coze.meta_data,
         parameters=config.coze.parameters,
+        tool_names=tools,
+        tool_deadline_s=config.tools.deadline_ms / 1000,
+        tool_output_bytes=config.tools.max_output_bytes,
     )
 
 
@@ -272,9 +314,11 @@ class Daemon:
         self._hook: StateHook | None = None
         if config.hooks.on_state:
             self._hook = StateHook(config.hooks.on_state, timeout_s=config.hooks.timeout_s)
+        self._wake_model = custom_wake_word(config)
+        self._earcon_sounds = custom_earcons(config)
         configured = Controls(
             volume=config.audio.volume,
-            wake_word=config.wake.word,
+            wake_word=self._wake_model.manifest.name if self._wake_model else config.wake.word,
             turn_detection=config.coze.turn_detection,
         )
         self.board = StatusBoard(
@@ -310,6 +354,8 @@ class Daemon:
         self._held: list[tuple[Command, asyncio.Future[None]]] = []
         """Commands that came while the conversation is rebuilt: the next one gets them."""
         self._rebuilding = False
+        self.toolbox = configured_toolbox(config, self, self._env)
+        """The device-side plugins the bot may call."""
 
     def _credentials(self, http: CozeHttp | None) -> TokenSource:
         if self.config.auth.method == "pat":
@@ -410,6 +456,17 @@ class Daemon:
             self._rebuilding = True
             self._rebuild.set()
 
+    async def carry_out(self, command: Command) -> None:
+        """A command from a built-in tool, carried out before this returns."""
+        done = self.submit(command)
+        if done is None:
+            raise ToolError("the speaker is restarting its audio; try again in a moment")
+        await done
+
+    def device_status(self) -> DeviceStatus:
+        """The state as published (for the ``device_status`` tool)."""
+        return self.status.get_nowait()
+
     # ------------------------------------------------------------------ services
 
     async def _run_conversation(self) -> None:
@@ -428,8 +485,10 @@ class Daemon:
         if controls.wake_word:
             from coze_edge.adapters.wakeword import WakeWordDetector  # loads a model: ~20 MB
 
+            custom = self._wake_model
             wake = WakeWordDetector(
                 controls.wake_word,
+                model=custom if custom and custom.manifest.name == controls.wake_word else None,
                 sensitivity=config.wake.sensitivity,
                 rate=config.audio.capture_rate,
                 on_detected=lambda word: self._on_event({"type": "wake_word", "word": word}),
@@ -440,6 +499,7 @@ class Daemon:
                 self._conversations.load(),
                 echo_cancelled=processor is not None and processor.echo_cancellation,
                 turn_detection=controls.turn_detection,
+                tools=self.toolbox.names,
             ),
             endpointer,
             wake=wake,
@@ -463,7 +523,9 @@ class Daemon:
             on_event=self._on_event,
             remember_conversation=self._conversations.save,
             earcons=config.audio.earcons,
+            earcon_sounds=self._earcon_sounds,
             refused_retry_s=config.coze.refused_retry_s,
+            tools=self.toolbox,
         )
         async with speaker:
             self.board.audio_fault(None)

@@ -10,6 +10,7 @@ printed as they happen.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import tempfile
 import wave
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from coze_edge.core.status import DeviceStatus
+from coze_edge.errors import UsageError
 
 DEMO_BOT_ID = "7496347519799787557"
 DEMO_TIMEOUT_S = 90.0
@@ -33,6 +35,36 @@ def _seconds(path: Path) -> float:
         return wav.getnframes() / wav.getframerate()
 
 
+def _check_files(output: Path, microphone: Path | None) -> None:
+    """UsageError unless ``microphone`` is a WAV file and ``output`` a file that can be
+    written (its folder is created)."""
+    from coze_edge.adapters.wav import wav_problem
+
+    if microphone is not None:
+        if not microphone.is_file():
+            what = "is a directory" if microphone.is_dir() else "does not exist"
+            raise UsageError(f"--input {microphone} {what}: name a WAV file")
+        if (problem := wav_problem(microphone)) is not None:
+            raise UsageError(f"--input {problem}")
+    if output.is_dir():
+        raise UsageError(f"--output {output} is a folder: name a file, e.g. {output}/reply.wav")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        in_the_way = next(p for p in output.parents if p.exists())
+        raise UsageError(
+            f"--output {output}: cannot create its folder, {in_the_way} is a file"
+        ) from None
+    except OSError as exc:
+        raise UsageError(
+            f"--output {output}: cannot create its folder: {exc.strerror or exc}"
+        ) from None
+    if not os.access(output.parent, os.W_OK | os.X_OK) or (
+        output.exists() and not os.access(output, os.W_OK)
+    ):
+        raise UsageError(f"--output {output}: this user may not write it")
+
+
 async def run_demo(
     *,
     output: Path | None = None,
@@ -45,7 +77,7 @@ async def run_demo(
     from coze_edge.simulator import Simulator
 
     output = (output or Path("demo-output") / "reply.wav").resolve()
-    output.parent.mkdir(parents=True, exist_ok=True)
+    _check_files(output, microphone)
     microphone = (microphone or bundled_utterance()).resolve()
     stop = asyncio.Event()
     result: dict[str, Any] = {}

@@ -2,7 +2,13 @@
 Errors raised by coze_edge, and what each branch means for the caller.
 
 * CozeEdgeError
+    * UsageError                  the command line is wrong (an option, an argument, a file
+                                  named on it); exit 64
+    * Unavailable                 what a command needs is not there (no daemon on the control
+                                  socket, a port already taken); exit 69
     * ConfigError                 the config is unusable; exit 78, systemd does not restart
+        * CredentialFileError     only secret files are unusable (missing, empty, unreadable);
+                                  exit 77 like AuthError
     * AuthError                   no usable token and no way to get one; exit 77
     * CozeAPIError                Coze answered with an error (code, msg, HTTP status, logid)
         * BadRequestError         400 / 4000
@@ -35,6 +41,8 @@ from __future__ import annotations
 from typing import Any
 
 EXIT_OK = 0
+EXIT_USAGE = 64  # EX_USAGE
+EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE
 EXIT_CONFIG = 78  # EX_CONFIG
 EXIT_NO_AUTH = 77  # EX_NOPERM
 EXIT_RESTART = 75  # EX_TEMPFAIL: asked to restart; the unit's RestartForceExitStatus=75
@@ -58,6 +66,19 @@ class ConfigError(CozeEdgeError):
             f"  {key}: {message}" if key else f"  {message}" for key, message in self.problems
         ]
         return "\n".join(lines)
+
+
+class CredentialFileError(ConfigError):
+    """Every problem is a secret file (``auth.pat_file``, a systemd credential, ...): the
+    config is fine, but there are no usable credentials, which is exit 77, not 78."""
+
+
+class UsageError(CozeEdgeError):
+    """The command line asks for something that cannot be done as written."""
+
+
+class Unavailable(CozeEdgeError):
+    """Something the command needs is not there (a daemon to talk to, a free port)."""
 
 
 class AuthError(CozeEdgeError):

@@ -26,15 +26,16 @@ then refreshes by itself and fails fast.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import os
-import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO, TypeVar
 
+from coze_edge.adapters.atomic import atomic_write
 from coze_edge.adapters.coze_http import (
     AccessDenied,
     CozeHttp,
@@ -45,7 +46,7 @@ from coze_edge.adapters.coze_http import (
     network_advice,
 )
 from coze_edge.adapters.token_store import TokenStore
-from coze_edge.config import Config
+from coze_edge.config import DEFAULT_STATE_DIR, Config
 from coze_edge.core.backoff import backoff
 from coze_edge.core.status import LoginPrompt
 from coze_edge.core.tokens import DeviceFlow, Token
@@ -415,15 +416,17 @@ def _qr(text: str) -> str:
 
 
 def check_writable(directory: Path) -> str | None:
-    """Why a token could not be saved in ``directory`` (None: it can)."""
+    """Why a token could not be saved in ``directory`` (None: it can): the same atomic
+    write the token gets, of a probe file that is removed again."""
+    probe = directory / f".login-check.{os.getpid()}"
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=directory, prefix=".login-check."):
-            pass
+        atomic_write(probe, b"")
     except OSError as exc:
         return f"cannot write to {directory}: {exc.strerror or exc}"
-    if not os.access(directory, os.W_OK):  # pragma: no cover - root passes the try above
-        return f"cannot write to {directory}"
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
     return None
 
 
@@ -435,11 +438,7 @@ async def terminal_login(config: Config, *, out: TextIO) -> int:
         return 77
     problem = check_writable(config.state_dir)
     if problem is not None:
-        print(
-            f"coze-edge login: {problem}; run it as the service's user "
-            "(sudo -u coze-edge coze-edge login) or fix state_dir",
-            file=out,
-        )
+        print(f"coze-edge login: {problem}; {_state_dir_advice(config.state_dir)}", file=out)
         return 77
 
     def show(prompt: LoginPrompt | None) -> None:
@@ -480,6 +479,27 @@ async def terminal_login(config: Config, *, out: TextIO) -> int:
                 file=out,
             )
             return 1
-    store.save(token)
+    try:
+        store.save(token)
+    except OSError as exc:  # the disk filled up, or the directory changed, while it waited
+        print(
+            f"coze-edge login: approved, but the token cannot be saved in {store.path}: "
+            f"{exc.strerror or exc}; {_state_dir_advice(config.state_dir)}, then log in again",
+            file=out,
+        )
+        return 77
     print(f"Logged in; the token is saved in {store.path}", file=out)
     return 0
+
+
+def _state_dir_advice(state_dir: Path) -> str:
+    """What to do about a state_dir this user cannot write."""
+    if state_dir == DEFAULT_STATE_DIR and not state_dir.exists():
+        return (
+            f"`sudo scripts/install` creates {state_dir} for the service's user coze-edge "
+            f"(or: sudo install -d -m 0700 -o coze-edge -g coze-edge {state_dir})"
+        )
+    return (
+        "run it as the service's user, who owns the state directory "
+        "(sudo -u coze-edge coze-edge login), or fix state_dir"
+    )

@@ -37,11 +37,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import yaml
 
 from coze_edge import __version__
 from coze_edge.core.status import Topics
 from coze_edge.errors import EXIT_RESTART
-from coze_edge.simulator import Simulator
+from coze_edge.simulator import Simulator, ToolCallTurn
 from tests.support.cli import start_cli, write_cli_config
 from tests.support.data import DATA
 from tests.support.mosquitto import Broker, mqtt_publish, running_broker
@@ -54,6 +55,8 @@ TOPICS = Topics(f"coze-edge/{DEVICE_ID}")
 TRANSCRIPT = "今天天气真不错"
 """What the simulator hears in any speech."""
 WAIT_S = 60.0
+LAMP = "input_boolean.hall_lamp"
+"""What the bot switches in ha_tool_call (a helper: this Home Assistant has no lights)."""
 """How long one thing may take to show in Home Assistant (a start of it takes longer)."""
 
 ENTITIES = {
@@ -119,6 +122,7 @@ class HomeAssistant:
             "  latitude: 0\n  longitude: 0\n  elevation: 0\n  currency: EUR\n"
             f"http:\n  server_host: 127.0.0.1\n  server_port: {self.port}\n"
             "api:\nconfig:\nonboarding:\n"
+            f"input_boolean:\n  {LAMP.partition('.')[2]}:\n    name: Hall lamp\n"
             "logger:\n  default: warning\n  logs:\n    homeassistant.components.mqtt: info\n"
         )
 
@@ -544,13 +548,52 @@ async def diagnostics(bench: Bench) -> str:
 
 
 # --- the bot acts: Coze device-side plugins -----------------------------------------------------
-#
-# The check of one Home Assistant tool call end to end goes here (the plugins work adds it):
-# an ``async def ha_tool_call(bench: Bench) -> str`` appended to CHECKS below. It has what it
-# needs: ``await bench.ha.long_lived_token()`` for the daemon's ``homeassistant`` token file,
-# ``bench.ha.url``, ``bench.sim`` to script a turn that calls a tool, ``bench.ha.wait_state``
-# to see the light (or input_boolean) change. Give the daemon its config before it starts
-# (``bench.write_daemon_config``) or restart it with ``bench.stop_daemon``/``start_daemon``.
+
+
+async def ha_tool_call(bench: Bench) -> str:
+    """The bot switches a lamp on: a turn the simulator answers with ha_call_service reaches
+    Home Assistant through its REST API with the daemon's own long-lived token, and the
+    output goes back to Coze."""
+    ha, sim = bench.ha, bench.sim
+    token = await ha.long_lived_token()
+    token_file = bench.work / "daemon" / "ha-token"
+    token_file.write_text(token)
+    token_file.chmod(0o600)
+    config = yaml.safe_load(bench.config.read_text())
+    config["homeassistant"] = {
+        "url": ha.url,
+        "token_file": str(token_file),
+        "entities": LAMP,
+        "services": {"input_boolean": ["turn_on", "turn_off"]},
+    }
+    bench.config.write_text(yaml.safe_dump(config))
+    await bench.stop_daemon()
+    await bench.start_daemon()
+    await ha.wait_state("sensor.kitchen_state", "idle")
+    await ha.wait_state(LAMP, "off")
+    sim.faults.tool_call = ToolCallTurn(
+        "ha_call_service", {"entity_id": LAMP, "service": "turn_on"}
+    )
+    try:
+        # The wake word select rebuilds the conversation, and its microphone file says it.
+        await ha.call(
+            "select", "select_option", entity_id="select.kitchen_wake_word", option="okay_nabu"
+        )
+        await ha.wait_state(LAMP, "on")
+        reply = await ha.wait_state(
+            "sensor.kitchen_last_reply", lambda s: s["state"].startswith("tool said:")
+        )
+    finally:
+        sim.faults.tool_call = None
+        await ha.call(
+            "select", "select_option", entity_id="select.kitchen_wake_word", option="alexa"
+        )
+        await ha.wait_state("select.kitchen_wake_word", "alexa")
+    log = bench.daemon_log()
+    if "tool ha_call_service(" not in log or token in log:
+        raise CheckFailed("the daemon's log lacks the tool call, or shows the token")
+    return f"{LAMP} on; the bot heard {reply['state']!r}"
+
 
 CHECKS: list[Check] = [
     discovery,
@@ -563,6 +606,7 @@ CHECKS: list[Check] = [
     notify,
     restored_mute,
     diagnostics,
+    ha_tool_call,
 ]
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Mapping
 from pathlib import Path
+
+import pytest
 
 from tests.support.cli import CliResult, run_cli
 from tests.support.data import DATA
@@ -65,3 +68,123 @@ async def test_help_works_without_portaudio_or_network() -> None:
     assert result.returncode == 0
     for command in ("run", "login", "bind", "devices", "check-config", "doctor", "demo"):
         assert command in result.stdout
+
+
+def subcommands(help_text: str) -> list[str]:
+    """The commands `coze-edge --help` lists (the lines under COMMAND)."""
+    listed = help_text.split("positional arguments:")[1].split("options:")[0]
+    return re.findall(r"^ {4}(\S+)", listed, flags=re.MULTILINE)  # deeper: wrapped help
+
+
+ALL_COMMANDS = [
+    "run",
+    "login",
+    "bind",
+    "devices",
+    "check-config",
+    "doctor",
+    "demo",
+    "simulator",
+    "token-service serve",
+    "token-service issue-secret",
+    "voices",
+    "tools",
+    "ctl status",
+]
+
+
+async def test_the_help_lists_every_command_this_file_checks() -> None:
+    """The commands below are all there are: a new one is checked here too."""
+    result = await coze_edge("--help")
+
+    assert sorted(subcommands(result.stdout)) == sorted({c.split()[0] for c in ALL_COMMANDS})
+    assert "exit codes: 0" in result.stdout
+
+
+@pytest.mark.parametrize("command", ALL_COMMANDS)
+async def test_every_command_takes_c_and_a_wrong_command_line_exits_64(
+    tmp_path: Path, command: str
+) -> None:
+    """-c FILE is accepted by every command (after it or before it); an unknown option
+    is a usage error, exit 64 (EX_USAGE), not argparse's 2, with the usage line."""
+    config = str(tmp_path / "config.yaml")
+    words = command.split()
+
+    after = await coze_edge(*words, "-c", config, "--no-such-option")
+    before = await coze_edge("-c", config, *words, "--no-such-option")
+
+    for result in (after, before):
+        assert result.returncode == 64, result.stderr
+        assert result.stderr.startswith("usage: coze-edge"), result.stderr
+        [error] = [line for line in result.stderr.splitlines() if ": error: " in line]
+        assert "--config" not in error, error
+        assert " -c" not in error, error
+        assert result.stdout == ""
+
+
+@pytest.mark.parametrize("command", ALL_COMMANDS)
+async def test_every_command_has_a_one_line_description(command: str) -> None:
+    """`coze-edge COMMAND --help`: usage, one line saying what it does, the -c option."""
+    words = command.split()[:2] if command.startswith("token-service") else command.split()[:1]
+
+    result = await coze_edge(*words, "--help")
+
+    assert result.returncode == 0, result.stderr
+    paragraphs = result.stdout.split("\n\n")
+    description = paragraphs[1]
+    assert "\n" not in description.strip(), description
+    assert len(description.strip()) > 10
+    assert "-c FILE, --config FILE" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("command", "defaults"),
+    [
+        ("simulator", ["(default: 127.0.0.1)", "(default: 8790)", "(default: 6.0)"]),
+        ("demo", ["(default: demo-output/reply.wav)", "(default: a bundled question)"]),
+        ("token-service serve", ["(default: 8791)", "(default: 3600)", "(default:\n"]),
+        ("run", ["(default: $COZE_EDGE_CONFIG, else"]),
+    ],
+)
+async def test_help_shows_the_defaults(command: str, defaults: list[str]) -> None:
+    """Each option with a default says it in --help; an option without one says nothing
+    like "(default: None)"."""
+    result = await coze_edge(*command.split(), "--help")
+
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())  # argparse wraps lines where it likes
+    for default in defaults:
+        assert " ".join(default.split()) in text, text
+    assert "default: None" not in text
+    assert "default: False" not in text
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["simulator", "--port", "70000"], "a port is 0..65535, got 70000"),
+        (["simulator", "--port", "eighty"], "expected a port number, got 'eighty'"),
+        (["token-service", "serve", "--app-id", "1", "--key-id", "k", "--port", "-1"], "0..65535"),
+        (["ctl"], "the following arguments are required: COMMAND"),
+        (["no-such-command"], "invalid choice: 'no-such-command'"),
+        ([], "the following arguments are required: COMMAND"),
+    ],
+)
+async def test_a_wrong_argument_is_one_line_and_exit_64(args: list[str], says: str) -> None:
+    """Values argparse refuses: the usage, one line saying what is wrong, exit 64."""
+    result = await coze_edge(*args)
+
+    assert result.returncode == 64, result.stderr
+    assert says in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def test_without_c_the_installed_config_is_read() -> None:
+    """With no -c (and neither $COZE_EDGE_CONFIG nor systemd's directory), the config read
+    is /etc/coze-edge/config.yaml, where scripts/install puts it (doctor and the rest take
+    the same path: tests/test_install_readme.py runs them so)."""
+    result = await coze_edge("check-config", env={"CONFIGURATION_DIRECTORY": ""})
+
+    said = result.stdout + result.stderr
+    assert said.startswith("/etc/coze-edge/config.yaml: "), said
+    assert "Traceback" not in said

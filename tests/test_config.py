@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import os
 import re
+import wave
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -438,6 +439,16 @@ def test_a_value_of_the_wrong_type_is_a_problem(
         ("audio", "block_ms", 25, "must be a multiple of 10 ms, got 25 ms"),
         ("audio", "prebuffer_ms", -1, "must be between 0 ms and 2000 ms, got -1 ms"),
         ("audio", "input_device", -1, "a device index must be 0 or more, got -1"),
+        ("audio", "input_channel", -1, "must be between 0 and 31, got -1"),
+        ("audio", "input_channel", 32, "must be between 0 and 31, got 32"),
+        ("audio", "input_gain_db", 31, "must be between -20 dB and 30 dB, got 31 dB"),
+        (
+            "audio",
+            "output_keep_open_s",
+            0,
+            "must be more than 0 s and at most 3600 s, got 0 s",
+        ),
+        ("audio", "output_warmup_ms", 2500, "must be between 0 ms and 2000 ms, got 2500 ms"),
         (
             "audio",
             "output_rate",
@@ -538,7 +549,8 @@ def test_bot_id_is_required(machine_id: Path) -> None:
 def test_client_id_is_required_for_the_device_flow_only(machine_id: Path) -> None:
     """method device_code needs auth.client_id; method pat does not."""
     assert problem({"coze": {"bot_id": BOT}}, machine_id) == (
-        "auth.client_id: required with method device_code: the OAuth app's client id"
+        "auth.client_id: required with method device_code "
+        "(the OAuth app's client id: README, the Coze side)"
     )
     assert build({"coze": {"bot_id": BOT}, "auth": {"method": "pat"}}, machine_id).auth.method == (
         "pat"
@@ -619,7 +631,11 @@ def test_the_file_backend_checks_its_files(tmp_path: Path, machine_id: Path) -> 
 def test_the_file_backend_accepts_a_new_output_file(tmp_path: Path, machine_id: Path) -> None:
     """An existing input and a not-yet-existing output in an existing directory are fine."""
     source = tmp_path / "in.wav"
-    source.write_bytes(b"RIFF")
+    with wave.open(str(source), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(16000)
+        wav.writeframes(bytes(320))
 
     config = build(
         with_valid(
@@ -840,7 +856,7 @@ def test_the_example_config_names_every_key() -> None:
     assert list(example) == list(sections)
     for name, value in example.items():
         if isinstance(value, dict):
-            cls = getattr(coze_edge.config, f"{name.capitalize()}Config")
+            cls = coze_edge.config.schema.SECTIONS[name]
             assert list(value) == [f.name for f in dataclasses.fields(cls)], name
 
 

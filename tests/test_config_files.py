@@ -60,8 +60,10 @@ def billion_laughs(levels: int) -> str:
     return "\n".join([*lines, f"coze:\n  bot_id: *l{levels - 1}\n"])
 
 
-def assert_refused(result: CliResult, *fragments: str) -> None:
-    assert result.returncode == 78, result.stdout + result.stderr
+def assert_refused(result: CliResult, *fragments: str, code: int = 78) -> None:
+    """Refused with ``code`` (78, the config; 77, only its secret files), each fragment
+    said, no traceback."""
+    assert result.returncode == code, result.stdout + result.stderr
     for fragment in fragments:
         assert fragment in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
@@ -185,13 +187,14 @@ async def test_a_config_that_is_not_a_regular_file_is_refused(
 async def test_a_secret_file_that_is_not_a_regular_file_is_refused(
     tmp_path: Path, kind: str, command: str
 ) -> None:
-    """auth.pat_file must be a regular file under the size limit, at check-config and run."""
+    """auth.pat_file must be a regular file under the size limit, at check-config and run:
+    no usable credentials, exit 77."""
     path, says = unusable(tmp_path, kind, SECRET_LIMIT)
     config = write(tmp_path / "c.yaml", config_text(tmp_path, pat_file=path))
 
     result = await coze_edge(command, "-c", str(config))
 
-    assert_refused(result, f"auth.pat_file: {path} {says}")
+    assert_refused(result, f"auth.pat_file: {path} {says}", code=77)
 
 
 @pytest.mark.parametrize("command", ["check-config", "run"])
@@ -211,7 +214,7 @@ async def test_a_secret_with_something_inside_is_refused_without_showing_it(
     tmp_path: Path, content: str, says: str, command: str
 ) -> None:
     """Whitespace or control characters inside a token (after the newline is stripped)
-    are a config error naming the key and the file, never the content."""
+    are refused (exit 77) naming the key and the file, never the content."""
     pat = tmp_path / "pat"
     pat.write_bytes(content.encode())
     pat.chmod(0o600)
@@ -219,7 +222,7 @@ async def test_a_secret_with_something_inside_is_refused_without_showing_it(
 
     result = await coze_edge(command, "-c", str(config))
 
-    assert_refused(result, f"auth.pat_file: {pat} holds {says}")
+    assert_refused(result, f"auth.pat_file: {pat} holds {says}", code=77)
     assert PAT[:6] not in result.stdout + result.stderr
     assert PAT[6:] not in result.stdout + result.stderr
 
@@ -232,7 +235,9 @@ async def test_the_mqtt_password_file_is_checked_too(tmp_path: Path) -> None:
 
     result = await coze_edge("check-config", "-c", str(config))
 
-    assert_refused(result, f"mqtt.password_file: {password} holds whitespace inside the secret")
+    assert_refused(
+        result, f"mqtt.password_file: {password} holds whitespace inside the secret", code=77
+    )
     assert "hunter" not in result.stderr
 
 

@@ -17,7 +17,7 @@ import yaml
 from coze_edge.adapters import opus
 from coze_edge.adapters.coze_http import CozeHttp
 from coze_edge.adapters.token_store import TokenStore
-from coze_edge.config import Config, config_from_mapping
+from coze_edge.config import Config, ConfigError, config_from_mapping
 from coze_edge.core.tokens import Token
 from coze_edge.doctor import run_doctor
 from coze_edge.simulator import Simulator
@@ -395,7 +395,8 @@ async def test_a_login_that_soon_expires_for_good_is_a_warning(
 async def test_a_tls_broker_is_checked_with_the_configured_certificates(
     tmp_path: Path, sim: Simulator
 ) -> None:
-    """TLS with a client certificate connects; a CA file that does not exist fails its key."""
+    """TLS with a client certificate connects; a CA file that does not exist is refused
+    with the config (doctor then exits 78, as check-config does)."""
     tls = make_tls_files(tmp_path / "tls")
     async with running_broker(tmp_path / "broker", tls=tls) as secured:
         mqtt = {
@@ -411,11 +412,8 @@ async def test_a_tls_broker_is_checked_with_the_configured_certificates(
         assert "(TLS, anonymous)" in lines["mqtt"]
 
         mqtt["ca_file"] = str(tmp_path / "missing-ca.crt")
-        code, lines, text = await doctor(make_config(tmp_path, sim, mqtt=mqtt))
-
-    assert code == 1
-    assert status(lines["mqtt"]) == "FAIL", text
-    assert "mqtt.ca_file" in lines["mqtt"]
+        with pytest.raises(ConfigError, match=r"mqtt\.ca_file: cannot read .*missing-ca\.crt"):
+            make_config(tmp_path, sim, mqtt=mqtt)
 
 
 async def test_the_cli_exits_0_when_healthy_and_1_when_a_check_fails(

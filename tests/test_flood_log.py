@@ -49,7 +49,14 @@ async def test_a_flood_that_goes_on_is_a_line_per_interval(
 
     first, *counts = lines(caplog)
     assert first == "! error"
-    assert all(line.endswith(" more errors since the last such line") for line in counts)
+    # Each later line carries the interval's count: written by the loop's timer, or, when
+    # a loaded machine runs the timer late, by the next warning past the interval.
+    assert all(
+        line.endswith(
+            (" more errors since the last such line", " more errors held back before it)")
+        )
+        for line in counts
+    ), counts
 
 
 def test_without_a_loop_the_next_line_carries_the_count(

@@ -50,7 +50,7 @@ def test_a_second_run_keeps_the_users_config(tmp_path: Path) -> None:
 def test_uninstall_keeps_config_and_state_unless_purged(tmp_path: Path) -> None:
     """--uninstall removes the unit and venv; --purge also the config and state."""
     install(tmp_path)
-    (tmp_path / "var/lib/coze-edge").mkdir(parents=True)
+    (tmp_path / "var/lib/coze-edge/token.json").write_text("{}")
 
     install(tmp_path, "--uninstall")
     assert not (tmp_path / "etc/systemd/system/coze-edge.service").exists()
@@ -83,3 +83,33 @@ def test_a_permissive_umask_leaves_nothing_writable_by_others(tmp_path: Path) ->
     assert writable == []
     config = tmp_path / "etc/coze-edge/config.yaml"
     assert stat.S_IMODE(config.stat().st_mode) == 0o640
+
+
+def test_install_puts_coze_edge_on_path_and_makes_the_state_directory(tmp_path: Path) -> None:
+    """/usr/local/bin/coze-edge links into the venv (relatively, so inside the same root);
+    /var/lib/coze-edge exists, 0700, before the first start; --uninstall removes the link
+    and keeps the state."""
+    out = install(tmp_path)
+
+    link = tmp_path / "usr/local/bin/coze-edge"
+    assert link.is_symlink()
+    assert link.resolve() == (tmp_path / "opt/coze-edge/venv/bin/coze-edge").resolve()
+    state = tmp_path / "var/lib/coze-edge"
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    assert f"linked {link}" in out
+
+    install(tmp_path, "--uninstall")
+    assert not link.is_symlink()
+    assert state.is_dir()
+
+
+def test_install_leaves_a_coze_edge_on_path_that_is_not_its_own(tmp_path: Path) -> None:
+    """A /usr/local/bin/coze-edge that is a file of somebody else's is kept, and said so."""
+    other = tmp_path / "usr/local/bin/coze-edge"
+    other.parent.mkdir(parents=True)
+    other.write_text("#!/bin/sh\necho mine\n")
+
+    out = install(tmp_path)
+
+    assert other.read_text() == "#!/bin/sh\necho mine\n"
+    assert f"kept {other}: not ours" in out

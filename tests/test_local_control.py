@@ -43,7 +43,7 @@ async def test_a_hook_sees_the_state_sequence_of_a_turn(tmp_path: Path) -> None:
 
 
 async def ctl(config: Path, *args: str) -> tuple[int, str]:
-    result = await run_cli("ctl", "-c", str(config), *args)
+    result = await run_cli("ctl", "-c", str(config), "--json", *args)
     return result.returncode, result.stdout
 
 
@@ -63,7 +63,7 @@ async def test_every_ctl_command_and_the_conversation_survives_a_restart(
         code, out = await ctl(config, "volume", "35")
         assert code == 0, out
         assert json.loads(out)["volume"] == 35
-        assert (await ctl(config, "volume", "loud"))[0] == 1
+        assert (await ctl(config, "volume", "loud"))[0] == 64  # EX_USAGE
         assert json.loads((await ctl(config, "mute"))[1])["muted"] is True
         assert json.loads((await ctl(config, "unmute"))[1])["muted"] is False
         await ctl(config, "say", "Hello", "there.")
@@ -90,4 +90,8 @@ async def test_every_ctl_command_and_the_conversation_survives_a_restart(
         await sim.wait_for(lambda: bool(sim.connections[2].received), 5)
         fresh = sim.connections[2].received[0]["data"]["chat_config"]
         assert "conversation_id" not in fresh
+        assert (await ctl(config, "new-conversation"))[0] == 0  # as a shell user writes it
+        await sim.wait_for(lambda: len(sim.connections) == 4, 5)
+        await sim.wait_for(lambda: bool(sim.connections[3].received), 5)
+        assert "conversation_id" not in sim.connections[3].received[0]["data"]["chat_config"]
     assert yaml.safe_load(config.read_text())["device"]["id"] == "5551234"

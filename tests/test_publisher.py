@@ -297,6 +297,7 @@ async def test_every_command_reaches_the_daemon(broker: Broker, tmp_path: Path) 
         ("volume", b" 35.0 "),
         ("say", "你好, world".encode()),
         ("new_conversation", b"PRESS"),
+        ("new-conversation", b"PRESS"),  # - for _, as a shell user writes it
     ]
     async with (
         publishing(config_for(broker, tmp_path)) as device,
@@ -317,6 +318,7 @@ async def test_every_command_reaches_the_daemon(broker: Broker, tmp_path: Path) 
         SetVolume(35),
         SetVolume(35),
         Say("你好, world"),
+        NewConversation(),
         NewConversation(),
     ]
 

@@ -108,7 +108,7 @@ async def daemon_process(config: Path) -> AsyncIterator[Running]:
 
 
 async def ctl_status(config: Path) -> dict[str, Any]:
-    running = await cli("ctl", "status", "-c", str(config))
+    running = await cli("ctl", "status", "--json", "-c", str(config))
     assert await running.finish(10) == 0, running.text
     status: dict[str, Any] = json.loads(running.lines[-1])
     return status
@@ -236,8 +236,8 @@ async def test_login_refuses_early_and_clearly(tmp_path: Path) -> None:
         blocker.write_text("")
         bad = write_config(tmp_path, sim, state_dir=blocker / "state")
         unwritable = await cli("login", "-c", str(bad))
-        assert await unwritable.finish(10) == 77
-        assert "cannot write to" in unwritable.text
+        assert await unwritable.finish(10) == 78  # the config's state_dir cannot be made
+        assert f"state_dir: cannot create {blocker / 'state'}" in unwritable.text
         assert sim.token_requests == 0
         assert not sim.pending_user_codes()
 

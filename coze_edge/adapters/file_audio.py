@@ -20,8 +20,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Final, Self
 
-from coze_edge.adapters.wav import read_wav_as
+from coze_edge.adapters.wav import WavFormatError, read_wav_as
 from coze_edge.core.audio import CAPTURE, AudioFormat, apply_gain
+from coze_edge.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,11 @@ class FileMicrophone:
         try:
             self._pcm = read_wav_as(path, fmt)
         except OSError as exc:
-            raise OSError(exc.errno, f"cannot read audio input {path}: {exc.strerror}") from exc
+            raise ConfigError(
+                [("audio.file_input", f"cannot read {path}: {exc.strerror or exc}")]
+            ) from exc
+        except WavFormatError as exc:
+            raise ConfigError([("audio.file_input", str(exc))]) from exc
         self._position = 0  # bytes of the file delivered so far
         log.debug("= microphone: %s, %.1f s of audio", path, fmt.duration_ms(len(self._pcm)) / 1000)
 

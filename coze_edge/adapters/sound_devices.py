@@ -17,18 +17,31 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, Self, TextIO
 
 from coze_edge.adapters.resample import StreamResampler, to_mono
-from coze_edge.core.audio import apply_gain
-from coze_edge.errors import AudioDeviceLost
+from coze_edge.adapters.sound_system import sound_facts
+from coze_edge.core.audio import amplify, apply_gain
+from coze_edge.core.hardware import (
+    DeviceInfo,
+    Recommendation,
+    SoundFacts,
+    hints,
+    recognise,
+    recommend,
+)
+from coze_edge.errors import AudioDeviceLost, ConfigError
 
 log = logging.getLogger(__name__)
 
 NO_AUDIO_TIMEOUT_S = 2.0
 """A microphone silent for this long (no callbacks at all) is treated as lost."""
+
+MAX_OPEN_CHANNELS = 16
+"""A device claiming more input channels than this is a sound server's plugin (``pulse``
+and ``default`` claim 32 or 128 and make up the ones the source lacks): only as many as
+reach the chosen channel are opened from it, two at least."""
 
 
 def _sd() -> Any:
@@ -37,17 +50,6 @@ def _sd() -> Any:
     except OSError as exc:  # "PortAudio library not found"
         raise AudioDeviceLost(f"PortAudio is not available ({exc}): install libportaudio2") from exc
     return sounddevice
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceInfo:
-    index: int
-    name: str
-    inputs: int
-    outputs: int
-    default_rate: float
-    default_input: bool
-    default_output: bool
 
 
 _open_streams = 0
@@ -159,12 +161,16 @@ class SoundDeviceMicrophone:
         capture_rate: int = 16000,
         block_ms: int = 60,
         channel: int | None = None,
+        gain_db: float = 0.0,
         queue_blocks: int = 32,
     ) -> None:
+        """``channel``: the one to use (0-based), None = the first, or what the device or
+        sound server makes of them all; ``gain_db`` is applied before anything else."""
         self._spec = device
         self._rate = capture_rate
         self._block_ms = block_ms
         self._channel = channel
+        self._gain_db = gain_db
         self._queue_blocks = queue_blocks
         self._stream: Any = None
         self._queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(queue_blocks)
@@ -182,8 +188,25 @@ class SoundDeviceMicrophone:
         sd = _sd()
         self._loop = asyncio.get_running_loop()
         device = find_device(self._spec, "input", rescan=True)
-        # A mic HAT with several channels: open them all, then pick one or average them.
-        self._channels = 1 if device.inputs == 1 or self._channel is None else device.inputs
+        # A mic HAT with several channels: open them all, then pick one. Without a channel,
+        # one is opened: PortAudio gives a card's first, a sound server its mix of all.
+        self._channels = 1
+        if self._channel is not None:
+            if self._channel >= device.inputs:
+                raise ConfigError(
+                    [
+                        (
+                            "audio.input_channel",
+                            f"{device.name!r} has {device.inputs} input channel(s), so 0 to "
+                            f"{device.inputs - 1}, not {self._channel}",
+                        )
+                    ]
+                )
+            self._channels = (
+                device.inputs
+                if device.inputs <= MAX_OPEN_CHANNELS
+                else max(self._channel + 1, 2)  # one would be the server's mix of all
+            )
         rate = _rate_for(sd, device, self._rate, self._channels, "input")
         if rate != self._rate:
             self._resampler = StreamResampler(rate, self._rate)
@@ -205,7 +228,14 @@ class SoundDeviceMicrophone:
             _close(stream, "microphone")
             raise AudioDeviceLost(f"cannot open microphone {device.name!r}: {exc}") from exc
         self.device = device
-        log.info("microphone: %s at %d Hz, %d channel(s)", device.name, rate, self._channels)
+        log.info(
+            "microphone: %s at %d Hz, %s",
+            device.name,
+            rate,
+            f"channel {self._channel} of {self._channels}"
+            if self._channel is not None
+            else "1 channel",
+        )
         return self
 
     async def __aexit__(
@@ -241,6 +271,7 @@ class SoundDeviceMicrophone:
             block = self._resampler.process(block)
         if not block:
             return
+        block = amplify(block, self._gain_db)
         if self.on_capture is not None:
             block = self.on_capture(block)
         if self._queue.full():
@@ -264,7 +295,18 @@ class SoundDeviceMicrophone:
 
 
 class SoundDeviceSpeaker:
-    """Mono s16le at ``rate`` to a PortAudio output, through a jitter buffer."""
+    """
+    Mono s16le at ``rate`` to a PortAudio output, through a jitter buffer.
+
+    By default the output stream stays open from ``__aenter__`` to ``__aexit__``, fed with
+    silence between sounds: the sound card and any sound server in between never go idle,
+    so nothing of a reply's start is lost to a device waking up, and the echo canceller
+    (``on_render``) gets an unbroken reference. ``keep_open_s`` closes the stream after
+    that long without sound instead (less CPU while idle, and the card may sleep), and
+    opens it again for the next sound; ``warmup_ms`` of silence then go first, so that a
+    device that wakes up slowly loses silence, not the reply. With an echo canceller
+    attached, the stream stays open whatever ``keep_open_s`` says.
+    """
 
     def __init__(
         self,
@@ -273,17 +315,22 @@ class SoundDeviceSpeaker:
         rate: int = 24000,
         block_ms: int = 20,
         prebuffer_ms: int = 100,
+        keep_open_s: float | None = None,
+        warmup_ms: int = 0,
     ) -> None:
         self._spec = device
         self.rate = rate
         self._block_ms = block_ms
         self._prebuffer_ms = prebuffer_ms
+        self._keep_open_s = keep_open_s
+        self._warmup_ms = warmup_ms
         self._device_rate = rate
         self._resampler: StreamResampler | None = None
         self._buffer = bytearray()
         self._lock = threading.Lock()
         self._started = False  # this burst passed its pre-buffer
         self._first_byte_at = 0.0
+        self._warmup_left = 0  # frames of silence still to play before any sound
         self._volume = 100
         self._played_bytes = 0
         self._drained = asyncio.Event()
@@ -291,9 +338,13 @@ class SoundDeviceSpeaker:
         self._room = asyncio.Event()
         self._room_below: int | None = None  # bytes; _on_output sets _room once fewer are left
         self._stream: Any = None
+        self._generation = 0  # which opening of the stream is the current one
+        self._closing: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lost: str | None = None
         self.underruns = 0
+        self.opened = 0
+        """How often the output stream was opened (1 while it is kept open)."""
         self.device: DeviceInfo | None = None
         self.burst_started_at: float | None = None
         self.on_render: Callable[[bytes, int], None] | None = None
@@ -305,6 +356,30 @@ class SoundDeviceSpeaker:
         self._device_rate = _rate_for(sd, device, self.rate, 1, "output")
         if self._device_rate != self.rate:
             self._resampler = StreamResampler(self.rate, self._device_rate)
+        if self._keep_open_s is not None and self.on_render is not None:
+            log.info(
+                "audio.output_keep_open_s ignored: the echo canceller needs the speaker's "
+                "stream open all the time"
+            )
+            self._keep_open_s = None
+        self._open(device)
+        log.info(
+            "speaker: %s at %d Hz, %s",
+            device.name,
+            self._device_rate,
+            "kept open"
+            if self._keep_open_s is None
+            else f"closed after {self._keep_open_s:g} s of silence",
+        )
+        self._close_later()
+        return self
+
+    def _open(self, device: DeviceInfo) -> None:
+        sd = _sd()
+        self._generation += 1
+        generation = self._generation
+        with self._lock:
+            self._warmup_left = self._device_rate * self._warmup_ms // 1000
         try:
             self._stream = _opened(
                 sd.RawOutputStream(
@@ -315,7 +390,7 @@ class SoundDeviceSpeaker:
                     blocksize=self._device_rate * self._block_ms // 1000,
                     callback=self._on_output,
                     latency="low",
-                    finished_callback=self._on_finished,
+                    finished_callback=lambda: self._on_finished(generation),
                 )
             )
             self._stream.start()
@@ -324,8 +399,28 @@ class SoundDeviceSpeaker:
             _close(stream, "speaker")
             raise AudioDeviceLost(f"cannot open speaker {device.name!r}: {exc}") from exc
         self.device = device
-        log.info("speaker: %s at %d Hz", device.name, self._device_rate)
-        return self
+        self.opened += 1
+
+    def _close_later(self) -> None:
+        """With ``keep_open_s``: close the stream once it has been silent that long."""
+        if self._keep_open_s is None or self._loop is None:
+            return
+        if self._closing is not None:
+            self._closing.cancel()
+        self._closing = self._loop.call_later(self._keep_open_s, self._close_if_silent)
+
+    def _close_if_silent(self) -> None:
+        self._closing = None
+        if self._stream is None:
+            return
+        with self._lock:
+            busy = bool(self._buffer) or self._warmup_left > 0
+        if busy:  # a stream that has not even played its warm-up yet, or new sound
+            self._close_later()
+            return
+        stream, self._stream = self._stream, None
+        _close(stream, "speaker")  # PortAudio drops what it still holds: silence
+        log.debug("= speaker stream closed after %g s of silence", self._keep_open_s)
 
     async def __aexit__(
         self,
@@ -334,12 +429,16 @@ class SoundDeviceSpeaker:
         tb: TracebackType | None,
         /,
     ) -> None:
+        if self._closing is not None:
+            self._closing.cancel()
+            self._closing = None
         stream, self._stream = self._stream, None
         _close(stream, "speaker")
         self._room.set()
 
-    def _on_finished(self) -> None:
-        if self._stream is not None and self._loop is not None:
+    def _on_finished(self, generation: int) -> None:
+        # PortAudio's thread. A stream closed on purpose (or replaced) is not a loss.
+        if generation == self._generation and self._stream is not None and self._loop:
             self._lost = "the output stream stopped"
             self._loop.call_soon_threadsafe(self._drained.set)
             self._loop.call_soon_threadsafe(self._room.set)
@@ -351,7 +450,10 @@ class SoundDeviceSpeaker:
         if status and status.output_underflow:
             self.underruns += 1
         with self._lock:
-            available = len(self._buffer)
+            warming = self._warmup_left > 0
+            if warming:  # a freshly opened stream: silence first, the sound after it
+                self._warmup_left = max(0, self._warmup_left - frames)
+            available = 0 if warming else len(self._buffer)
             if available and not self._started:
                 waited = now - self._first_byte_at if self._first_byte_at else 0.0
                 enough = available >= self._device_rate * 2 * self._prebuffer_ms // 1000
@@ -384,6 +486,7 @@ class SoundDeviceSpeaker:
             self._loop.call_soon_threadsafe(self.on_render, bytes(outdata), self._device_rate)
         if emptied and self._loop is not None:
             self._loop.call_soon_threadsafe(self._drained.set)
+            self._loop.call_soon_threadsafe(self._close_later)
         if room and self._loop is not None:
             self._loop.call_soon_threadsafe(self._room.set)
 
@@ -399,6 +502,14 @@ class SoundDeviceSpeaker:
             pcm = self._resampler.process(pcm)
         if not pcm:
             return
+        if self._closing is not None:
+            self._closing.cancel()
+            self._closing = None
+        if self._stream is None and self.device is not None:
+            # Closed after a silence (keep_open_s): open it again, by the same name, and
+            # play the warm-up first. A few milliseconds on the loop, once per reply.
+            self._open(find_device(self._spec, "output"))
+            log.debug("= speaker stream opened again for sound")
         with self._lock:
             self._buffer += pcm
         self._drained.clear()
@@ -411,6 +522,7 @@ class SoundDeviceSpeaker:
             self._room_below = None
         self._drained.set()
         self._room.set()
+        self._close_later()
 
     async def wait_drained(self) -> None:
         await self._drained.wait()
@@ -426,6 +538,11 @@ class SoundDeviceSpeaker:
                 self._room.clear()
             await self._room.wait()
 
+    @property
+    def stream_open(self) -> bool:
+        """The output stream is open (always, unless ``keep_open_s`` closed it)."""
+        return self._stream is not None
+
     def set_volume(self, percent: int) -> None:
         self._volume = max(0, min(100, percent))
 
@@ -438,25 +555,77 @@ class SoundDeviceSpeaker:
         return self._played_bytes / (2 * self._device_rate) * 1000
 
 
-def print_devices(out: TextIO) -> int:
-    """``coze-edge devices``."""
+def print_devices(out: TextIO, *, facts: SoundFacts | None = None) -> int:
+    """
+    ``coze-edge devices``: every device with the known voice hardware, the defaults and the
+    recommended ones marked; the config lines for the recommended ones; what to check when
+    there is none (or a known card PortAudio cannot open). 1 when there is no device.
+    """
     try:
         devices = list_devices()
     except AudioDeviceLost as exc:
         print(f"coze-edge devices: {exc}", file=out)
         return 1
-    print(f"{'index':>5}  {'in':>3} {'out':>3} {'rate':>6}  name", file=out)
-    for d in devices:
-        marks = ("  (default input)" if d.default_input else "") + (
-            "  (default output)" if d.default_output else ""
-        )
-        print(
-            f"{d.index:>5}  {d.inputs:>3} {d.outputs:>3} {d.default_rate:>6.0f}  {d.name}{marks}",
-            file=out,
-        )
+    chosen = recommend(devices)
+    checks = hints(devices, facts or sound_facts())
+    if devices:
+        print(f"{'index':>5}  {'in':>3} {'out':>3} {'rate':>6}  name", file=out)
+        for d in devices:
+            marks = _marks(d, chosen)
+            print(
+                f"{d.index:>5}  {d.inputs:>3} {d.outputs:>3} {d.default_rate:>6.0f}  {d.name}"
+                + (f"  ({marks})" if marks else ""),
+                file=out,
+            )
+        _print_recommendation(chosen, devices, out)
+    else:
+        print("coze-edge devices: PortAudio finds no audio device.", file=out)
+    if checks:
+        print("\nCheck:", file=out)
+        for line in checks:
+            print(f"  - {line}", file=out)
+    return 0 if devices else 1
+
+
+def _marks(device: DeviceInfo, chosen: Recommendation) -> str:
+    words = []
+    known = recognise(device.name)
+    recommended = [
+        kind
+        for kind, pick in (("input", chosen.input), ("output", chosen.output))
+        if pick is not None and pick.device == device
+    ]
+    if recommended:
+        words.append("recommended " + " and ".join(recommended))
+    defaults = [
+        kind
+        for kind, default in (("input", device.default_input), ("output", device.default_output))
+        if default
+    ]
+    if defaults:
+        words.append("default " + " and ".join(defaults))
+    text = ", ".join(words)
+    if known is not None:
+        text = f"{known.label}; {text}" if text else known.label
+    return text
+
+
+def _print_recommendation(chosen: Recommendation, devices: list[DeviceInfo], out: TextIO) -> None:
+    print("", file=out)
+    for kind, pick in (("microphone", chosen.input), ("speaker", chosen.output)):
+        if pick is not None:
+            print(f"Recommended {kind}: {pick.device.name} ({pick.why})", file=out)
+    print("Put in the config file (coze-edge check-config checks it):", file=out)
+    for line in chosen.config_lines(devices):
+        print(f"  {line}", file=out)
+    setups = []
+    for pick in (chosen.input, chosen.output):
+        if pick is not None and pick.hardware is not None and pick.hardware not in setups:
+            setups.append(pick.hardware)
+    for hardware in setups:
+        print(f"{hardware.label}: {hardware.setup}.", file=out)
     print(
-        "Put a name (or a unique part of it) or an index in audio.input_device / "
-        "audio.output_device.",
+        "Then try them: coze-edge devices --test (records, plays back, measures the levels "
+        "and the echo, and suggests the settings).",
         file=out,
     )
-    return 0

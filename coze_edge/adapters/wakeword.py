@@ -18,6 +18,7 @@ from typing import Final
 from pymicro_wakeword import MicroWakeWord, MicroWakeWordFeatures, Model
 
 from coze_edge.adapters.resample import StreamResampler
+from coze_edge.adapters.wake_model import WakeModel
 from coze_edge.core.wake import WAKE_WORDS
 
 log = logging.getLogger(__name__)
@@ -68,13 +69,17 @@ class WakeWordDetector:
         self,
         word: str,
         *,
+        model: WakeModel | None = None,
         sensitivity: float = 0.5,
         rate: int = MODEL_RATE,
         refractory_s: float = 2.0,
         on_detected: Callable[[str], None] | None = None,
     ) -> None:
-        """``on_detected(word)`` is called at each detection (Home Assistant's event)."""
-        if word not in WAKE_WORDS:
+        """``on_detected(word)`` is called at each detection (Home Assistant's event).
+        ``model``: a custom model (``wake.model``, checked), whose name ``word`` is."""
+        if model is not None and word != model.manifest.name:
+            raise ValueError(f"the custom model is {model.manifest.name!r}, not {word!r}")
+        if model is None and word not in WAKE_WORDS:
             raise ValueError(f"unknown wake word {word!r}; valid: {', '.join(WAKE_WORDS)}")
         if rate <= 0:
             raise ValueError(f"rate must be positive, got {rate}")
@@ -83,7 +88,10 @@ class WakeWordDetector:
         self.word = word
         self._on_detected = on_detected
         self.rate = rate
-        self._model = MicroWakeWord.from_builtin(Model(word))
+        if model is None:
+            self._model = MicroWakeWord.from_builtin(Model(word))
+        else:
+            self._model = MicroWakeWord.from_config(model.path)
         self.cutoff = probability_cutoff(self._model.probability_cutoff, sensitivity)
         self._model.probability_cutoff = self.cutoff
         self._features = MicroWakeWordFeatures()

@@ -68,6 +68,25 @@ def read_wav_as(path: Path, fmt: AudioFormat) -> bytes:
     return bytes(scaled.astype("<i2").tobytes())
 
 
+CHECK_BYTES: Final = 1 << 20
+"""How much of a WAV file :func:`wav_problem` reads: its header, and the start of its samples."""
+
+
+def wav_problem(path: Path) -> str | None:
+    """Why the file at ``path`` cannot be read as a WAV file, or None if it can. Only the
+    first :data:`CHECK_BYTES` are read, so a long recording is checked at once."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(CHECK_BYTES)
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror or exc}"
+    try:
+        parse_wav(head, name=str(path))
+    except WavFormatError as exc:
+        return str(exc)
+    return None
+
+
 def parse_wav(raw: bytes, *, name: str = "<bytes>") -> WavInfo:
     """Find and check the ``fmt `` and ``data`` chunks of a RIFF/WAVE file."""
     if len(raw) < 12 or raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pwd
 import shlex
+import ssl
 import types
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ from coze_edge.config.files import (
     read_regular_file,
     regular_file_problem,
 )
+from coze_edge.config.media import media_problems
 from coze_edge.config.schema import (
     DEFAULT_STATE_DIR,
     DEFAULT_TOPIC_PREFIX,
@@ -42,16 +45,18 @@ from coze_edge.config.schema import (
     Config,
     CozeConfig,
     DeviceConfig,
+    HomeAssistantConfig,
     HooksConfig,
     LogConfig,
     MqttConfig,
     Section,
+    ToolsConfig,
     VadConfig,
     WakeConfig,
 )
 from coze_edge.config.secrets import read_secret_file
 from coze_edge.core.identity import device_id_from_machine_id, is_int64_id
-from coze_edge.errors import ConfigError
+from coze_edge.errors import ConfigError, CredentialFileError
 from coze_edge.hooks import MUTED_VARIABLE, STATE_VARIABLE
 
 ENV_PREFIX: Final = "COZE_EDGE_"
@@ -59,6 +64,13 @@ CONFIG_ENV: Final = "COZE_EDGE_CONFIG"
 # COZE_EDGE_* variables that are not config overrides: the config path, the venv of the
 # scripts, and what hooks get (a hook may run coze-edge).
 _NOT_OVERRIDES: Final = frozenset({CONFIG_ENV, "COZE_EDGE_VENV", STATE_VARIABLE, MUTED_VARIABLE})
+
+SECRET_FILE_KEYS: Final = frozenset(
+    {"auth.pat_file", "auth.device_secret_file", "mqtt.password_file"}
+)
+"""The keys of secret files: when only these are wrong, the exit code is 77, not 78."""
+TLS_FILE_LIMIT: Final = 1 << 20
+"""A CA bundle (Debian's is about 200 KiB) or a certificate is well under this."""
 
 DEFAULT_CONFIG_PATH: Final = Path("/etc/coze-edge/config.yaml")
 DEFAULT_MACHINE_ID: Final = Path("/etc/machine-id")
@@ -156,19 +168,26 @@ def config_from_mapping(
         mqtt=MqttConfig(**values["mqtt"]),
         wake=WakeConfig(**values["wake"]),
         hooks=HooksConfig(**values["hooks"]),
+        tools=ToolsConfig(**values["tools"]),
+        homeassistant=HomeAssistantConfig(**values["homeassistant"]),
         log=LogConfig(**values["log"]),
     )
     # A value of the wrong type was left at its default: say only what was wrong with the value.
     reported = {key for key, _ in problems}
     problems += [(key, message) for key, message in config.problems() if key not in reported]
+    problems += _state_dir_problems(config.state_dir)
     problems += _file_problems(config.audio)
+    problems += _tls_problems(config.mqtt)
     problems += _secret_problems(config)
     problems += _hook_problems(config.hooks)
+    problems += media_problems(config)
 
     if problems:
+        only_secrets = all(key in SECRET_FILE_KEYS for key, _ in problems)
         problems = [(key, _with_origin(key, message, origins)) for key, message in problems]
         problems.sort(key=_section_order)  # stable: within a section, the order found
-        raise ConfigError(problems, source=source)
+        # A config that is fine but for its secret files: no usable credentials (exit 77).
+        raise (CredentialFileError if only_secrets else ConfigError)(problems, source=source)
     return config
 
 
@@ -271,8 +290,38 @@ def _machine_device_id(path: Path, problems: list[Problem]) -> str:
     return device_id_from_machine_id(text)
 
 
+def _state_dir_problems(path: Path) -> Iterator[Problem]:
+    """state_dir: a directory, or one this user can create (``mkdir -p``) at the start.
+    Whether an existing one is writable is left to ``doctor`` and the start: the daemon
+    may run as another user than whoever checks the config."""
+    try:
+        if path.exists():
+            if not path.is_dir():
+                yield "state_dir", f"{path} is not a directory"
+            return
+        # The nearest that exists ("/" always does): where the first mkdir happens.
+        existing = next(parent for parent in path.parents if parent.exists())
+    except PermissionError:
+        return  # a directory on the way may not be looked into: the daemon's user may
+    if not existing.is_dir():
+        yield "state_dir", f"cannot create {path}: {existing} is not a directory"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        yield (
+            "state_dir",
+            f"cannot create {path}: user {_user()} may not write in {existing} "
+            "(create it for the service's user, or set state_dir)",
+        )
+
+
+def _user() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:  # a uid without a name (a container)
+        return str(os.geteuid())
+
+
 def _file_problems(audio: AudioConfig) -> Iterator[Problem]:
-    """The files the file backend needs: an input it can read, an output it can create."""
+    """The files the file backend needs: a WAV it can read, an output it can create."""
     if audio.backend != "file":
         return
     if audio.file_input is not None:
@@ -282,6 +331,11 @@ def _file_problems(audio: AudioConfig) -> Iterator[Problem]:
             yield "audio.file_input", f"{source} {what}"
         elif not os.access(source, os.R_OK):
             yield "audio.file_input", f"{source} is not readable"
+        else:
+            from coze_edge.adapters.wav import wav_problem  # numpy: only for this backend
+
+            if (problem := wav_problem(source)) is not None:
+                yield "audio.file_input", problem
     if audio.file_output is not None:
         sink = audio.file_output
         if sink.is_dir():
@@ -308,6 +362,44 @@ def _hook_problems(hooks: HooksConfig) -> Iterator[Problem]:
         yield "hooks.on_state", f"{program} is not executable: chmod +x it"
 
 
+def _tls_problems(mqtt: MqttConfig) -> Iterator[Problem]:
+    """The broker's CA file and the client's certificate and key: each readable and PEM of
+    the right kind, and the key the certificate's, as the MQTT connection will need them.
+    A file this user may not open is judged by its ``stat`` alone (the daemon's user may)."""
+    if mqtt.host is None or not mqtt.tls:
+        return
+    files = [
+        ("mqtt.ca_file", mqtt.ca_file, b"-----BEGIN CERTIFICATE-----", "a PEM certificate"),
+        ("mqtt.cert_file", mqtt.cert_file, b"-----BEGIN CERTIFICATE-----", "a PEM certificate"),
+        ("mqtt.key_file", mqtt.key_file, b"PRIVATE KEY-----", "a PEM private key"),
+    ]
+    all_usable = True
+    for key, path, marker, kind in files:
+        if path is None:
+            continue
+        try:
+            text = read_regular_file(path, limit=TLS_FILE_LIMIT)
+        except UnusableFile as exc:
+            all_usable = False  # unread: nothing to pair the key with
+            if not exc.denied:
+                yield key, exc.about(str(path))
+            elif problem := regular_file_problem(path, limit=TLS_FILE_LIMIT):
+                yield key, f"{path} {problem}"
+            continue
+        if marker not in text:
+            all_usable = False
+            yield key, f"{path} is not {kind}"
+    if mqtt.cert_file is None or mqtt.key_file is None or not all_usable:
+        return  # problems() says cert and key go together; the rest is said above
+    try:
+        ssl.create_default_context().load_cert_chain(mqtt.cert_file, mqtt.key_file)
+    except ssl.SSLError as exc:
+        reason = "is not the key of mqtt.cert_file" if exc.reason == "KEY_VALUES_MISMATCH" else ""
+        yield "mqtt.key_file", f"{mqtt.key_file} {reason or f'cannot be used: {exc}'}"
+    except OSError as exc:  # gone since it was read
+        yield "mqtt.cert_file", f"cannot load {mqtt.cert_file}: {exc.strerror or exc}"
+
+
 def _secret_problems(config: Config) -> Iterator[Problem]:
     """The secret files the daemon will read, read now, so that ``check-config`` finds what
     would stop the start. A file this user may not open is judged by its ``stat`` alone:
@@ -315,6 +407,8 @@ def _secret_problems(config: Config) -> Iterator[Problem]:
     files = []
     if config.auth.method == "pat" and config.auth.pat_file is not None:
         files.append(("auth.pat_file", config.auth.pat_file))
+    if config.auth.method == "token_url" and config.auth.device_secret_file is not None:
+        files.append(("auth.device_secret_file", config.auth.device_secret_file))
     if config.mqtt.host is not None and config.mqtt.password_file is not None:
         files.append(("mqtt.password_file", config.mqtt.password_file))
     for key, path in files:

@@ -23,6 +23,7 @@ from coze_edge.config.checks import (
     Problem,
     alternatives,
     between,
+    hint,
     is_loopback,
     ms,
     not_blank,
@@ -34,7 +35,9 @@ from coze_edge.config.checks import (
     topic,
     url,
 )
+from coze_edge.core.earcons import KINDS as EARCON_KINDS
 from coze_edge.core.identity import is_int64_id
+from coze_edge.core.tools import RESERVED_TOOLS, TOOL_NAME, Exposure, command_argv
 from coze_edge.core.wake import WAKE_WORDS
 
 DEFAULT_STATE_DIR: Final = Path("/var/lib/coze-edge")
@@ -63,6 +66,9 @@ PCM_RATES: Final = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 """Sample rates Coze accepts for PCM audio, in and out."""
 
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+
+MAX_INPUT_CHANNEL: Final = 31
+"""The highest ``audio.input_channel`` (the 6-Mic Array has 8 channels, ALSA's plugins 32)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +218,11 @@ class AuthConfig:
             yield "speak_code_every_s", "must be at least 30 s (the code takes about 20 s to say)"
         yield from not_blank("speak_code_language", self.speak_code_language)
         if self.method == "device_code" and not (self.client_id or "").strip():
-            yield "client_id", "required with method device_code: the OAuth app's client id"
+            yield (
+                "client_id",
+                "required with method device_code "
+                "(the OAuth app's client id: README, the Coze side)",
+            )
         yield from not_blank("workspace_id", self.workspace_id)
         if self.token_url is not None:
             yield from token_url("token_url", self.token_url)
@@ -266,6 +276,16 @@ class AudioConfig:
     input_device: str | int | None = None
     """Microphone: a name (substring, see ``coze-edge devices``) or index; None = default."""
 
+    input_channel: int | None = None
+    """The microphone's channel to use, 0 = the first (``coze-edge devices`` names it for
+    known hardware: 0, the processed one, on a ReSpeaker USB Mic Array); None = the first,
+    or the mix of all that a sound server makes."""
+
+    input_gain_db: float = 0.0
+    """Amplify (or, below 0, soften) the microphone by this much before anything hears it;
+    ``coze-edge devices --test`` suggests a value. Clipping in the card cannot be undone
+    here: lower the card's capture level instead (``alsamixer``)."""
+
     output_device: str | int | None = None
     """Speaker: a name (substring) or index; None = the system default."""
 
@@ -301,11 +321,27 @@ class AudioConfig:
     prebuffer_ms: int = 100
     """Reply audio buffered before the speaker starts, against underruns."""
 
+    output_keep_open_s: float | None = None
+    """None: the speaker's stream stays open, fed with silence, so no sound card or sound
+    server sleeps and no reply starts clipped (the default). A number: close it after that
+    many seconds without sound (less CPU while idle; the card may sleep) and open it again
+    for the next sound, ``output_warmup_ms`` of silence first. Ignored with echo
+    cancellation, which needs the stream open."""
+
+    output_warmup_ms: int = 0
+    """Silence played first each time the speaker's stream opens, so that a device waking
+    up loses that and not the start of the reply (with ``output_keep_open_s``)."""
+
     volume: int = 100
     """Speaker volume at start, in percent."""
 
     earcons: bool = True
     """Play short sounds when listening starts and ends."""
+
+    earcon_files: Mapping[str, str] = field(default_factory=_empty)
+    """Your own WAVs instead of the built-in earcons, by event: ``listening``, ``wake``,
+    ``error``, ``unauthorized``, ``done`` (e.g. ``{wake: /etc/coze-edge/ding.wav}``); any
+    rate and channels, converted to ``output_rate``; 3 s at most; checked at start."""
 
     noise_suppression: bool = False
     """Clean the microphone (WebRTC noise suppression) before VAD and wake word; needs the
@@ -340,6 +376,9 @@ class AudioConfig:
                 yield key, f"a device index must be 0 or more, got {device}"
             elif isinstance(device, str):
                 yield from not_blank(key, device, "must not be empty; null = system default")
+        if self.input_channel is not None:
+            yield from between("input_channel", self.input_channel, 0, MAX_INPUT_CHANNEL)
+        yield from between("input_gain_db", self.input_gain_db, -20, 30, " dB")
         if self.backend == "file" and self.file_input is None:
             yield "file_input", "required with backend file: the WAV to use as the microphone"
         if self.output_rate not in PCM_RATES:
@@ -364,7 +403,18 @@ class AudioConfig:
                     f"Opus runs at {_rates(rates)} Hz here, got {self.capture_rate}",
                 )
         yield from ms("prebuffer_ms", self.prebuffer_ms, 0, 2000)
+        if self.output_keep_open_s is not None:
+            yield from positive("output_keep_open_s", self.output_keep_open_s, 3600, " s")
+        yield from ms("output_warmup_ms", self.output_warmup_ms, 0, 2000)
         yield from between("volume", self.volume, 0, 100)
+        for kind, path in self.earcon_files.items():
+            if kind not in EARCON_KINDS:
+                yield (
+                    f"earcon_files.{kind}",
+                    f"unknown earcon{hint(kind, EARCON_KINDS)}: {alternatives(list(EARCON_KINDS))}",
+                )
+            elif not path.strip():
+                yield f"earcon_files.{kind}", "must name a WAV file"
         echo = self.echo_cancellation
         if isinstance(echo, str) and echo != "auto":
             yield "echo_cancellation", f"must be auto, true or false, got {echo!r}"
@@ -519,6 +569,10 @@ class WakeConfig:
     word: str | None = None
     """One of ``coze_edge.core.wake.WAKE_WORDS``, or None (VAD only)."""
 
+    model: Path | None = None
+    """A custom wake word instead: a microWakeWord model's manifest (``model.json``, its
+    ``.tflite`` beside it); checked at start. Its name is the ``.tflite``'s."""
+
     sensitivity: float = 0.5
     """From 0 (fewest false wakes) to 1 (fewest missed wakes)."""
 
@@ -528,6 +582,8 @@ class WakeConfig:
     def problems(self) -> Iterator[Problem]:
         """What is wrong with these values; keys are relative to the section."""
         yield from one_of("word", self.word, (*WAKE_WORDS, None))
+        if self.word is not None and self.model is not None:
+            yield "model", "set wake.word (a built-in wake word) or wake.model, not both"
         yield from between("sensitivity", self.sensitivity, 0, 1)
         yield from between("follow_up_s", self.follow_up_s, 0, 60)
 
@@ -575,6 +631,137 @@ class HooksConfig:
         yield from between("timeout_s", self.timeout_s, 0.1, 60)
 
 
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    """One command tool of ``tools.commands``."""
+
+    name: str
+    """The tool's name, as the bot calls it."""
+    argv: tuple[str, ...]
+    """The program (an absolute path) and its arguments."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolsConfig:
+    """Device-side plugins (Coze's 端插件): tools the bot may call on this device."""
+
+    deadline_ms: int = 5000
+    """The bot's tool calls are answered within this (Coze waits only so long); a call still
+    running then is stopped and answered with an error."""
+
+    max_output_bytes: int = 4096
+    """The longest output of one call sent back to Coze; longer ones are cut."""
+
+    builtin: bool = True
+    """Offer the built-in tools: get_volume, set_volume, mute, stop, device_status,
+    local_time."""
+
+    commands: Mapping[str, Any] = field(default_factory=_empty)
+    """Command tools: name -> the program (an absolute path) and its arguments, as a list,
+    or as one string split like a shell would (no shell runs it). The call's arguments go to
+    its stdin as JSON; its stdout is the output."""
+
+    command_timeout_ms: int = 4000
+    """A command tool still running after this is killed, with its process group."""
+
+    def command_specs(self) -> list[CommandSpec]:
+        """The command tools whose entries are well formed (``problems()`` names the rest)."""
+        specs = []
+        for name, value in self.commands.items():
+            with contextlib.suppress(ValueError):
+                specs.append(CommandSpec(name, command_argv(value)))
+        return specs
+
+    def problems(self) -> Iterator[Problem]:
+        """What is wrong with these values; keys are relative to the section."""
+        yield from ms("deadline_ms", self.deadline_ms, 500, 60_000)
+        yield from between("max_output_bytes", self.max_output_bytes, 256, 65536, " bytes")
+        yield from ms("command_timeout_ms", self.command_timeout_ms, 100, 60_000)
+        if self.command_timeout_ms > self.deadline_ms:
+            yield (
+                "command_timeout_ms",
+                (
+                    f"must not exceed deadline_ms ({self.deadline_ms} ms), "
+                    f"got {self.command_timeout_ms} ms"
+                ),
+            )
+        for name, value in self.commands.items():
+            key = f"commands.{name}"
+            if not TOOL_NAME.fullmatch(name):
+                yield (
+                    key,
+                    (
+                        "not a tool name: lower-case letters, digits and _, starting with a "
+                        "letter, at most 64"
+                    ),
+                )
+            elif name in RESERVED_TOOLS:
+                yield key, "the name of a built-in tool: choose another"
+            try:
+                argv = command_argv(value)
+            except ValueError as exc:
+                yield key, str(exc)
+                continue
+            if not argv:
+                yield key, "names no program"
+            elif not argv[0].startswith("/"):
+                yield key, f"the program must be an absolute path, got {show(argv[0])}"
+
+
+@dataclass(frozen=True, slots=True)
+class HomeAssistantConfig:
+    """Home Assistant tools: the bot reads and controls the entities exposed here."""
+
+    url: str | None = None
+    """Home Assistant's address, such as ``https://homeassistant.local:8123``; None = no
+    Home Assistant tools. ``http://`` only to loopback, unless ``allow_insecure``."""
+
+    token_file: Path | None = None
+    """File holding a long-lived access token (Home Assistant: your profile, Security);
+    else the ``homeassistant_token`` credential."""
+
+    ca_file: Path | None = None
+    """CA bundle that signs Home Assistant's certificate; None = the system's CAs."""
+
+    allow_insecure: bool = False
+    """Allow ``http://`` to a host other than loopback: the token then crosses the network
+    in the clear, readable and usable by anyone on the path."""
+
+    entities: str | None = None
+    """The entities the bot may read, separated by spaces, commas or lines
+    (``light.kitchen sensor.outside_temperature``); none other, whatever it asks."""
+
+    services: Mapping[str, Any] = field(default_factory=_empty)
+    """What the bot may do to them: a domain -> the services it may call on every listed
+    entity of it (``light: [turn_on, turn_off]``), or an entity id -> those it may call on
+    that one (``cover.garage_door: [open_cover]``). An entity without any can only be read."""
+
+    def exposure(self) -> Exposure:
+        """``entities`` and ``services`` parsed; ValueError if they cannot be."""
+        return Exposure.parse(self.entities, self.services)
+
+    def problems(self) -> Iterator[Problem]:
+        """What is wrong with these values; keys are relative to the section."""
+        if self.url is not None:
+            wrong = list(url("url", self.url, ("http", "https")))
+            yield from wrong
+            parts = urllib.parse.urlsplit(self.url) if not wrong else None
+            if parts and parts.scheme == "http" and not self.allow_insecure:
+                host = parts.hostname or ""
+                if not is_loopback(host):
+                    yield (
+                        "url",
+                        f"http:// to {host} would send the token unencrypted: use https://, "
+                        "or set homeassistant.allow_insecure: true",
+                    )
+        try:
+            self.exposure()
+        except ValueError as exc:
+            for line in str(exc).splitlines():
+                key, _, message = line.partition(": ")
+                yield key, message
+
+
 Section = (
     CozeConfig
     | AuthConfig
@@ -584,6 +771,8 @@ Section = (
     | MqttConfig
     | WakeConfig
     | HooksConfig
+    | ToolsConfig
+    | HomeAssistantConfig
     | LogConfig
 )
 
@@ -618,6 +807,12 @@ class Config:
 
     hooks: HooksConfig = field(default_factory=HooksConfig)
     """Programs run on state changes."""
+
+    tools: ToolsConfig = field(default_factory=ToolsConfig)
+    """Device-side plugins: the tools the bot may call on this device."""
+
+    homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
+    """Home Assistant tools: what the bot may read and control there."""
 
     log: LogConfig = field(default_factory=LogConfig)
     """Logging."""

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Final
 
 from coze_edge.config.files import SECRET_LIMIT, UnusableFile, read_regular_file
-from coze_edge.errors import ConfigError
+from coze_edge.errors import CredentialFileError
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,8 @@ def read_secret(
     credential ``$CREDENTIALS_DIRECTORY/<credential>`` if there is one, else None.
 
     A file :func:`read_secret_file` refuses (unreadable, not a regular file, too large, empty,
-    whitespace or control characters inside) is a ConfigError naming the key or credential
+    whitespace or control characters inside) is a CredentialFileError (a ConfigError that
+    the command line turns into exit 77, no usable credentials) naming the key or credential
     and the file. ``multiline``: a document such as a PEM key, whose lines and spaces are
     part of it (control characters are still refused). The secret is never logged; a file
     that every user may read gets a warning.
@@ -70,7 +71,7 @@ def read_secret(
     try:
         return read_secret_file(path, multiline=multiline)
     except UnusableFile as exc:
-        raise ConfigError([(key, exc.about(str(path)))]) from None
+        raise CredentialFileError([(key, exc.about(str(path)))]) from None
 
 
 def read_secret_file(path: Path, *, multiline: bool = False) -> str:

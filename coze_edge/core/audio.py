@@ -88,6 +88,19 @@ def apply_gain(pcm: bytes, percent: int) -> bytes:
     return scaled.astype("<i2").tobytes() + pcm[whole:]
 
 
+def amplify(pcm: bytes, db: float) -> bytes:
+    """
+    s16le audio made ``db`` decibels louder (softer below 0), rounded and clipped to the
+    16-bit range, never wrapped; 0 dB returns ``pcm`` itself. A trailing odd byte is kept.
+    """
+    if db == 0:
+        return pcm
+    whole = len(pcm) - len(pcm) % 2
+    samples = np.frombuffer(pcm, dtype="<i2", count=whole // 2).astype(np.float64)
+    scaled = np.clip(np.rint(samples * 10 ** (db / 20)), -32768, 32767)
+    return scaled.astype("<i2").tobytes() + pcm[whole:]
+
+
 def rms(pcm: bytes) -> float:
     """Root mean square of s16le samples (0.0 for no samples); full scale is 32768."""
     count = len(pcm) // 2

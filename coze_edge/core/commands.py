@@ -17,7 +17,8 @@ payload is refused before anything changes. Pure.
 | `turn_detection`   | `client_interrupt` / `server_vad`           | SetTurnDetection   |
 | `restart`          | any                                         | RestartDaemon      |
 
-``muted`` is what the Home Assistant switch sends (one topic for both directions).
+``muted`` is what the Home Assistant switch sends (one topic for both directions). Names
+may be written with ``-`` for ``_`` (``cmd/new-conversation``, ``ctl wake-word``).
 The first table's commands are the conversation's (:data:`Command`); the last three are
 the daemon's (:data:`DeviceCommand`): they change how the conversation is built, or end it.
 """
@@ -181,7 +182,9 @@ _MAX_NUMBER_BYTES = 32
 
 
 def parse_command(name: str, payload: bytes) -> AnyCommand:
-    """The command ``name`` with ``payload``; CommandError if either is wrong."""
+    """The command ``name`` with ``payload``; CommandError if either is wrong. A ``-`` in
+    the name is taken for ``_``: ``new-conversation`` is ``new_conversation``."""
+    name = name.replace("-", "_")
     simple = _SIMPLE.get(name)
     if simple is not None:
         return simple

@@ -48,10 +48,12 @@ from coze_edge.core.events import (
     ServerSpeechStarted,
     ServerSpeechStopped,
     SubmitToolOutputs,
+    ToolCall,
     TranscriptCompleted,
     TranscriptUpdate,
 )
 from coze_edge.core.status import State
+from coze_edge.core.tools import bounded, error_output
 from coze_edge.core.wake import WakeGate
 from coze_edge.errors import LocalProtocolError
 
@@ -212,6 +214,18 @@ class RememberConversation:
     conversation_id: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class RunTools:
+    """Run the tool ``calls`` of chat ``chat_id`` side by side, off the audio path, and report
+    each one's output with :meth:`Session.tool_finished` as it ends. Whatever still runs at
+    ``deadline`` (the owner's clock) is stopped (a command's process group killed): the
+    session answers Coze for it then, with an error output."""
+
+    chat_id: str
+    calls: tuple[ToolCall, ...]
+    deadline: float
+
+
 Effect = (
     Send
     | Play
@@ -223,6 +237,7 @@ Effect = (
     | Reconnect
     | TokenRejected
     | RememberConversation
+    | RunTools
 )
 
 
@@ -304,6 +319,14 @@ class SessionSettings:
     """``chat_config.meta_data`` for every chat."""
     parameters: Mapping[str, Any] = field(default_factory=dict)
     """A chatflow's custom inputs (``chat_config.parameters``)."""
+    tool_names: frozenset[str] = frozenset()
+    """The device-side plugins this device runs; a call of any other is answered at once
+    with an error."""
+    tool_deadline_s: float = 5.0
+    """From ``requires_action`` to ``submit_tool_outputs`` at the latest: Coze waits only so
+    long, so a call still running then is answered with an error."""
+    tool_output_bytes: int = 4096
+    """The longest output sent back for one call; longer ones are cut."""
 
     def chat_update(self, conversation_id: str | None) -> ChatUpdate:
         chat_config: dict[str, Any] = {"auto_save_history": True}
@@ -338,6 +361,20 @@ class SessionSettings:
                 "turn_detection": turn,
             }
         )
+
+
+@dataclass(slots=True)
+class _PendingTools:
+    """The tool calls of one ``requires_action`` that are still to be answered."""
+
+    chat_id: str
+    calls: tuple[ToolCall, ...]
+    deadline: float
+    outputs: dict[str, str] = field(default_factory=dict)
+    """Call id -> output, as each call ends (or is refused)."""
+
+    def done(self) -> bool:
+        return all(call.id in self.outputs for call in self.calls)
 
 
 @dataclass(slots=True)
@@ -379,6 +416,9 @@ class Session:
     * :meth:`handle_timer`: call at (or after) :meth:`next_deadline`; every state but IDLE
       has a deadline, so the device never sits in one forever.
     * :meth:`playback_drained`: the answer to ``WatchDrain``.
+    * :meth:`tool_finished`: the answer to ``RunTools``, one per call. The calls of a
+      ``requires_action`` are answered together once all are in, or at the tool deadline
+      (the missing ones with an error output), never twice and never for a chat given up.
     * Commands (:meth:`listen`, :meth:`cancel`, :meth:`set_muted`, :meth:`say`,
       :meth:`new_conversation`): valid in any state; where one makes no sense it returns
       no effects.
@@ -418,13 +458,17 @@ class Session:
         """Why Coze refuses the session (a :data:`REFUSALS` code, with what to do); cleared
         once a session is configured again. Shown as state ``error``."""
         self.dropped_deltas = 0
+        self._tools: _PendingTools | None = None  # tool calls Coze waits for us to answer
 
     # ------------------------------------------------------------------ helpers
 
     def next_deadline(self) -> float | None:
         """When :meth:`handle_timer` is due next (the owner's clock); None: only an input
         can change anything."""
-        deadlines = [d for d in (self._deadline, self._gate.next_deadline()) if d is not None]
+        tools = self._tools.deadline if self._tools is not None else None
+        deadlines = [
+            d for d in (self._deadline, self._gate.next_deadline(), tools) if d is not None
+        ]
         return min(deadlines, default=None)
 
     def _enter(self, new: State, *, deadline: float | None) -> list[Effect]:
@@ -474,6 +518,7 @@ class Session:
 
     def _start_listening(self, speech: SpeechStarted, now: float) -> list[Effect]:
         effects = self._interrupt_reply()
+        self._tools = None  # a new turn: the old one's calls are not answered any more
         self._outgoing.clear()
         self._turn = _Turn(started=now)
         self._gate.turn_started(now)
@@ -496,6 +541,7 @@ class Session:
             # Coze's VAD still ends the turn we gave up on and answers it: not wanted.
             self._unwanted_turn = True
         self._turn = None
+        self._tools = None
         if self._busy:  # given up on while Coze still produces it: its late output is unwanted
             if self._chat_id is not None:
                 self._canceled.add(self._chat_id)
@@ -552,6 +598,7 @@ class Session:
         self._endpointer.reset()
         self._outgoing.clear()
         self._turn = None
+        self._tools = None  # that chat went with the socket
         self._chat_id = None
         self._busy = self._tts = False
         self._unwanted_turn = False
@@ -708,12 +755,7 @@ class Session:
                     )
                 return effects
             case ChatRequiresAction(chat_id, _, tool_calls):
-                # A client-side plugin this device does not have: answer so the chat goes on.
-                outputs = tuple(
-                    (call.id, '{"error": "this device runs no client-side plugins"}')
-                    for call in tool_calls
-                )
-                return [Send(SubmitToolOutputs(chat_id, outputs))]
+                return self._on_tool_calls(chat_id, tool_calls, now)
             case ChatCanceled(code):
                 # Server-side barge-in (server_vad) or our own cancel echoed back.
                 if code == CANCELED_BY_CLIENT:
@@ -752,6 +794,64 @@ class Session:
                     )
                 return []
         return []
+
+    def _on_tool_calls(self, chat_id: str, calls: tuple[ToolCall, ...], now: float) -> list[Effect]:
+        """``requires_action``: the bot wants device-side plugins run. The calls of the
+        reply in flight are handed to the driver (:class:`RunTools`) and answered by
+        ``tool_deadline_s`` at the latest; a call of a tool this device lacks is answered at
+        once; a chat no turn waits for any more is answered with errors, so it can end."""
+        if chat_id in self._canceled:
+            return []  # we cancelled it: nothing waits for an answer
+        ours = self.state in (State.THINKING, State.SPEAKING) and self._chat_id in (None, chat_id)
+        if not ours:
+            refused = error_output("the turn this call belongs to is over")
+            return [Send(SubmitToolOutputs(chat_id, tuple((c.id, refused) for c in calls)))]
+        settings = self._settings
+        tools = _PendingTools(chat_id, calls, deadline=now + settings.tool_deadline_s)
+        for call in calls:
+            if call.name not in settings.tool_names:
+                tools.outputs[call.id] = error_output(f"this device has no tool {call.name!r}")
+        log.debug("< requires_action: %s", ", ".join(call.name for call in calls) or "no calls")
+        self._tools = tools
+        if tools.done():
+            return self._submit_tools(now)
+        # No reply comes until the outputs went: the reply timeout starts after that.
+        self._deadline = max(self._deadline or now, tools.deadline + settings.reply_timeout_s)
+        runnable = tuple(call for call in calls if call.id not in tools.outputs)
+        return [RunTools(chat_id, runnable, tools.deadline)]
+
+    def tool_finished(self, chat_id: str, call_id: str, output: str, now: float) -> list[Effect]:
+        """The answer to one call of a :class:`RunTools`: its output (an error output for a
+        failure). Once every call of the chat has one, they go to Coze together; an output
+        that comes too late (after the deadline, a cancel or a new turn) is dropped."""
+        tools = self._tools
+        if tools is None or tools.chat_id != chat_id or call_id in tools.outputs:
+            return []
+        if call_id not in {call.id for call in tools.calls}:
+            return []
+        tools.outputs[call_id] = output
+        return self._submit_tools(now) if tools.done() else []
+
+    def _submit_tools(self, now: float) -> list[Effect]:
+        """Answer the pending calls: each its output, or an error if it has none yet."""
+        tools, self._tools = self._tools, None
+        if tools is None or tools.chat_id in self._canceled:
+            return []
+        late = error_output(
+            f"no answer within {self._settings.tool_deadline_s:g} s (the device stopped waiting)"
+        )
+        limit = self._settings.tool_output_bytes
+        outputs = tuple(
+            (call.id, bounded(tools.outputs.get(call.id, late), limit)) for call in tools.calls
+        )
+        missing = [call.name for call in tools.calls if call.id not in tools.outputs]
+        if missing:
+            log.warning("! tool calls unanswered by the deadline: %s", ", ".join(missing))
+        if self.state is State.THINKING:
+            self._deadline = now + self._settings.reply_timeout_s
+        elif self.state is State.SPEAKING:
+            self._deadline = max(self._play_end, now) + self._settings.reply_timeout_s
+        return [Send(SubmitToolOutputs(tools.chat_id, outputs))]
 
     def _on_configured(self, config: Any) -> list[Effect]:
         effects: list[Effect] = []
@@ -866,6 +966,8 @@ class Session:
 
     def handle_timer(self, now: float) -> list[Effect]:
         self._gate.handle_timer(now)
+        if self._tools is not None and now >= self._tools.deadline:
+            return self._submit_tools(now)  # Coze waits only so long: answer what we have
         if self._deadline is None or now < self._deadline:
             return []
         self._deadline = None

@@ -18,6 +18,7 @@ The parts, one module each:
 * ``rest``           the REST envelope and logid, bind device, voices, conversation create
 * ``conversations``  the conversation ids it issued, per bot
 * ``chat``           the /v1/chat handshake and the server side of each voice session
+* ``plugins``        a turn answered with a device-side plugin call (``Faults.tool_call``)
 * ``reply``          the recorded reply and its pacing
 * ``vad``            server-side voice detection (``turn_detection: server_vad``)
 * ``ids``            logids and resource ids shaped like the real server's
@@ -25,6 +26,15 @@ The parts, one module each:
 
 from coze_edge.simulator.chat import ChatConnection
 from coze_edge.simulator.faults import REAL_EXPIRY, Faults, TokenFault
+from coze_edge.simulator.plugins import ToolCallTurn
 from coze_edge.simulator.server import Simulator, serve
 
-__all__ = ["REAL_EXPIRY", "ChatConnection", "Faults", "Simulator", "TokenFault", "serve"]
+__all__ = [
+    "REAL_EXPIRY",
+    "ChatConnection",
+    "Faults",
+    "Simulator",
+    "TokenFault",
+    "ToolCallTurn",
+    "serve",
+]

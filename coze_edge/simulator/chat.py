@@ -29,6 +29,7 @@ from coze_edge.adapters.opus import OpusDecoder, OpusError
 from coze_edge.simulator.conversations import Conversations
 from coze_edge.simulator.faults import Faults
 from coze_edge.simulator.ids import numeric_id
+from coze_edge.simulator.plugins import SAID, ToolCallTurn, ToolOutputs
 from coze_edge.simulator.reply import RATE, Audio, Completed, RecordedReply, Sentence, Text
 from coze_edge.simulator.rest import LOGID, Authorize, fail, unauthorized
 from coze_edge.simulator.vad import PREFIX_PADDING_MS, SILENCE_DURATION_MS, ServerVad, Started
@@ -378,6 +379,7 @@ class ChatSession:
         self._vad: ServerVad | None = None
         self._prologue_played = False
         self._replying = OneTask()
+        self._tool_outputs = ToolOutputs()
 
     async def run(self) -> None:
         async with self._replying:
@@ -491,7 +493,9 @@ class ChatSession:
                 await self._interrupt(3, "interrupted by generate_audio")
                 await self._start(self._speak(text))
             case "conversation.chat.submit_tool_outputs":
-                pass
+                refused = self._tool_outputs.submitted(data)
+                if refused is not None:
+                    await self.error(4000, refused, frame.text)
             case unknown:
                 await self.error(4000, f"unknown event type {unknown}", frame.text)
 
@@ -676,12 +680,21 @@ class ChatSession:
         )
         await self._pause()
         await self._open_chat()
+        said: str | None = None
+        if faults.tool_call is not None:
+            said = await self._call_tool(faults.tool_call)
+            if said is None:
+                return
         answer: list[str] = []
         deltas = 0
         async for item in self._reply.paced(self._output_rate(), self._settings.reply_speed):
             await self._pause()
             match item:
                 case Text(text):
+                    if said is not None:  # the outputs, then the recorded audio
+                        text, said = said, ""
+                        if not text:
+                            continue
                     answer.append(text)
                     await self.send("conversation.message.delta", self._answer_message(text))
                 case Sentence(text):
@@ -727,6 +740,40 @@ class ChatSession:
         await self.send("conversation.message.completed", self._answer_message(text))
         await self.send("conversation.audio.completed", self._answer_message("", "audio"))
         await self._complete_chat()
+
+    async def _call_tool(self, turn: ToolCallTurn) -> str | None:
+        """``requires_action`` with the call, then wait for its outputs: what the reply
+        says (None: the chat failed, not answered in time)."""
+        assert self._chat is not None
+        call = turn.tool_call()
+        function_call = json.dumps(call["function"], ensure_ascii=False)
+        await self.send(
+            "conversation.message.completed",
+            self._message("assistant", "function_call", function_call, message_id=numeric_id()),
+        )
+        outputs = self._tool_outputs.expect(self._chat.id, (call["id"],))
+        required = {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": [call]}}
+        await self.send(
+            "conversation.chat.requires_action",
+            {**self._chat_data("requires_action"), "required_action": required},
+        )
+        try:
+            async with asyncio.timeout(turn.wait_s):
+                said = await outputs
+        except TimeoutError:
+            error = {"code": 4000, "msg": "tool outputs were not submitted in time"}
+            self._chat_open = False
+            await self.send(
+                "conversation.chat.failed", {**self._chat_data("failed"), "last_error": error}
+            )
+            return None
+        finally:
+            self._tool_outputs.forget()
+        for output in said:
+            response = self._message("assistant", "tool_response", output, message_id=numeric_id())
+            await self.send("conversation.message.completed", response)
+        await self.send("conversation.chat.in_progress", self._chat_data("in_progress"))
+        return SAID + "; ".join(said)
 
     async def _speak(self, text: str) -> None:
         """input_text.generate_audio: audio only, ids "0" (the bot's too), no chat events

@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from coze_edge.simulator.plugins import ToolCallTurn
+
 DEVICE_GRANT: Final = "urn:ietf:params:oauth:grant-type:device_code"
 JWT_GRANT: Final = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
@@ -132,6 +134,11 @@ class Faults:
     """Answer every ``conversation.chat.cancel`` with error 4104 and let the reply go on,
     as when the chat completed just before the cancel arrived (the race a client meets
     when playback outlives the chat)."""
+
+    # ---- device-side plugins (not a fault: the switch that makes the bot call one)
+    tool_call: ToolCallTurn | None = None
+    """Answer each turn with this tool call, then speak the outputs the client submits
+    (simulator/plugins.py)."""
 
     # ---- REST
     bind_error_code: int | None = None

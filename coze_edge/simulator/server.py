@@ -242,7 +242,7 @@ async def serve(host: str, port: int, *, reply_speed: float = 6.0) -> None:
     async with sim:
         log.info("Coze simulator: REST %s, WebSocket %s/v1/chat", sim.api_base, sim.ws_base)
         log.info(
-            "personal access token: any of %s; approve logins at %s/device",
+            "personal access tokens accepted: %s; approve logins at %s/device",
             sorted(sim.pats),
             sim.api_base,
         )

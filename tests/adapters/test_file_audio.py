@@ -13,8 +13,9 @@ import pytest
 
 from coze_edge.adapters.audio_io import Microphone, Speaker
 from coze_edge.adapters.file_audio import FileMicrophone, FileSpeaker
-from coze_edge.adapters.wav import WavFormatError, read_wav_as
+from coze_edge.adapters.wav import read_wav_as
 from coze_edge.core.audio import CAPTURE, AudioFormat, apply_gain
+from coze_edge.errors import ConfigError
 from tests.support.data import DATA
 from tests.support.timing import MS
 
@@ -134,12 +135,12 @@ async def test_a_second_reader_continues_where_the_first_stopped() -> None:
 
 
 def test_bad_microphone_files_are_clear_errors(tmp_path: Path) -> None:
-    """A missing file or a non-WAV file is an error naming the file."""
-    with pytest.raises(OSError, match=r"cannot read audio input .*missing\.wav"):
+    """A missing file or a non-WAV file is a config error naming the key and the file."""
+    with pytest.raises(ConfigError, match=r"audio\.file_input: cannot read .*missing\.wav"):
         FileMicrophone(tmp_path / "missing.wav")
     text = tmp_path / "speech.txt"
     text.write_text("hello")
-    with pytest.raises(WavFormatError, match=r"speech\.txt: not a WAV file"):
+    with pytest.raises(ConfigError, match=r"audio\.file_input: .*speech\.txt: not a WAV file"):
         FileMicrophone(text)
 
 

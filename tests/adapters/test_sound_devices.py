@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +17,8 @@ from coze_edge.adapters.sound_devices import (
     print_devices,
 )
 from coze_edge.adapters.wav import read_wav_as
-from coze_edge.core.audio import CAPTURE, AudioFormat
-from coze_edge.errors import AudioDeviceLost
+from coze_edge.core.audio import CAPTURE, AudioFormat, rms
+from coze_edge.errors import AudioDeviceLost, ConfigError
 from tests.support.data import DATA
 from tests.support.pulseaudio import PulseEnv, Recording, pulse_server
 
@@ -133,6 +134,67 @@ async def test_held_back_blocks_arrive_joined_and_complete(pulse: PulseEnv) -> N
     norm = np.sqrt(np.sum(a**2)) * np.sqrt(np.convolve(b**2, np.ones(len(a)), mode="valid"))
     best = float(np.max(np.correlate(b, a, mode="valid") / np.maximum(norm, 1e-9)))
     assert best > 0.9, best
+
+
+def left_only(source: Path, target: Path) -> Path:
+    """A stereo copy of a mono WAV: the speech on the left channel, silence on the right."""
+    mono = np.frombuffer(read_wav_as(source, CAPTURE), dtype="<i2")
+    stereo = np.column_stack([mono, np.zeros_like(mono)])
+    with wave.open(str(target), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(CAPTURE.rate)
+        w.writeframes(stereo.astype("<i2").tobytes())
+    return target
+
+
+async def captured_rms(pulse: PulseEnv, wav: Path, mic: SoundDeviceMicrophone) -> float:
+    """The loudest 20 ms of what ``mic`` hears while ``wav`` plays into the virtual mic."""
+    captured = bytearray()
+    async with mic:
+        player = pulse.play_into_mic(wav)
+        async with asyncio.timeout(10):
+            async for block in mic.frames():
+                captured += block
+                if len(captured) >= 16000 * 2 * 3:
+                    break
+        player.wait()
+    frame = CAPTURE.frame_bytes(20)
+    return max(rms(bytes(captured[i : i + frame])) for i in range(0, len(captured), frame))
+
+
+async def test_the_configured_channel_is_the_one_heard(pulse: PulseEnv, tmp_path: Path) -> None:
+    """With speech on the left only, channel 0 hears it and channel 1 hears silence."""
+    wav = left_only(DATA / "utterance-weather.wav", tmp_path / "left.wav")
+
+    left = await captured_rms(pulse, wav, SoundDeviceMicrophone("pulse", channel=0))
+    right = await captured_rms(pulse, wav, SoundDeviceMicrophone("pulse", channel=1))
+
+    print(f"loudest 20 ms: channel 0 {left:.0f}, channel 1 {right:.0f}")
+    assert left > 1000
+    assert right < 30
+
+
+async def test_the_input_gain_amplifies_the_microphone(pulse: PulseEnv) -> None:
+    """+6 dB makes the captured speech twice as loud (its loudest 20 ms stay unclipped)."""
+    wav = DATA / "utterance-weather.wav"
+
+    plain = await captured_rms(pulse, wav, SoundDeviceMicrophone("pulse"))
+    louder = await captured_rms(pulse, wav, SoundDeviceMicrophone("pulse", gain_db=6))
+
+    print(f"loudest 20 ms: {plain:.0f} at 0 dB, {louder:.0f} at +6 dB")
+    assert 1.8 < louder / plain < 2.2
+
+
+async def test_a_channel_the_device_lacks_is_a_config_error(pulse: PulseEnv) -> None:
+    """audio.input_channel beyond the device's channels ends with a config error naming it."""
+    device = find_device("pulse", "input", rescan=True)
+
+    with pytest.raises(ConfigError) as caught:
+        async with SoundDeviceMicrophone("pulse", channel=device.inputs):
+            pass
+
+    assert caught.value.problems[0][0] == "audio.input_channel"
 
 
 def test_devices_are_found_by_name_and_index(pulse: PulseEnv) -> None:

@@ -16,6 +16,7 @@ from coze_edge.core.audio import (
     PreRoll,
     WholeSamples,
     alignment_scores,
+    amplify,
     apply_gain,
     gain_factor,
     rms,
@@ -94,6 +95,16 @@ def test_gain_never_grows_flips_or_resizes_a_sample(audio: bytes, percent: int) 
     for before, after in zip(samples(audio[:whole]), samples(out[:whole]), strict=True):
         assert abs(after) <= abs(before)
         assert after == 0 or (after > 0) == (before > 0)
+
+
+def test_amplify_scales_by_decibels_and_clips() -> None:
+    """+6.02 dB doubles, -6.02 dB halves, 0 dB is the same bytes, overflow is clipped."""
+    audio = pcm(1000, -1000, 20000, -20000) + b"\x01"
+
+    assert samples(amplify(audio, 20 * math.log10(2))[:-1]) == [2000, -2000, 32767, -32768]
+    assert samples(amplify(audio, -20 * math.log10(2))[:-1]) == [500, -500, 10000, -10000]
+    assert amplify(audio, 6)[-1:] == b"\x01"
+    assert amplify(audio, 0) is audio
 
 
 def noise(seed: int, count: int, scale: float = 3000.0) -> np.ndarray:

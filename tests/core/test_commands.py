@@ -148,6 +148,19 @@ def test_say_takes_text_up_to_the_limit() -> None:
     assert parse_command("say", "字".encode() * MAX_SAY_CHARS) == Say("字" * MAX_SAY_CHARS)
 
 
+@pytest.mark.parametrize(
+    ("name", "payload", "command"),
+    [
+        ("new-conversation", b"", NewConversation()),
+        ("wake-word", b"off", SetWakeWord(None)),
+        ("turn-detection", b"server_vad", SetTurnDetection("server_vad")),
+    ],
+)
+def test_a_dash_in_a_name_is_an_underscore(name: str, payload: bytes, command: AnyCommand) -> None:
+    """`new-conversation` is `new_conversation`, as a shell user may write it."""
+    assert parse_command(name, payload) == command
+
+
 def test_unknown_commands_are_refused_with_the_known_ones() -> None:
     """The message lists what would have worked."""
     with pytest.raises(CommandError) as caught:

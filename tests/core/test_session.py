@@ -353,7 +353,7 @@ def test_cancel_stops_listening_and_replies() -> None:
 
 
 def test_client_plugins_are_answered_so_the_chat_goes_on() -> None:
-    """A requires_action chat gets an error output for each tool call."""
+    """Without tools, a requires_action chat gets an error output for each call at once."""
     session = thinking_session()
     action = ev.ChatRequiresAction(CHAT, CONV, (ev.ToolCall("t1", "lamp", "{}"),))
 

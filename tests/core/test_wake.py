@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from coze_edge.core.wake import WakeGate
+from coze_edge.core.wake import WakeGate, WakeManifest, parse_manifest
 
 
 def replied_gate(now: float = 10.0, follow_up_s: float = 5.0) -> WakeGate:
@@ -95,3 +97,57 @@ def test_negative_follow_up_is_refused() -> None:
     """A window cannot last less than nothing."""
     with pytest.raises(ValueError, match="follow_up_s"):
         WakeGate(enabled=True, follow_up_s=-1)
+
+
+# --- custom models: microWakeWord's manifest ---------------------------------------------
+
+MANIFEST = {
+    "type": "micro",
+    "wake_word": "Computer",
+    "model": "computer.tflite",
+    "version": 2,
+    "micro": {"probability_cutoff": 0.9, "sliding_window_size": 5, "feature_step_size": 10},
+}
+
+
+def with_changes(**changes: object) -> dict[str, object]:
+    return {**MANIFEST, **changes}
+
+
+def test_a_manifest_gives_the_model_its_name_and_settings() -> None:
+    """The name is the .tflite's stem; the phrase, cutoff and window come along."""
+    assert parse_manifest(MANIFEST) == WakeManifest(
+        "computer", "Computer", "computer.tflite", 0.9, 5
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ([1, 2], "expected a JSON object"),
+        (with_changes(type="openwakeword"), '"type" is \'openwakeword\', not "micro"'),
+        (with_changes(wake_word=" "), 'no "wake_word"'),
+        (with_changes(model="computer.onnx"), "must name its .tflite file"),
+        (with_changes(micro=None), 'no "micro" settings'),
+        (
+            with_changes(micro={"probability_cutoff": 1.5, "sliding_window_size": 5}),
+            "probability_cutoff",
+        ),
+        (
+            with_changes(micro={"probability_cutoff": 0.5, "sliding_window_size": True}),
+            "sliding_window_size",
+        ),
+        (
+            with_changes(
+                micro={"probability_cutoff": 0.5, "sliding_window_size": 5, "feature_step_size": 20}
+            ),
+            "only microWakeWord's 10 ms models",
+        ),
+        (with_changes(model="okay_nabu.tflite"), "as a built-in wake word"),
+        (with_changes(model="hey coze!.tflite"), "must be 1 to 64 letters"),
+    ],
+)
+def test_what_is_wrong_with_a_manifest_is_said(data: object, message: str) -> None:
+    """Each way a file is not a usable microWakeWord manifest has its own message."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_manifest(data)

@@ -20,7 +20,7 @@ import sys
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import yaml
 
@@ -38,15 +38,23 @@ def cli_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return {**clean, **(extra or {})}
 
 
+UNPRIVILEGED: Final = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--")
+"""Run as ``nobody`` (a user without root's way past file modes); only root may switch."""
+
+
 async def start_cli(
     *args: str,
     env: Mapping[str, str] | None = None,
     stdout: int = asyncio.subprocess.PIPE,
     stderr: int = asyncio.subprocess.STDOUT,
+    unprivileged: bool = False,
 ) -> asyncio.subprocess.Process:
     """``coze-edge ARGS``: no stdin; stderr on the stdout pipe unless told otherwise;
-    ``env`` is added to the cleaned environment."""
+    ``env`` is added to the cleaned environment. ``unprivileged``: as ``nobody`` when the
+    tests run as root, so that file modes apply to it (else as the tests' own user)."""
+    prefix = UNPRIVILEGED if unprivileged and os.geteuid() == 0 else ()
     return await asyncio.create_subprocess_exec(
+        *prefix,
         sys.executable,
         "-m",
         "coze_edge",
@@ -71,9 +79,10 @@ async def run_cli(
     env: Mapping[str, str] | None = None,
     stderr: int = asyncio.subprocess.STDOUT,
     within: float = 20_000 * MS,
+    unprivileged: bool = False,
 ) -> CliResult:
     """``coze-edge ARGS`` to its end (TimeoutError after ``within`` seconds)."""
-    proc = await start_cli(*args, env=env, stderr=stderr)
+    proc = await start_cli(*args, env=env, stderr=stderr, unprivileged=unprivileged)
     async with asyncio.timeout(within):
         out, err = await proc.communicate()
     assert proc.returncode is not None

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 import time
 import wave
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -34,13 +36,19 @@ class PulseEnv:
     server: str
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     _recordings: int = 0
+    alsa_config: Path | None = None
+    """XDG_CONFIG_HOME with an ALSA config naming devices after hardware (``hardware=``)."""
 
     def env(self) -> dict[str, str]:
+        """The environment of a client of this server (a ``coze-edge`` subprocess): with
+        ``hardware=``, ALSA (and so PortAudio) also lists the devices named after it."""
+        extra = {"XDG_CONFIG_HOME": str(self.alsa_config)} if self.alsa_config else {}
         return {
             **os.environ,
             "PULSE_SERVER": self.server,
             "XDG_RUNTIME_DIR": str(_RUNTIME / "xdg"),
             "PULSE_CLIENTCONFIG": str(_RUNTIME / "client.conf"),
+            **extra,
         }
 
     def start(self) -> None:
@@ -145,6 +153,31 @@ wandering variant (``drift=True``) models a microphone and a speaker on separate
 """
 
 
+HardwareKind = Literal["input", "output", "both"]
+
+
+def _hardware_script(hardware: Mapping[str, HardwareKind]) -> tuple[str, str]:
+    """
+    PulseAudio lines for a null sink per named device, and the ALSA config that shows each
+    to PortAudio under that name (PortAudio lists the ``pcm`` entries of ALSA's config by
+    their names, as it lists a Pi's cards by theirs). Names may hold letters, digits,
+    spaces and dashes: ALSA takes a ``:`` or ``.`` in a device name for arguments.
+    """
+    script, alsa = [], []
+    for number, (name, kind) in enumerate(hardware.items()):
+        if not re.fullmatch(r"[A-Za-z0-9 -]+", name):
+            raise ValueError(f"ALSA cannot name a device {name!r}")
+        sink = f"hw{number}_" + re.sub(r"[^A-Za-z0-9]", "_", name)
+        script.append(f"load-module module-null-sink sink_name={sink} rate=48000 channels=2")
+        parts = []
+        if kind in ("output", "both"):
+            parts.append(f'playback.pcm {{ type pulse; device "{sink}" }}')
+        if kind in ("input", "both"):
+            parts.append(f'capture.pcm {{ type pulse; device "{sink}.monitor" }}')
+        alsa.append(f'pcm."{name}" {{ type asym; {" ".join(parts)} }}')
+    return "".join(line + "\n" for line in script), "".join(line + "\n" for line in alsa)
+
+
 _RUNTIME = Path(tempfile.gettempdir()) / f"coze-edge-test-pulse-{os.getpid()}"
 """One socket address for every server this process starts, as on a real machine, where
 the sound server restarts at the same address. (Servers at different addresses one after
@@ -153,8 +186,18 @@ _running: list[PulseEnv] = []
 
 
 @contextlib.contextmanager
-def pulse_server(root: Path, *, echo_path: bool = False, drift: bool = False) -> Iterator[PulseEnv]:
-    """Start pulseaudio in ``root``; point this process's PortAudio at it; stop it after."""
+def pulse_server(
+    root: Path,
+    *,
+    echo_path: bool = False,
+    drift: bool = False,
+    hardware: Mapping[str, HardwareKind] | None = None,
+) -> Iterator[PulseEnv]:
+    """
+    Start pulseaudio in ``root``; point this process's PortAudio at it; stop it after.
+    ``hardware``: devices named after real ones (``{"seeed-2mic-voicecard": "both"}``),
+    each a null sink; only clients started with ``env()`` see them under those names.
+    """
     for tool in ("pulseaudio", "pactl", "paplay", "parec"):
         if shutil.which(tool) is None:
             raise RuntimeError(f"{tool} is missing: scripts/test installs pulseaudio-utils")
@@ -171,8 +214,14 @@ def pulse_server(root: Path, *, echo_path: bool = False, drift: bool = False) ->
         ECHO_PATH.format("" if drift else " adjust_time=0") if echo_path else ""
     )
     root.mkdir(parents=True, exist_ok=True)
-    (root / "ci.pa").write_text(script)
     pulse = PulseEnv(root, f"unix:{_RUNTIME}/native")
+    if hardware:
+        sinks, alsa = _hardware_script(hardware)
+        script += sinks
+        pulse.alsa_config = root / "config"
+        (pulse.alsa_config / "alsa").mkdir(parents=True, exist_ok=True)
+        (pulse.alsa_config / "alsa" / "asoundrc").write_text(alsa)
+    (root / "ci.pa").write_text(script)
     saved = {
         k: os.environ.get(k) for k in ("PULSE_SERVER", "XDG_RUNTIME_DIR", "PULSE_CLIENTCONFIG")
     }
