@@ -13,8 +13,10 @@ from coze_edge.adapters.file_audio import FileMicrophone, FileSpeaker
 from coze_edge.conversation import IDLE_HANDOFF_MS
 from coze_edge.core.status import State
 from coze_edge.simulator import Simulator
+from tests.support.cli import running_cli, write_cli_config
 from tests.support.daemon import daemon_config, running_daemon
 from tests.support.data import DATA
+from tests.support.pulseaudio import PulseEnv
 
 
 class HandoffWatcher(FileMicrophone):
@@ -55,3 +57,33 @@ async def test_the_microphone_may_batch_only_while_the_device_waits(
     after = {h for t, h in microphone.seen if t > idle_again + 0.1}
     assert during == {0}
     assert after == {IDLE_HANDOFF_MS}
+
+
+def mapped(pid: int, name: str) -> bool:
+    """A file whose path contains ``name`` is mapped into process ``pid``."""
+    return name in Path(f"/proc/{pid}/maps").read_text()
+
+
+async def test_a_device_that_only_listens_does_not_load_numpy(
+    pulse: PulseEnv, sim: Simulator, tmp_path: Path
+) -> None:
+    """``coze-edge run`` on PortAudio devices that take the rates it asks for maps no numpy
+    (about 18 MB resident) while it listens; the first turn loads it (the earcon), and
+    the turn works."""
+    config = write_cli_config(
+        tmp_path,
+        sim,
+        audio={"backend": "sounddevice", "input_device": "pulse", "output_device": "pulse",
+               "echo_cancellation": False},
+    )  # fmt: skip
+    async with running_cli(config) as run:
+        await run.read_until("microphone:")
+        await asyncio.sleep(1.0)  # a few hand-offs through the VAD and the endpointer
+        pid = run.process.pid
+        assert mapped(pid, "libportaudio")
+        assert not mapped(pid, "numpy")
+        assert not mapped(pid, "soxr")
+        player = pulse.play_into_mic(DATA / "utterance-weather.wav")
+        await run.read_until("state: speaking")
+        await asyncio.to_thread(player.wait)
+        assert mapped(pid, "numpy")
