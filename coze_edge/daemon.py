@@ -483,7 +483,7 @@ class Daemon:
         )
         wake = None
         if controls.wake_word:
-            from coze_edge.adapters.wakeword import WakeWordDetector  # loads a model: ~20 MB
+            from coze_edge.adapters.wakeword import WakeWordDetector  # TensorFlow Lite: ~4 MB
 
             custom = self._wake_model
             wake = WakeWordDetector(

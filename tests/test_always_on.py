@@ -64,17 +64,22 @@ def mapped(pid: int, name: str) -> bool:
     return name in Path(f"/proc/{pid}/maps").read_text()
 
 
+@pytest.mark.parametrize(
+    ("wake_word", "speech"),
+    [(None, "utterance-weather.wav"), ("okay_nabu", "wake-okay-nabu-then-question.wav")],
+)
 async def test_a_device_that_only_listens_does_not_load_numpy(
-    pulse: PulseEnv, sim: Simulator, tmp_path: Path
+    pulse: PulseEnv, sim: Simulator, tmp_path: Path, wake_word: str | None, speech: str
 ) -> None:
     """``coze-edge run`` on PortAudio devices that take the rates it asks for maps no numpy
-    (about 18 MB resident) while it listens; the first turn loads it (the earcon), and
-    the turn works."""
+    (about 18 MB resident) while it listens, with the wake word too (its model runs
+    without numpy); the first turn loads it (the earcon), and the turn works."""
     config = write_cli_config(
         tmp_path,
         sim,
         audio={"backend": "sounddevice", "input_device": "pulse", "output_device": "pulse",
                "echo_cancellation": False},
+        wake={"word": wake_word},
     )  # fmt: skip
     async with running_cli(config) as run:
         await run.read_until("microphone:")
@@ -83,7 +88,11 @@ async def test_a_device_that_only_listens_does_not_load_numpy(
         assert mapped(pid, "libportaudio")
         assert not mapped(pid, "numpy")
         assert not mapped(pid, "soxr")
-        player = pulse.play_into_mic(DATA / "utterance-weather.wav")
+        if wake_word is not None:
+            assert mapped(pid, "libtensorflowlite_c")  # the model is loaded and running
+        player = pulse.play_into_mic(DATA / speech)
+        if wake_word is not None:
+            await run.read_until(f"wake word {wake_word} detected")
         await run.read_until("state: speaking")
         await asyncio.to_thread(player.wait)
         assert mapped(pid, "numpy")

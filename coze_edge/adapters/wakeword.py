@@ -1,6 +1,7 @@
 """
 Wake-word detection with microWakeWord models (``pymicro-wakeword``; the models and the
-TFLite runtime ship inside its wheel).
+TFLite runtime ship inside its wheel, run here by ``adapters/microwakeword.py`` without
+numpy).
 
 The models take 16 kHz mono audio in 10 ms chunks and compute a probability every 30 ms;
 the library averages the last five (150 ms) and compares the mean with a cutoff. On espeak-ng
@@ -15,8 +16,7 @@ import math
 from collections.abc import Callable
 from typing import Final
 
-from pymicro_wakeword import MicroWakeWord, MicroWakeWordFeatures, Model
-
+from coze_edge.adapters.microwakeword import Features, StreamingModel, builtin_manifest
 from coze_edge.adapters.resample import StreamResampler
 from coze_edge.adapters.wake_model import WakeModel
 from coze_edge.core.wake import WAKE_WORDS
@@ -88,13 +88,10 @@ class WakeWordDetector:
         self.word = word
         self._on_detected = on_detected
         self.rate = rate
-        if model is None:
-            self._model = MicroWakeWord.from_builtin(Model(word))
-        else:
-            self._model = MicroWakeWord.from_config(model.path)
+        self._model = StreamingModel(builtin_manifest(word) if model is None else model.path)
         self.cutoff = probability_cutoff(self._model.probability_cutoff, sensitivity)
         self._model.probability_cutoff = self.cutoff
-        self._features = MicroWakeWordFeatures()
+        self._features = Features()
         self._refractory = round(refractory_s * MODEL_RATE)  # in model samples
         self._resampler = self._new_resampler()
         self._pending = b""

@@ -6,8 +6,9 @@ import time
 
 import numpy as np
 import pytest
-from pymicro_wakeword import Model
+from pymicro_wakeword import MicroWakeWord, MicroWakeWordFeatures, Model
 
+from coze_edge.adapters.microwakeword import Features, StreamingModel, builtin_manifest
 from coze_edge.adapters.wakeword import WakeWordDetector, probability_cutoff
 from coze_edge.adapters.wav import read_wav_as
 from coze_edge.core.audio import CAPTURE, AudioFormat
@@ -166,6 +167,27 @@ def test_cpu_per_audio_second() -> None:
     seconds = len(pcm) / (2 * CAPTURE.rate)
     print(f"wake word: {1000 * cpu / seconds:.1f} ms CPU per audio second")
     assert cpu / seconds < 0.05
+
+
+@pytest.mark.parametrize("word", WAKE_WORDS)
+def test_the_numpy_free_model_computes_what_pymicro_wakeword_computes(word: str) -> None:
+    """StreamingModel and Features (no numpy) give pymicro-wakeword's own probabilities,
+    exactly, for every built-in model, over speech, silence and the wake words."""
+    pcm = audio("wake-okay-nabu-then-question.wav") + audio("wake-alexa.wav") + bytes(6400)
+    theirs_model, theirs_features = MicroWakeWord.from_builtin(Model(word)), MicroWakeWordFeatures()
+    ours_model, ours_features = StreamingModel(builtin_manifest(word)), Features()
+    theirs, ours = [], []
+    for block in blocks(pcm, 320):
+        for features in theirs_features.process_streaming(block):
+            theirs.append(theirs_model.process_streaming_prob(features))
+        for frame in ours_features.process_streaming(block):
+            ours.append(ours_model.process_streaming_prob(frame))
+    assert ours_model.probability_cutoff == theirs_model.probability_cutoff
+    assert len(ours) == len(theirs) > 300
+    assert ours == theirs
+    if word in ("okay_nabu", "alexa"):  # spoken in the audio: their detections are compared
+        assert len(set(ours)) > 20
+        assert max(ours) > ours_model.probability_cutoff
 
 
 def test_unknown_word_names_the_valid_ones() -> None:
