@@ -10,6 +10,7 @@ import pytest
 
 from coze_edge.adapters.audio_io import Microphone, Speaker
 from coze_edge.adapters.file_audio import FileMicrophone, FileSpeaker
+from coze_edge.adapters.wakeword import REST_AFTER_S
 from coze_edge.conversation import IDLE_HANDOFF_MS
 from coze_edge.core.status import State
 from coze_edge.simulator import Simulator
@@ -83,7 +84,9 @@ async def test_a_device_that_only_listens_does_not_load_numpy(
     )  # fmt: skip
     async with running_cli(config) as run:
         await run.read_until("microphone:")
-        await asyncio.sleep(1.0)  # a few hand-offs through the VAD and the endpointer
+        # A few hand-offs through the VAD and the endpointer; long enough a silence for the
+        # wake word's model to rest, so that the word below also wakes it.
+        await asyncio.sleep(REST_AFTER_S + 1.0)
         pid = run.process.pid
         assert mapped(pid, "libportaudio")
         assert not mapped(pid, "numpy")
