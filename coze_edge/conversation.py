@@ -102,6 +102,12 @@ VAD). The price is up to this much delay before a turn opens or the wake word is
 reported; the turn's audio itself is complete (pre-roll), and once it runs every block
 is handed over as it comes."""
 
+IDLE_OUTPUT_BLOCK_MS: Final = 100
+"""Meanwhile the speaker's stream, kept open and fed with silence, runs on blocks this
+long (``SoundDeviceSpeaker.idle``): an idle 20 ms output stream costs as much CPU as
+capturing does. 100 ms only delays an earcon or an announcement by up to that much; a turn
+reopens it on the usual blocks before any reply can arrive."""
+
 
 @dataclass(frozen=True, slots=True)
 class Captured:
@@ -444,9 +450,9 @@ class Conversation:
             # Only a reply's first delta needs it; not worth a lock per microphone block.
             was_playing = isinstance(item, Received) and self._speaker.playing
             await self._carry_out(effects)
-            self._microphone.handoff_ms = (
-                IDLE_HANDOFF_MS if self._session.audio_can_wait and not self._speaker.playing else 0
-            )
+            idle = self._session.audio_can_wait and not self._speaker.playing
+            self._microphone.handoff_ms = IDLE_HANDOFF_MS if idle else 0
+            self._speaker.idle = idle
             if effects or self.metrics.waiting_for_playback:
                 self.metrics.after(
                     effects,

@@ -10,8 +10,9 @@ import pytest
 
 from coze_edge.adapters.audio_io import Microphone, Speaker
 from coze_edge.adapters.file_audio import FileMicrophone, FileSpeaker
+from coze_edge.adapters.sound_devices import SoundDeviceSpeaker
 from coze_edge.adapters.wakeword import REST_AFTER_S
-from coze_edge.conversation import IDLE_HANDOFF_MS
+from coze_edge.conversation import IDLE_HANDOFF_MS, IDLE_OUTPUT_BLOCK_MS
 from coze_edge.core.status import State
 from coze_edge.simulator import Simulator
 from tests.support.cli import running_cli, write_cli_config
@@ -99,3 +100,38 @@ async def test_a_device_that_only_listens_does_not_load_numpy(
         await run.read_until("state: speaking")
         await asyncio.to_thread(player.wait)
         assert mapped(pid, "numpy")
+
+
+async def test_the_idle_speaker_runs_on_long_blocks_and_a_turn_gets_the_usual_ones(
+    pulse: PulseEnv, sim: Simulator, tmp_path: Path
+) -> None:
+    """The speaker's stream stays open throughout; while the device only waits it runs on
+    IDLE_OUTPUT_BLOCK_MS blocks, from the turn's start to the reply's end on 20 ms ones,
+    and on long ones again once the device is idle."""
+    config = daemon_config(
+        sim,
+        tmp_path,
+        audio={"backend": "sounddevice", "input_device": "pulse", "output_device": "pulse",
+               "echo_cancellation": False},
+    )  # fmt: skip
+    async with running_daemon(config) as run:
+        await run.wait(lambda: run.when(State.IDLE) is not None, 10)
+        conversation = run.daemon.conversation
+        assert conversation is not None
+        _, speaker = conversation.devices
+        assert isinstance(speaker, SoundDeviceSpeaker)
+        await run.wait(lambda: speaker.stream_block_ms == IDLE_OUTPUT_BLOCK_MS, 10)
+        player = pulse.play_into_mic(DATA / "utterance-weather.wav")
+        seen: list[tuple[State, int | None]] = []
+        async with asyncio.timeout(40):
+            while (speaking := run.when(State.SPEAKING)) is None or run.when(
+                State.IDLE, after=speaking
+            ) is None:
+                seen.append((run.state, speaker.stream_block_ms))
+                await asyncio.sleep(0.01)
+        await asyncio.to_thread(player.wait)
+        await run.wait(lambda: speaker.stream_block_ms == IDLE_OUTPUT_BLOCK_MS, 5)
+
+    during = {block for state, block in seen if state in (State.THINKING, State.SPEAKING)}
+    assert during == {20}
+    assert speaker.opened >= 3  # idle, the turn, idle again: one stream at a time

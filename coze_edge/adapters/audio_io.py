@@ -63,6 +63,12 @@ class Speaker(Protocol):
     """Called on the event loop with each chunk (and its rate) as it is handed to the
     device: the echo canceller's reference. Set before ``__aenter__``."""
 
+    idle: bool
+    """The device only waits (the driver sets it with the microphone's ``handoff_ms``):
+    nothing but an earcon or an announcement will play before a turn starts, and no reply
+    is under way. A speaker whose idle wake-ups cost something may then serve them
+    coarser (longer device blocks). May change at any time."""
+
     async def __aenter__(self) -> Self: ...
 
     async def __aexit__(

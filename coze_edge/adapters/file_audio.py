@@ -217,6 +217,8 @@ class FileSpeaker:
             self._shrunk.clear()
             await self._shrunk.wait()
 
+    idle = False  # ignored: writing a file costs no wake-up worth saving
+
     def set_volume(self, percent: int) -> None:
         self._volume = min(max(percent, 0), 100)
 
