@@ -1,5 +1,6 @@
 """What listening all day costs the daemon: the driver lets the microphone batch its
-hand-offs while nothing is urgent (the figures themselves are in scripts/bench)."""
+hand-offs and the speaker run on long blocks while nothing is urgent, and a listening
+daemon maps no numpy (the figures themselves are in scripts/bench always-on)."""
 
 from __future__ import annotations
 
