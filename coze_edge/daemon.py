@@ -47,7 +47,7 @@ from coze_edge.adapters.voice_clips import Voice, VoiceClipError, load_voice
 from coze_edge.adapters.wake_model import WakeModel, WakeModelError, load_wake_model
 from coze_edge.binding import ensure_bound
 from coze_edge.config import Config, read_secret
-from coze_edge.conversation import Conversation
+from coze_edge.conversation import IDLE_OUTPUT_BLOCK_MS, Conversation
 from coze_edge.core.backoff import backoff
 from coze_edge.core.commands import (
     AnyCommand,
@@ -147,6 +147,7 @@ def open_audio(config: Config) -> tuple[Microphone, Speaker]:
             prebuffer_ms=audio.prebuffer_ms,
             keep_open_s=audio.output_keep_open_s,
             warmup_ms=audio.output_warmup_ms,
+            idle_block_ms=IDLE_OUTPUT_BLOCK_MS,
         ),
     )
 
@@ -516,7 +517,7 @@ class Daemon:
         )
         wake = None
         if controls.wake_word:
-            from coze_edge.adapters.wakeword import WakeWordDetector  # loads a model: ~20 MB
+            from coze_edge.adapters.wakeword import WakeWordDetector  # TensorFlow Lite: ~4 MB
 
             custom = self._wake_model
             wake = WakeWordDetector(

@@ -21,8 +21,18 @@ one table. Run through `scripts/bench`. Each figure is measured in this run:
                      -60 dBFS, counts as silent), beside the budgets; replies that cut
                      themselves off (no barge-in near) out of all replies played
 
+  always-on          what listening all day costs (issue #21): the bare capture floor (a
+                     sounddevice client capturing 16 kHz mono in 20 ms blocks that does
+                     nothing), then the daemon (``coze-edge run``, sounddevice backend) in
+                     a silent room, with the wake word in a silent room, and with the wake
+                     word and talk-radio speech playing into the microphone: CPU s/s and
+                     RSS from /proc, each case as a ratio to the floor measured in the same
+                     window (both run side by side), median over the rounds
+
 Groups: ``scripts/bench`` runs all; ``scripts/bench turn`` the first lines up to the
-PulseAudio run, ``scripts/bench barge-in`` the barge-in group.
+PulseAudio run, ``scripts/bench barge-in`` and ``scripts/bench always-on`` their groups.
+``BENCH_ALWAYS_ON_SECONDS`` (default 20) and ``BENCH_ALWAYS_ON_ROUNDS`` (default 3) size
+the always-on windows.
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ import tempfile
 import time
 import wave
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -48,9 +59,9 @@ from scripts.audio_run import PATHS, measure
 from scripts.audio_run import run as pulse_run
 from tests.support.barge_in import p50_max
 from tests.support.cli import cli_env, start_cli
-from tests.support.daemon import SIM_PAT, daemon_settings, running_daemon
+from tests.support.daemon import SIM_PAT, daemon_settings, merged, running_daemon
 from tests.support.data import DATA
-from tests.support.pulseaudio import pulse_server
+from tests.support.pulseaudio import PulseEnv, pulse_server
 
 ROOT = Path(__file__).resolve().parents[1]
 IDLE_SECONDS = 10.0
@@ -61,7 +72,11 @@ PULSE_TURNS = 3
 BARGE_IN_MINUTES = float(os.environ.get("BENCH_BARGE_IN_MINUTES", "2"))
 """How long the barge-in group runs on each echo path."""
 BARGE_IN_BUDGET = "(budget <= 150 / 250)"
-GROUPS = ("turn", "barge-in")
+ALWAYS_ON_SECONDS = float(os.environ.get("BENCH_ALWAYS_ON_SECONDS", "20"))
+ALWAYS_ON_ROUNDS = int(os.environ.get("BENCH_ALWAYS_ON_ROUNDS", "3"))
+ALWAYS_ON_SETTLE_S = 3.0
+"""After the daemon's microphone opened, before a window starts (streams settle)."""
+GROUPS = ("turn", "barge-in", "always-on")
 
 
 def config_file(
@@ -338,6 +353,144 @@ async def barge_in_figures(tmp: Path) -> dict[str, str]:
     return figures
 
 
+BARE_CAPTURE = """
+import sys, time
+import sounddevice as sd
+def callback(indata, frames, when, status):
+    pass
+with sd.RawInputStream(samplerate=16000, channels=1, dtype="int16", blocksize=320,
+                       device="pulse", callback=callback):
+    print("ready", flush=True)
+    while True:
+        time.sleep(3600)
+"""
+"""The floor: a bare sounddevice client that captures 16 kHz mono in 20 ms blocks and does
+nothing with them."""
+
+ALWAYS_ON_CASES: dict[str, tuple[dict[str, Any], bool, float]] = {
+    # name: (config sections, talk radio in the room, CPU budget as a ratio to the floor)
+    "listening, silent room": ({}, False, 1.5),
+    "wake word, silent room": ({"wake": {"word": "okay_nabu"}}, False, 2.5),
+    "wake word, talk radio": ({"wake": {"word": "okay_nabu"}}, True, 2.5),
+}
+RSS_BUDGET_MB = 55.0
+
+
+def talk_radio(path: Path, seconds: float) -> Path:
+    """A WAV of speech with short pauses, at least ``seconds`` long: the replies Coze
+    recorded (tests/data, 24 kHz mono), one after another, as a radio talking in the room."""
+    pieces = []
+    for name in ("websocket_chat_success.wav", "websocket_chat_generate_audio_success.wav"):
+        with wave.open(str(DATA / name)) as w:
+            assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (24000, 1, 2)
+            pieces.append(w.readframes(w.getnframes()))
+    pause = b"\x00\x00" * (24000 * 3 // 10)
+    audio = b""
+    while len(audio) < seconds * 24000 * 2:
+        audio += b"".join(piece + pause for piece in pieces)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(24000)
+        w.writeframes(audio)
+    return path
+
+
+async def always_on_window(
+    sim: Simulator, tmp: Path, pulse: PulseEnv, floor: asyncio.subprocess.Process,
+    sections: dict[str, Any], radio: Path | None,
+) -> tuple[float, float, float, int]:  # fmt: skip
+    """One window: the daemon with ``sections`` started, settled, then measured side by
+    side with the floor process. CPU s/s of each, the daemon's RSS (MB), its turns."""
+    settings = yaml.safe_load(config_file(tmp, sim, DATA / "silence-2s.wav").read_text())
+    settings = merged(
+        settings,
+        {
+            "audio": {"backend": "sounddevice", "input_device": "pulse",
+                      "output_device": "pulse", "echo_cancellation": False},
+            "log": {"level": "info"},
+            **sections,
+        },
+    )  # fmt: skip
+    for key in ("file_input", "file_realtime", "codec"):
+        settings["audio"].pop(key, None)
+    (tmp / "always-on.yaml").write_text(yaml.safe_dump(settings))
+    output = (tmp / "always-on.log").open("wb")
+    daemon = await start_cli(
+        "run", "-c", str(tmp / "always-on.yaml"), stdout=output.fileno()
+    )  # fmt: skip
+    player = None
+    try:
+        async with asyncio.timeout(30):
+            while "microphone:" not in (tmp / "always-on.log").read_text():
+                if daemon.returncode is not None:
+                    raise RuntimeError((tmp / "always-on.log").read_text())
+                await asyncio.sleep(0.1)
+        if radio is not None:
+            player = pulse.play_into_mic(radio)
+        await asyncio.sleep(ALWAYS_ON_SETTLE_S)
+        ours0, floor0 = proc_stat(daemon.pid)[0], proc_stat(floor.pid)[0]
+        wall0 = time.monotonic()
+        await asyncio.sleep(ALWAYS_ON_SECONDS)
+        (ours1, rss, _), floor1 = proc_stat(daemon.pid), proc_stat(floor.pid)[0]
+        wall = time.monotonic() - wall0
+    finally:
+        if player is not None:
+            player.kill()
+            player.wait()
+        daemon.send_signal(signal.SIGTERM)
+        await daemon.wait()
+        output.close()
+    turns = (tmp / "always-on.log").read_text().count("state: listening")
+    return (ours1 - ours0) / wall, (floor1 - floor0) / wall, rss / 1024, turns
+
+
+async def always_on_figures(tmp: Path) -> dict[str, str]:
+    """The always-on group (see the module's docstring)."""
+    radio = talk_radio(tmp / "talk-radio.wav", ALWAYS_ON_SETTLE_S + ALWAYS_ON_SECONDS + 5)
+    results: dict[str, list[tuple[float, float, float, int]]] = {n: [] for n in ALWAYS_ON_CASES}
+    with pulse_server(tmp / "pulse-always-on") as pulse:
+        async with Simulator() as sim:
+            floor = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", BARE_CAPTURE, env=cli_env(),
+                stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            try:
+                await read_to(floor, "ready")
+                for _ in range(ALWAYS_ON_ROUNDS):
+                    for name, (sections, talking, _) in ALWAYS_ON_CASES.items():
+                        results[name].append(
+                            await always_on_window(
+                                sim, tmp, pulse, floor, sections, radio if talking else None
+                            )
+                        )
+            finally:
+                floor.kill()
+                await floor.wait()
+    floors = [f for runs in results.values() for _, f, _, _ in runs]
+    figures = {
+        f"always-on: bare capture floor (median of {len(floors)} x {ALWAYS_ON_SECONDS:g} s)": (
+            f"{statistics.median(floors):.4f} s/s"
+        )
+    }
+    for name, (_, _, budget) in ALWAYS_ON_CASES.items():
+        runs = results[name]
+        ratio = statistics.median(ours / floor for ours, floor, _, _ in runs)
+        cpu = statistics.median(ours for ours, _, _, _ in runs)
+        rss = statistics.median(mb for _, _, mb, _ in runs)
+        turns = sum(t for _, _, _, t in runs)
+        figures[f"always-on: {name}"] = (
+            f"{cpu:.4f} s/s = {ratio:.2f}x floor (budget <= {budget}x, "
+            f"{'met' if ratio <= budget else 'missed'}); RSS {rss:.1f} MB (budget <= "
+            f"{RSS_BUDGET_MB:g}, {'met' if rss <= RSS_BUDGET_MB else 'missed'})"
+            + (f"; {turns} turns opened" if turns else "")
+            + " [ratios: "
+            + ", ".join(f"{o / f:.2f}" for o, f, _, _ in runs)
+            + "]"
+        )
+    return figures
+
+
 async def main(groups: list[str]) -> None:
     figures: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="coze-edge-bench-") as tmp:
@@ -356,6 +509,10 @@ async def main(groups: list[str]) -> None:
             figures |= await barge_in_figures(Path(tmp))
         elif "barge-in" in groups:
             figures["barge-in"] = "skipped: needs pulseaudio and pulseaudio-utils (apt)"
+        if "always-on" in groups and pulse:
+            figures |= await always_on_figures(Path(tmp))
+        elif "always-on" in groups:
+            figures["always-on"] = "skipped: needs pulseaudio and pulseaudio-utils (apt)"
     width = max(map(len, figures))
     machine = f"{os.uname().machine}, {os.cpu_count()} cores, Python {sys.version.split()[0]}"
     print(f"coze-edge bench ({machine})")

@@ -28,6 +28,12 @@ class Microphone(Protocol):
     queue, so the echo canceller sees all of it even when the reader falls behind); returns
     as many bytes as it is given. Set before ``__aenter__``."""
 
+    handoff_ms: int
+    """Captured blocks may be held back until this much audio is waiting and handed over
+    joined, in one wake-up of the event loop (the driver raises it while the device only
+    waits for speech); 0 = each block as soon as it is captured. A microphone whose blocks
+    cost no wake-up (a file) may ignore it. May change at any time."""
+
     async def __aenter__(self) -> Self: ...
 
     async def __aexit__(
@@ -60,6 +66,12 @@ class Speaker(Protocol):
     on_render: Callable[[bytes, int], None] | None
     """Called on the event loop with each chunk (and its rate) as it is handed to the
     device: the echo canceller's reference. Set before ``__aenter__``."""
+
+    idle: bool
+    """The device only waits (the driver sets it with the microphone's ``handoff_ms``):
+    nothing but an earcon or an announcement will play before a turn starts, and no reply
+    is under way. A speaker whose idle wake-ups cost something may then serve them
+    coarser (longer device blocks). May change at any time."""
 
     async def __aenter__(self) -> Self: ...
 

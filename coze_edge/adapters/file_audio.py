@@ -55,6 +55,7 @@ class FileMicrophone:
         self.overruns = 0
         self.on_capture: Callable[[bytes], bytes] | None = None
         self.captured_at: float | None = None
+        self.handoff_ms = 0  # ignored: reading a block costs no wake-up worth saving
         self.block_bytes = fmt.frame_bytes(block_ms)
         if self.block_bytes <= 0:
             raise ValueError(f"block_ms must be positive, got {block_ms}")
@@ -217,6 +218,8 @@ class FileSpeaker:
         while len(self._queue) >= limit and self._file is not None:
             self._shrunk.clear()
             await self._shrunk.wait()
+
+    idle = False  # ignored: writing a file costs no wake-up worth saving
 
     def set_volume(self, percent: int) -> None:
         self._volume = min(max(percent, 0), 100)

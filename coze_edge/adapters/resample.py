@@ -8,15 +8,16 @@ file read by ``coze_edge.adapters.wav``).
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import numpy as np
-import numpy.typing as npt
-import soxr
+if TYPE_CHECKING:  # soxr and numpy are imported where they are used: a device whose
+    # microphone and speaker take the wanted rates never loads them (core/audio.py)
+    import numpy as np
+    import numpy.typing as npt
+
+    Samples = npt.NDArray[np.float64]
 
 QUALITIES: Final = ("QQ", "LQ", "MQ", "HQ", "VHQ")
-
-Samples = npt.NDArray[np.float64]
 
 
 class StreamResampler:
@@ -38,6 +39,8 @@ class StreamResampler:
         quality: str = "HQ",
         mono: bool = True,
     ) -> None:
+        import soxr
+
         if in_rate <= 0 or out_rate <= 0:
             raise ValueError(f"rates must be positive, got {in_rate} -> {out_rate}")
         if channels < 1:
@@ -57,6 +60,8 @@ class StreamResampler:
             )
 
     def process(self, pcm: bytes, *, last: bool = False) -> bytes:
+        import numpy as np
+
         data = self._pending + pcm if self._pending else pcm
         whole = len(data) - len(data) % self._frame_size
         self._pending = b"" if last else data[whole:]  # a torn last frame is dropped
@@ -80,6 +85,8 @@ def to_mono(pcm: bytes, channels: int, *, pick: int | None = None) -> bytes:
     Interleaved s16le with ``channels`` channels as mono: the rounded average of the
     channels, or only channel ``pick`` (0-based).
     """
+    import numpy as np
+
     if channels < 1:
         raise ValueError(f"channels must be at least 1, got {channels}")
     if pick is not None and not 0 <= pick < channels:
@@ -97,4 +104,7 @@ def to_mono(pcm: bytes, channels: int, *, pick: int | None = None) -> bytes:
 
 def resample(samples: Samples, in_rate: int, out_rate: int) -> Samples:
     """A whole signal (floats, shape (frames, channels)) from ``in_rate`` to ``out_rate``."""
+    import numpy as np
+    import soxr
+
     return np.asarray(soxr.resample(samples, in_rate, out_rate, quality="HQ"), dtype=np.float64)

@@ -12,6 +12,7 @@ device list, so a sound server restart or a re-plugged USB device is found again
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import threading
 import time
@@ -65,6 +66,7 @@ def list_devices(*, rescan: bool = False) -> list[DeviceInfo]:
         # while a stream is open: terminating PortAudio would silently stop it.
         sd._terminate()
         sd._initialize()
+        _release_unused_alsa_plugins()
     default_in, default_out = sd.default.device
     return [
         DeviceInfo(
@@ -78,6 +80,23 @@ def list_devices(*, rescan: bool = False) -> list[DeviceInfo]:
         )
         for i, info in enumerate(sd.query_devices())
     ]
+
+
+def _release_unused_alsa_plugins() -> None:
+    """
+    To list the devices, PortAudio's ALSA host API opens every PCM the ALSA configuration
+    defines, and ALSA keeps each plugin's library loaded afterwards: with
+    libasound2-plugins that is a52 (libavcodec, with its codecs and librsvg), jack (libjack,
+    libdb), speex, upmix, vdownmix, usb_stream, oss: measured 11 MB of resident memory
+    that no stream of ours uses. Freeing ALSA's global configuration unloads the plugins no
+    open stream holds (ALSA reads the configuration again at the next open, loading only
+    the plugin that one needs). Called only while no stream is open.
+    """
+    try:
+        asound = ctypes.CDLL("libasound.so.2")
+    except OSError:
+        return  # PortAudio without ALSA (another OS): nothing was loaded
+    asound.snd_config_update_free_global()
 
 
 def find_device(
@@ -165,6 +184,8 @@ class SoundDeviceMicrophone:
         self.overruns = 0
         self.on_capture: Callable[[bytes], bytes] | None = None
         self.captured_at: float | None = None
+        self.handoff_ms = 0
+        self._held: list[bytes] = []  # PortAudio's thread only: blocks not handed over yet
 
     async def __aenter__(self) -> Self:
         sd = _sd()
@@ -231,11 +252,19 @@ class SoundDeviceMicrophone:
         _close(stream, "microphone")
 
     def _on_audio(self, indata: Any, frames: int, when: Any, status: Any) -> None:
-        # PortAudio's thread: copy (indata is only valid during this call) and hand off.
+        # PortAudio's thread: copy (indata is only valid during this call) and hand off,
+        # or hold it back while handoff_ms allows: waking the loop costs far more than
+        # anything done with a block while the device waits for speech.
         if status and status.input_overflow:
             self.overruns += 1
+        held = self._held
+        held.append(bytes(indata))
+        if len(held) * self._block_ms < self.handoff_ms:
+            return
+        self._held = []
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._put, bytes(indata), time.monotonic())
+        block = held[0] if len(held) == 1 else b"".join(held)
+        self._loop.call_soon_threadsafe(self._put, block, time.monotonic())
 
     def _put(self, block: bytes, captured_at: float) -> None:
         # The loop's thread, in capture order: convert and clean before anything is dropped.
@@ -291,6 +320,7 @@ class SoundDeviceSpeaker:
         prebuffer_ms: int = 100,
         keep_open_s: float | None = None,
         warmup_ms: int = 0,
+        idle_block_ms: int | None = None,
     ) -> None:
         self._spec = device
         self.rate = rate
@@ -298,6 +328,9 @@ class SoundDeviceSpeaker:
         self._prebuffer_ms = prebuffer_ms
         self._keep_open_s = keep_open_s
         self._warmup_ms = warmup_ms
+        self._idle_block_ms = idle_block_ms
+        self._idle = False  # the driver says the device only waits
+        self._coarse = False  # the open stream runs on idle_block_ms blocks
         self._device_rate = rate
         self._resampler: StreamResampler | None = None
         self._buffer = bytearray()
@@ -350,8 +383,9 @@ class SoundDeviceSpeaker:
         self._close_later()
         return self
 
-    def _open(self, device: DeviceInfo) -> None:
+    def _open(self, device: DeviceInfo, *, coarse: bool = False) -> None:
         sd = _sd()
+        block_ms = self._idle_block_ms if coarse and self._idle_block_ms else self._block_ms
         self._generation += 1
         generation = self._generation
         with self._lock:
@@ -363,7 +397,7 @@ class SoundDeviceSpeaker:
                     samplerate=self._device_rate,
                     channels=1,
                     dtype="int16",
-                    blocksize=self._device_rate * self._block_ms // 1000,
+                    blocksize=self._device_rate * block_ms // 1000,
                     callback=self._on_output,
                     latency="low",
                     finished_callback=lambda: self._on_finished(generation),
@@ -376,6 +410,56 @@ class SoundDeviceSpeaker:
             raise AudioDeviceLost(f"cannot open speaker {device.name!r}: {exc}") from exc
         self.device = device
         self.opened += 1
+        self._coarse = block_ms != self._block_ms
+
+    @property
+    def stream_block_ms(self) -> int | None:
+        """The block length of the open stream (None while it is closed)."""
+        if self._stream is None:
+            return None
+        return self._idle_block_ms if self._coarse else self._block_ms
+
+    @property
+    def idle(self) -> bool:
+        return self._idle
+
+    @idle.setter
+    def idle(self, idle: bool) -> None:
+        """
+        With ``idle_block_ms`` and a stream kept open (no ``keep_open_s``, no echo
+        canceller): while the device only waits, the stream runs on blocks that long, fed
+        with silence as before, so the card never sleeps, at a fraction of the wake-ups
+        (measured on PulseAudio: 0.0007 CPU s/s on 100 ms blocks against 0.008 on 20 ms).
+        When a turn starts it is opened again on ``block_ms`` blocks, long before any reply
+        (at least the end silence): replies, flushes and barge-in meet the usual stream.
+        The switch waits until nothing is queued, so an earcon plays whole on one stream.
+        """
+        if idle == self._idle:
+            return
+        self._idle = idle
+        self._switch_blocks()
+
+    def _switch_blocks(self) -> None:
+        """Open the stream again on the blocks ``idle`` wants, once nothing is queued."""
+        if (
+            self._idle_block_ms is None
+            or self._keep_open_s is not None
+            or self.on_render is not None
+            or self._idle == self._coarse
+            or self._stream is None
+            or self.device is None
+            or self._lost is not None  # a lost device is reported, not reopened here
+        ):
+            return
+        with self._lock:
+            if self._buffer or self._warmup_left > 0:
+                return  # again when it has drained (_on_output)
+        stream, self._stream = self._stream, None
+        _close(stream, "speaker")  # what PortAudio still holds is silence
+        self._open(self.device, coarse=self._idle)
+        log.debug(
+            "= speaker on %d ms blocks", self._idle_block_ms if self._idle else self._block_ms
+        )
 
     def _close_later(self) -> None:
         """With ``keep_open_s``: close the stream once it has been silent that long."""
@@ -467,6 +551,8 @@ class SoundDeviceSpeaker:
         if emptied and self._loop is not None:
             self._loop.call_soon_threadsafe(self._drained.set)
             self._loop.call_soon_threadsafe(self._close_later)
+            if self._idle != self._coarse:
+                self._loop.call_soon_threadsafe(self._switch_blocks)
         if room and self._loop is not None:
             self._loop.call_soon_threadsafe(self._room.set)
 

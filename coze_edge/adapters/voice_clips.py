@@ -22,8 +22,6 @@ from importlib.resources import files
 from importlib.resources.abc import Traversable
 from typing import Final
 
-import numpy as np
-
 from coze_edge.adapters.resample import StreamResampler
 from coze_edge.adapters.wav import WAVE_FORMAT_PCM, WavFormatError, parse_wav
 from coze_edge.core.audio import apply_gain
@@ -141,6 +139,8 @@ def read_voice(folder: Traversable, *, language: str | None = None) -> Voice:
 
 
 def _read_clip(path: Traversable) -> _Recording:
+    import numpy as np
+
     if not path.is_file():
         raise VoiceClipError(f"{path}: voice clip missing")
     try:

@@ -11,7 +11,6 @@ Lite's C API (the library inside pymicro-wakeword's wheel), which says no instea
 
 from __future__ import annotations
 
-import ctypes
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,16 +68,12 @@ def load_wake_model(path: Path) -> WakeModel:
 
 def _tflite_loads(path: Path) -> bool:
     """TensorFlow Lite reads ``path`` as a model (its C API returns NULL if not)."""
-    import pymicro_wakeword
+    from coze_edge.adapters.microwakeword import tflite
 
-    folder = Path(pymicro_wakeword.__file__).parent / "lib"
-    library = next(iter(folder.glob("*tensorflowlite_c.*")), None)
-    if library is None:  # pragma: no cover - the wheel ships it; a source build may not
-        raise WakeModelError(f"TensorFlow Lite's library is missing from {folder}")
-    lib = ctypes.CDLL(str(library))
-    lib.TfLiteModelCreateFromFile.restype = ctypes.c_void_p
-    lib.TfLiteModelCreateFromFile.argtypes = [ctypes.c_char_p]
-    lib.TfLiteModelDelete.argtypes = [ctypes.c_void_p]
+    try:
+        lib = tflite()
+    except RuntimeError as exc:  # pragma: no cover - the wheel ships the library
+        raise WakeModelError(str(exc)) from exc
     model = lib.TfLiteModelCreateFromFile(str(path).encode())
     if not model:
         return False

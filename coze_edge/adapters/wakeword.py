@@ -1,6 +1,7 @@
 """
 Wake-word detection with microWakeWord models (``pymicro-wakeword``; the models and the
-TFLite runtime ship inside its wheel).
+TFLite runtime ship inside its wheel, run here by ``adapters/microwakeword.py`` without
+numpy).
 
 The models take 16 kHz mono audio in 10 ms chunks and compute a probability every 30 ms;
 the library averages the last five (150 ms) and compares the mean with a cutoff. On espeak-ng
@@ -12,11 +13,11 @@ from __future__ import annotations
 
 import logging
 import math
+from array import array
 from collections.abc import Callable
 from typing import Final
 
-from pymicro_wakeword import MicroWakeWord, MicroWakeWordFeatures, Model
-
+from coze_edge.adapters.microwakeword import Features, StreamingModel, builtin_manifest
 from coze_edge.adapters.resample import StreamResampler
 from coze_edge.adapters.wake_model import WakeModel
 from coze_edge.core.wake import WAKE_WORDS
@@ -25,6 +26,19 @@ log = logging.getLogger(__name__)
 
 MODEL_RATE: Final = 16000
 CHUNK_BYTES: Final = MODEL_RATE // 100 * 2  # 10 ms of 16-bit mono
+
+QUIET_PEAK: Final = 64
+"""Audio whose samples all stay within this (-54 dBFS) is near-silence for the model: a
+muted or idle microphone, a silent room. Speech peaks far higher, even a soft voice
+across a room; the model still hears the quiet before it (``REPLAY_S``)."""
+REST_AFTER_S: Final = 1.0
+"""After this much near-silence in a row the model rests (stops running) until a louder
+block arrives: TensorFlow Lite's inference is most of the wake word's cost."""
+REPLAY_S: Final = 1.0
+"""When sound comes back, the model first hears up to this much of the quiet it skipped
+(a soft onset below ``QUIET_PEAK`` included), then the sound: it wakes up where a model
+that never rested would be after a second of quiet."""
+REPLAY_BYTES: Final = round(REPLAY_S * MODEL_RATE) * 2 // CHUNK_BYTES * CHUNK_BYTES
 
 SENSITIVITY_SPAN: Final = 3.0
 """How far sensitivity 0 or 1 moves the cutoff's distance from 1 (divided or multiplied)."""
@@ -73,10 +87,12 @@ class WakeWordDetector:
         sensitivity: float = 0.5,
         rate: int = MODEL_RATE,
         refractory_s: float = 2.0,
+        rest_after_s: float | None = REST_AFTER_S,
         on_detected: Callable[[str], None] | None = None,
     ) -> None:
         """``on_detected(word)`` is called at each detection (Home Assistant's event).
-        ``model``: a custom model (``wake.model``, checked), whose name ``word`` is."""
+        ``model``: a custom model (``wake.model``, checked), whose name ``word`` is.
+        ``rest_after_s``: near-silence after which the model rests; None = never."""
         if model is not None and word != model.manifest.name:
             raise ValueError(f"the custom model is {model.manifest.name!r}, not {word!r}")
         if model is None and word not in WAKE_WORDS:
@@ -88,19 +104,19 @@ class WakeWordDetector:
         self.word = word
         self._on_detected = on_detected
         self.rate = rate
-        if model is None:
-            self._model = MicroWakeWord.from_builtin(Model(word))
-        else:
-            self._model = MicroWakeWord.from_config(model.path)
+        self._model = StreamingModel(builtin_manifest(word) if model is None else model.path)
         self.cutoff = probability_cutoff(self._model.probability_cutoff, sensitivity)
         self._model.probability_cutoff = self.cutoff
-        self._features = MicroWakeWordFeatures()
+        self._features = Features()
         self._refractory = round(refractory_s * MODEL_RATE)  # in model samples
         self._resampler = self._new_resampler()
         self._pending = b""
         self._input_bytes = 0  # fed to process() since the start or reset()
         self._samples = 0  # model-rate samples analysed since the start or reset()
         self._quiet_until = 0  # no detection is reported before this sample
+        self._rest_after = None if rest_after_s is None else round(rest_after_s * MODEL_RATE)
+        self._quiet_samples = 0  # near-silence in a row, at the model's rate
+        self._skipped = b""  # while resting: the last REPLAY_S of the audio not analysed
         self.last_detection_s: float | None = None
         """Audio time (seconds since the start or ``reset``) of the latest detection."""
         log.debug("= wake word %s, cutoff %.3f", word, self.cutoff)
@@ -118,6 +134,11 @@ class WakeWordDetector:
         self._input_bytes += len(pcm)
         if self._resampler is not None:
             pcm = self._resampler.process(pcm)
+        if self._rest_after is not None:
+            if self._resting(pcm):
+                return False
+            if self._skipped:  # sound after a rest: the quiet before it first
+                pcm, self._skipped = self._skipped + pcm, b""
         data = self._pending + pcm if self._pending else pcm
         whole = len(data) - len(data) % CHUNK_BYTES
         self._pending = data[whole:]
@@ -134,6 +155,33 @@ class WakeWordDetector:
             self._on_detected(self.word)
         return detected
 
+    @property
+    def rests(self) -> bool:
+        """The model rests: the audio has been near-silence for ``rest_after_s``."""
+        return bool(self._skipped)
+
+    def _resting(self, pcm: bytes) -> bool:
+        """
+        True if ``pcm`` (model rate) is near-silence after enough of it: then it is kept
+        (the last ``REPLAY_S``) but not analysed, and time goes on. A louder block ends the
+        rest; the caller feeds the kept audio before it (rewound here: it is analysed now).
+        """
+        samples = array("h")
+        samples.frombytes(pcm[: len(pcm) // 2 * 2])
+        if samples and (max(samples) > QUIET_PEAK or min(samples) < -QUIET_PEAK):
+            self._quiet_samples = 0
+            self._samples -= len(self._skipped) // 2
+            return False
+        self._quiet_samples += len(samples)
+        assert self._rest_after is not None
+        if self._quiet_samples < self._rest_after:
+            return False
+        if not self._skipped:  # the rest begins: a partial chunk held back goes with it
+            pcm, self._pending = self._pending + pcm, b""
+        self._samples += len(pcm) // 2
+        self._skipped = (self._skipped + pcm)[-REPLAY_BYTES:]
+        return True
+
     def reset(self) -> None:
         """Forget all audio heard so far, and the refractory period; time starts at 0 again."""
         self._features.reset()
@@ -143,6 +191,8 @@ class WakeWordDetector:
         self._input_bytes = 0
         self._samples = 0
         self._quiet_until = 0
+        self._quiet_samples = 0
+        self._skipped = b""
         self.last_detection_s = None
 
     def _new_resampler(self) -> StreamResampler | None:

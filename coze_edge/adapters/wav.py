@@ -9,12 +9,13 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import numpy as np
-
-from coze_edge.adapters.resample import Samples, resample
+from coze_edge.adapters.resample import resample
 from coze_edge.core.audio import AudioFormat
+
+if TYPE_CHECKING:  # imported where it is used (core/audio.py says why)
+    from coze_edge.adapters.resample import Samples
 
 WAVE_FORMAT_PCM: Final = 0x0001
 WAVE_FORMAT_IEEE_FLOAT: Final = 0x0003
@@ -50,6 +51,8 @@ def read_wav_as(path: Path, fmt: AudioFormat) -> bytes:
     averaging; mono becomes several by copying. Raises WavFormatError naming the file and
     the problem; OSError if the file cannot be read.
     """
+    import numpy as np
+
     if fmt.sample_width != 2:
         raise ValueError(f"read_wav_as produces 16-bit samples, not {8 * fmt.sample_width}-bit")
     info = parse_wav(path.read_bytes(), name=str(path))
@@ -137,6 +140,8 @@ def parse_wav(raw: bytes, *, name: str = "<bytes>") -> WavInfo:
 
 def _decode(info: WavInfo) -> Samples:
     """Samples as floats in [-1, 1], shape (frames, channels)."""
+    import numpy as np
+
     data = info.data
     values: Samples
     if info.encoding == WAVE_FORMAT_IEEE_FLOAT:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:  # numpy is imported where it is used: a device that only listens never
+    import numpy as np  # loads it (about 18 MB of resident memory)
+    import numpy.typing as npt
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,8 @@ def apply_gain(pcm: bytes, percent: int) -> bytes:
     whole = len(pcm) - len(pcm) % 2
     if percent <= 0:
         return bytes(whole) + pcm[whole:]
+    import numpy as np
+
     samples = np.frombuffer(pcm, dtype="<i2", count=whole // 2).astype(np.float64)
     scaled = np.clip(np.rint(samples * gain_factor(percent)), -32768, 32767)
     return scaled.astype("<i2").tobytes() + pcm[whole:]
@@ -134,6 +137,8 @@ def amplify(pcm: bytes, db: float) -> bytes:
     """
     if db == 0:
         return pcm
+    import numpy as np
+
     whole = len(pcm) - len(pcm) % 2
     samples = np.frombuffer(pcm, dtype="<i2", count=whole // 2).astype(np.float64)
     scaled = np.clip(np.rint(samples * 10 ** (db / 20)), -32768, 32767)
@@ -145,6 +150,8 @@ def rms(pcm: bytes) -> float:
     count = len(pcm) // 2
     if count == 0:
         return 0.0
+    import numpy as np
+
     samples = np.frombuffer(pcm, dtype="<i2", count=count).astype(np.float64)
     return math.sqrt(float(np.mean(samples * samples)))
 
@@ -160,6 +167,8 @@ def alignment_scores(
     ``floor_rms`` count as that loud, so silence in it matches nothing. Empty when the
     block is empty or longer than the history; zeros when the block is silent.
     """
+    import numpy as np
+
     y = np.frombuffer(block[: len(block) // 2 * 2], dtype="<i2").astype(np.float64)
     x = np.frombuffer(history[: len(history) // 2 * 2], dtype="<i2").astype(np.float64)
     n = len(y)

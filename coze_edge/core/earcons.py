@@ -9,10 +9,11 @@ raised-cosine envelope, so every note starts and ends at zero: no clicks. Rising
 from __future__ import annotations
 
 import functools
-from typing import Final, Literal, get_args
+from typing import TYPE_CHECKING, Final, Literal, get_args
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:  # imported when an earcon is first rendered (core/audio.py says why)
+    import numpy as np
+    import numpy.typing as npt
 
 EarconKind = Literal["listening", "wake", "error", "unauthorized", "done"]
 KINDS: Final[tuple[EarconKind, ...]] = get_args(EarconKind)
@@ -22,7 +23,8 @@ LEVEL: Final = 0.3
 
 FADE_MS: Final = 8.0
 
-Wave = npt.NDArray[np.float64]
+if TYPE_CHECKING:
+    Wave = npt.NDArray[np.float64]
 
 # A note: (start Hz, end Hz, duration ms); a pitch of 0 is a rest. A gliding note sweeps
 # its pitch exponentially from start to end.
@@ -59,12 +61,16 @@ def earcon(kind: EarconKind, rate: int) -> bytes:
 
 @functools.cache
 def _render(kind: EarconKind, rate: int) -> bytes:
+    import numpy as np
+
     parts = [_note(start, end, ms, rate) for start, end, ms in _SCORES[kind]]
     samples = np.concatenate(parts) * (LEVEL * 32767)
     return np.rint(samples).astype("<i2").tobytes()
 
 
 def _note(start_hz: float, end_hz: float, ms: float, rate: int) -> Wave:
+    import numpy as np
+
     count = round(rate * ms / 1000)
     if start_hz == 0 or count == 0:
         return np.zeros(count)
@@ -82,6 +88,8 @@ def _note(start_hz: float, end_hz: float, ms: float, rate: int) -> Wave:
 
 
 def _envelope(count: int, rate: int) -> Wave:
+    import numpy as np
+
     fade = min(count // 2, round(rate * FADE_MS / 1000))
     envelope = np.ones(count)
     if fade > 0:

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 from typing import Final
 
-import numpy as np
-
 from coze_edge.core.audio import alignment_scores, rms
 
 FRESH_AFTER_SILENCE_S: Final = 1.0
@@ -100,6 +98,8 @@ class EchoGate:
         sound after a pause of at least ``FRESH_AFTER_SILENCE_S``: a fresh canceller should
         take it.
         """
+        import numpy as np
+
         self._history += frame
         self._rendered += len(frame) // 2
         excess = len(self._history) - 2 * self._history_samples
@@ -123,6 +123,8 @@ class EchoGate:
         next block of the capture stream before cleaning; ``cleaned`` is what the canceller
         gave back for it, running ``delay`` samples late besides its own few milliseconds.
         """
+        import numpy as np
+
         heard_at = self._captured
         self._captured += len(heard) // 2
         held = self._held > 0 and self._sound_heard

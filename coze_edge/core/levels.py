@@ -14,9 +14,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import numpy as np
+if TYPE_CHECKING:  # imported where it is used (core/audio.py says why)
+    import numpy as np
 
 from coze_edge.core.audio import alignment_scores
 
@@ -57,6 +58,8 @@ def rising_tone(rate: int, seconds: float = 1.0) -> bytes:
     A rising tone (300 Hz to 3 kHz, exponentially) as mono s16le at ``rate``, faded in and
     out: a sweep, not a steady note, so its echo matches it at one delay only.
     """
+    import numpy as np
+
     count = round(rate * seconds)
     t = np.arange(count) / rate
     k = math.log(3000 / 300) / seconds
@@ -77,11 +80,15 @@ def dbfs(amplitude: float) -> float:
 
 
 def _samples(pcm: bytes) -> np.ndarray:
+    import numpy as np
+
     return np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2").astype(np.float64)
 
 
 def frame_levels(pcm: bytes, rate: int) -> list[float]:
     """The RMS level (dBFS) of each whole 20 ms frame of mono s16le ``pcm``."""
+    import numpy as np
+
     x = _samples(pcm)
     size = rate * FRAME_MS // 1000
     count = len(x) // size
@@ -112,6 +119,8 @@ class Levels:
 
 def measure(pcm: bytes, rate: int) -> Levels:
     """The levels of mono s16le ``pcm`` at ``rate``."""
+    import numpy as np
+
     x = _samples(pcm)
     frames = frame_levels(pcm, rate)
     size = rate * FRAME_MS // 1000
@@ -159,6 +168,8 @@ def find_echo(played: bytes, recorded: bytes, rate: int) -> EchoPath:
     Looks for ``played`` (mono s16le, started when the recording did) in ``recorded``,
     up to ``MAX_ECHO_DELAY_MS`` later: the delay where the two are most alike.
     """
+    import numpy as np
+
     span = len(played) + rate * MAX_ECHO_DELAY_MS // 1000 * 2
     scores = alignment_scores(played, recorded[:span], floor_rms=3.0)
     if len(scores) == 0:

@@ -645,6 +645,19 @@ class Session:
 
     # ------------------------------------------------------------------ microphone
 
+    @property
+    def audio_can_wait(self) -> bool:
+        """
+        Captured audio may reach :meth:`audio_captured` a little late, in larger pieces:
+        muted or CONNECTING (it is dropped), or IDLE with the client's VAD (waiting for
+        speech or the wake word; the turn begins with the pre-roll, so nothing is lost,
+        only begun a little later). False wherever a person is waiting on the device: a
+        turn, a reply (barge-in), and with ``server_vad`` (Coze's VAD hears the stream).
+        """
+        if self.muted or self.state is State.CONNECTING:
+            return True
+        return self.state is State.IDLE and not self._settings.server_vad
+
     def audio_captured(self, block: bytes, now: float) -> list[Effect]:
         """Microphone audio in the capture format (any length)."""
         if self.muted or self.state is State.CONNECTING:

@@ -108,6 +108,34 @@ async def test_the_microphone_captures_what_is_played_into_it(pulse: PulseEnv) -
     assert best > 0.9
 
 
+async def test_held_back_blocks_arrive_joined_and_complete(pulse: PulseEnv) -> None:
+    """With handoff_ms, captured blocks come joined (one wake-up for several) and nothing
+    is lost; back at 0 they come one by one again."""
+    source = read_wav_as(DATA / "utterance-weather.wav", CAPTURE)
+    block = CAPTURE.frame_bytes(60)
+    captured = bytearray()
+    sizes: list[int] = []
+    async with SoundDeviceMicrophone("pulse", capture_rate=16000, block_ms=60) as mic:
+        mic.handoff_ms = 180
+        player = pulse.play_into_mic(DATA / "utterance-weather.wav")
+        async with asyncio.timeout(10):
+            async for piece in mic.frames():
+                captured += piece
+                sizes.append(len(piece))
+                if len(captured) >= len(source) + 16000:
+                    break
+            mic.handoff_ms = 0
+            singles = [len(await anext(aiter(mic.frames()))) for _ in range(6)]
+        player.wait()
+    assert set(sizes) == {3 * block}, sizes
+    assert singles[-3:] == [block] * 3  # what was held when it changed may come joined
+    a = np.frombuffer(source, dtype="<i2").astype(np.float64)[8000:40000]
+    b = np.frombuffer(bytes(captured), dtype="<i2").astype(np.float64)
+    norm = np.sqrt(np.sum(a**2)) * np.sqrt(np.convolve(b**2, np.ones(len(a)), mode="valid"))
+    best = float(np.max(np.correlate(b, a, mode="valid") / np.maximum(norm, 1e-9)))
+    assert best > 0.9, best
+
+
 def left_only(source: Path, target: Path) -> Path:
     """A stereo copy of a mono WAV: the speech on the left channel, silence on the right."""
     mono = np.frombuffer(read_wav_as(source, CAPTURE), dtype="<i2")
@@ -207,3 +235,18 @@ async def test_a_lost_sound_server_is_reported_as_device_lost(pulse: PulseEnv) -
                 await drain()
     finally:
         pulse.restart()  # for the tests after this one
+
+
+def alsa_plugins_loaded() -> set[str]:
+    """The ALSA plugin modules mapped into this process (libasound_module_pcm_*.so)."""
+    maps = Path("/proc/self/maps").read_text().splitlines()
+    return {line.rsplit("/", 1)[-1] for line in maps if "libasound_module_pcm_" in line}
+
+
+async def test_only_the_plugin_in_use_stays_loaded(pulse: PulseEnv) -> None:
+    """Listing the devices opens every ALSA plugin (a52, jack, ...); once the scan is done
+    only the one the open stream uses stays in memory."""
+    find_device("pulse", "input", rescan=True)
+    assert alsa_plugins_loaded() == set()
+    async with SoundDeviceMicrophone("pulse", capture_rate=16000, block_ms=60):
+        assert alsa_plugins_loaded() == {"libasound_module_pcm_pulse.so"}

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from array import array
 
 import numpy as np
 import pytest
-from pymicro_wakeword import Model
+from pymicro_wakeword import MicroWakeWord, MicroWakeWordFeatures, Model
 
-from coze_edge.adapters.wakeword import WakeWordDetector, probability_cutoff
+from coze_edge.adapters.microwakeword import Features, StreamingModel, builtin_manifest
+from coze_edge.adapters.wakeword import QUIET_PEAK, WakeWordDetector, probability_cutoff
 from coze_edge.adapters.wav import read_wav_as
 from coze_edge.core.audio import CAPTURE, AudioFormat
 from coze_edge.core.wake import WAKE_WORDS
@@ -166,6 +168,62 @@ def test_cpu_per_audio_second() -> None:
     seconds = len(pcm) / (2 * CAPTURE.rate)
     print(f"wake word: {1000 * cpu / seconds:.1f} ms CPU per audio second")
     assert cpu / seconds < 0.05
+
+
+def test_the_model_rests_in_near_silence_and_detects_as_if_it_had_not() -> None:
+    """After REST_AFTER_S of near-silence the model stops running; sound wakes it with the
+    quiet before it, and every detection comes at the same audio time as from a detector
+    that never rests (within one 30 ms inference step)."""
+    quiet = bytes(CAPTURE.frame_bytes(5000))
+    hiss = (array("h", [QUIET_PEAK, -QUIET_PEAK]) * (CAPTURE.rate // 2)).tobytes()  # 1 s
+    pcm = quiet + audio("wake-okay-nabu.wav") + hiss + audio("wake-okay-nabu-then-question.wav")
+    resting = WakeWordDetector("okay_nabu")
+    awake = WakeWordDetector("okay_nabu", rest_after_s=None)
+
+    rested = []
+    found = []
+    for block in blocks(pcm):
+        if resting.process(block):
+            assert resting.last_detection_s is not None
+            found.append(resting.last_detection_s)
+        rested.append(resting.rests)
+    expected = detections(awake, pcm)
+
+    assert len(expected) == 2
+    assert found == pytest.approx(expected, abs=0.035)
+    assert any(rested[: len(quiet) // BLOCK])  # in the leading silence
+    assert not rested[-1]  # the question after the word is no silence
+    assert resting.audio_s == awake.audio_s
+
+
+def test_a_louder_hiss_keeps_the_model_awake() -> None:
+    """Noise above QUIET_PEAK is no near-silence: the model keeps running."""
+    hiss = (array("h", [QUIET_PEAK + 1, -QUIET_PEAK]) * CAPTURE.rate).tobytes()  # 2 s
+    detector = WakeWordDetector("okay_nabu")
+    for block in blocks(hiss):
+        detector.process(block)
+        assert not detector.rests
+
+
+@pytest.mark.parametrize("word", WAKE_WORDS)
+def test_the_numpy_free_model_computes_what_pymicro_wakeword_computes(word: str) -> None:
+    """StreamingModel and Features (no numpy) give pymicro-wakeword's own probabilities,
+    exactly, for every built-in model, over speech, silence and the wake words."""
+    pcm = audio("wake-okay-nabu-then-question.wav") + audio("wake-alexa.wav") + bytes(6400)
+    theirs_model, theirs_features = MicroWakeWord.from_builtin(Model(word)), MicroWakeWordFeatures()
+    ours_model, ours_features = StreamingModel(builtin_manifest(word)), Features()
+    theirs, ours = [], []
+    for block in blocks(pcm, 320):
+        for features in theirs_features.process_streaming(block):
+            theirs.append(theirs_model.process_streaming_prob(features))
+        for frame in ours_features.process_streaming(block):
+            ours.append(ours_model.process_streaming_prob(frame))
+    assert ours_model.probability_cutoff == theirs_model.probability_cutoff
+    assert len(ours) == len(theirs) > 300
+    assert ours == theirs
+    if word in ("okay_nabu", "alexa"):  # spoken in the audio: their detections are compared
+        assert len(set(ours)) > 20
+        assert max(ours) > ours_model.probability_cutoff
 
 
 def test_unknown_word_names_the_valid_ones() -> None:

@@ -696,3 +696,20 @@ def test_with_a_wake_word_speech_does_not_duck_the_reply() -> None:
     assert session.state is State.SPEAKING
 
     assert talk(session, speech_ms=600, silence_ms=0, now=2.2) == []
+
+
+def test_captured_audio_can_wait_only_while_nobody_waits_on_the_device() -> None:
+    """Batched microphone audio is allowed while connecting, muted or idle, never during a
+    turn or a reply, nor with server_vad (Coze's VAD hears the stream as it comes)."""
+    session = new_session()
+    assert session.audio_can_wait  # CONNECTING: the audio is dropped
+    session = idle_session()
+    assert session.audio_can_wait
+    talk(session, speech_ms=200, silence_ms=0, now=1.0)
+    assert session.state is State.LISTENING
+    assert not session.audio_can_wait
+    session.set_muted(True, 1.5)
+    assert session.audio_can_wait
+    assert not thinking_session().audio_can_wait
+    assert not speaking_session().audio_can_wait
+    assert not idle_session(server_vad=True).audio_can_wait

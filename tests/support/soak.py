@@ -41,6 +41,7 @@ class TurnTakingMicrophone:
         self.overruns = 0
         self.captured_at: float | None = None
         self.on_capture: Callable[[bytes], bytes] | None = None
+        self.handoff_ms = 0  # ignored: it never waits
 
     async def __aenter__(self) -> Self:
         return self
