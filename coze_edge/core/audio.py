@@ -119,6 +119,8 @@ class Ducking:
         gain, target = self._gain, self._target
         if gain == target == 1.0:
             return pcm
+        import numpy as np
+
         whole = len(pcm) - len(pcm) % 2
         samples = np.frombuffer(pcm, dtype="<i2", count=whole // 2).astype(np.float64)
         gains: npt.NDArray[np.float64] = np.full(len(samples), target)
