@@ -571,14 +571,19 @@ def test_while_speaking_a_short_sound_does_not_interrupt() -> None:
     assert Announce(State.LISTENING) in talk(session, speech_ms=100, silence_ms=0, now=4.0)
 
 
-def gated_speaking_session(**settings: object) -> Session:
-    session = new_session(start_ms=60, barge_in_start_ms=100, **settings)
+def replying_session(**settings: object) -> Session:
+    """A session with ``settings`` that has heard a turn and now plays its reply."""
+    session = new_session(**settings)
     session.connected(0.0)
     session.received(ev.ChatUpdated({}), 0.0)
     talk(session, speech_ms=400, silence_ms=300, now=1.0)
     session.received(ev.AudioDelta(CHAT, b"ab" * 4800), 2.0)
     assert session.state is State.SPEAKING
     return session
+
+
+def gated_speaking_session(**settings: object) -> Session:
+    return replying_session(start_ms=60, barge_in_start_ms=100, **settings)
 
 
 def test_while_speaking_only_speech_above_the_level_gate_interrupts() -> None:
@@ -610,15 +615,9 @@ def test_the_level_gate_does_not_apply_while_the_device_is_quiet() -> None:
 
 def ducking_session(**settings: object) -> Session:
     """Speaking, with 40 ms of speech ducking the reply and 200 ms cutting it."""
-    session = new_session(
+    return replying_session(
         **{"barge_in_start_ms": 200, "barge_in_duck_ms": 40, "barge_in_min_rms": 100.0} | settings
     )
-    session.connected(0.0)
-    session.received(ev.ChatUpdated({}), 0.0)
-    talk(session, speech_ms=400, silence_ms=300, now=1.0)
-    session.received(ev.AudioDelta(CHAT, b"ab" * 4800), 2.0)
-    assert session.state is State.SPEAKING
-    return session
 
 
 def test_the_first_speech_over_the_reply_ducks_it() -> None:
