@@ -94,12 +94,8 @@ TCP's buffers and the server's. 4 s of lead rides out any network hiccup short o
 that would also hold up a reply that fit in memory. A constant, not a setting: nothing
 about a device or its network makes another value better."""
 
-IDLE_HANDOFF_MS: Final = 0
-"""Off (0: every block handed over as it comes) until a defect is understood: with 120, the
-first PortAudio microphone a process opens after another conversation's had closed
-delivered no callback at all in about one daemon start in two on PulseAudio (a 2 s "audio"
-error, then the supervisor's restart worked), while with 0 it never did (0 of 6 runs).
-While captured audio can wait (:attr:`Session.audio_can_wait`: the device waits for
+IDLE_HANDOFF_MS: Final = 120
+"""While captured audio can wait (:attr:`Session.audio_can_wait`: the device waits for
 speech or the wake word, and plays nothing), the microphone hands it over this much at a
 time: each hand-off wakes the event loop, which costs far more than the VAD or the
 endpointer (measured: about 0.3 ms per wake-up against 0.013 ms for a 60 ms block's

@@ -36,7 +36,15 @@ from coze_edge.errors import AudioDeviceLost, ConfigError
 log = logging.getLogger(__name__)
 
 NO_AUDIO_TIMEOUT_S = 2.0
-"""A microphone silent for this long (no callbacks at all) is treated as lost."""
+"""A running microphone silent for this long (no callbacks at all) is treated as lost."""
+
+FIRST_AUDIO_TIMEOUT_S = 5.0
+"""The same for the first block after the stream opened, which a sound server may serve
+late: a PulseAudio null sink started a moment before first renders a whole 2 s block, and
+a capture stream opened then got its first callback 1.74 to 1.98 s after the open (7 of 7
+opens within a second of the server's start; 64 to 68 ms once it had run for 3 s). That
+is what a device booting with the sound server meets, and it used to end the first
+conversation with a 2 s "delivered nothing" error."""
 
 DUCK_RAMP_MS = 5
 """How long a change of the speaker's ducking takes (a step would click)."""
@@ -285,15 +293,17 @@ class SoundDeviceMicrophone:
         self._queue.put_nowait((captured_at, block))
 
     async def frames(self) -> AsyncIterator[bytes]:
+        timeout = FIRST_AUDIO_TIMEOUT_S
         while True:
             try:
-                async with asyncio.timeout(NO_AUDIO_TIMEOUT_S):
+                async with asyncio.timeout(timeout):
                     self.captured_at, block = await self._queue.get()
             except TimeoutError:
                 name = self.device.name if self.device else self._spec
                 raise AudioDeviceLost(
-                    f"microphone {name!r} delivered nothing for {NO_AUDIO_TIMEOUT_S:.0f} s"
+                    f"microphone {name!r} delivered nothing for {timeout:g} s"
                 ) from None
+            timeout = NO_AUDIO_TIMEOUT_S
             yield block
 
 

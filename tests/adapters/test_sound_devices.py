@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import wave
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from coze_edge.adapters import sound_devices
 from coze_edge.adapters.sound_devices import (
     SoundDeviceMicrophone,
     SoundDeviceSpeaker,
@@ -218,6 +219,46 @@ def test_print_devices_lists_pulse(pulse: PulseEnv, capsys: pytest.CaptureFixtur
 def test_capture_format_is_what_coze_gets() -> None:
     """The microphone's format is the one chat.update announces."""
     assert AudioFormat(16000) == CAPTURE
+
+
+async def test_a_microphone_that_delivers_nothing_is_lost(
+    pulse: PulseEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A source that stops (here: its sink suspended) ends ``frames()`` with AudioDeviceLost
+    after NO_AUDIO_TIMEOUT_S; the first block may take FIRST_AUDIO_TIMEOUT_S, since a sound
+    server may serve it late (both shortened here)."""
+    monkeypatch.setattr(sound_devices, "FIRST_AUDIO_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(sound_devices, "NO_AUDIO_TIMEOUT_S", 0.3)
+    loop = asyncio.get_running_loop()
+
+    async def drain(frames: AsyncIterator[bytes]) -> None:
+        async with asyncio.timeout(5):
+            async for _ in frames:
+                pass
+
+    async def silent_for(frames: AsyncIterator[bytes]) -> tuple[str, float]:
+        started = loop.time()
+        with pytest.raises(AudioDeviceLost) as lost:
+            await drain(frames)
+        return str(lost.value), loop.time() - started
+
+    try:
+        pulse.pactl("suspend-sink", "micfeed", "1")
+        async with SoundDeviceMicrophone("pulse", block_ms=20) as mic:
+            message, waited = await silent_for(mic.frames())
+        assert message == "microphone 'pulse' delivered nothing for 1 s"
+        assert 1.0 <= waited < 2.0
+        pulse.pactl("suspend-sink", "micfeed", "0")
+        async with SoundDeviceMicrophone("pulse", block_ms=20) as mic:
+            frames = mic.frames()
+            for _ in range(5):
+                await anext(frames)
+            pulse.pactl("suspend-sink", "micfeed", "1")
+            message, waited = await silent_for(frames)
+        assert message == "microphone 'pulse' delivered nothing for 0.3 s"
+        assert 0.3 <= waited < 1.0
+    finally:
+        pulse.pactl("suspend-sink", "micfeed", "0")
 
 
 async def test_a_lost_sound_server_is_reported_as_device_lost(pulse: PulseEnv) -> None:

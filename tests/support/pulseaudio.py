@@ -103,6 +103,10 @@ class PulseEnv:
         self.stop()
         self.start()
 
+    def pactl(self, *args: str) -> None:
+        """Tell the server something (``suspend-sink micfeed 1``: the microphone goes dead)."""
+        subprocess.run(["pactl", *args], env=self.env(), check=True, capture_output=True)
+
     def play_into_mic(self, wav: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(["paplay", "-d", "micfeed", str(wav)], env=self.env())
 
