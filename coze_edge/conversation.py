@@ -156,6 +156,11 @@ class Announcement:
 
 
 @dataclass(frozen=True, slots=True)
+class TalkedOver:
+    """The echo canceller heard someone talk over the speaker (double talk)."""
+
+
+@dataclass(frozen=True, slots=True)
 class ToolDone:
     """One tool call of a ``RunTools`` ended; ``output`` goes back to Coze."""
 
@@ -165,7 +170,15 @@ class ToolDone:
 
 
 Input = (
-    Captured | Received | Connected | Disconnected | Drained | Commanded | Announcement | ToolDone
+    Captured
+    | Received
+    | Connected
+    | Disconnected
+    | Drained
+    | Commanded
+    | Announcement
+    | ToolDone
+    | TalkedOver
 )
 
 
@@ -251,6 +264,12 @@ class Conversation:
         """Play ``pcm`` if the device is not busy with a turn (dropped otherwise)."""
         with contextlib.suppress(asyncio.QueueFull):
             self._inbox.put_nowait(Announcement(pcm))
+
+    def talked_over(self) -> None:
+        """The echo canceller's double-talk evidence (on the loop, as a block is captured):
+        the session may duck the reply before the cleaned audio says speech."""
+        with contextlib.suppress(asyncio.QueueFull):
+            self._inbox.put_nowait(TalkedOver())
 
     @property
     def devices(self) -> tuple[Microphone, Speaker]:
@@ -485,6 +504,8 @@ class Conversation:
                 return session.disconnected(now)
             case Drained():
                 return session.playback_drained(now)
+            case TalkedOver():
+                return session.double_talk(now)
             case Commanded(command, _):
                 return self._command(command, now)
             case Announcement(pcm):

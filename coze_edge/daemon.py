@@ -376,6 +376,8 @@ class Daemon:
         self._tokens = tokens
         self._conversations = ConversationStore(config.state_dir, whose_conversation(config))
         self._conversation: Conversation | None = None
+        self.audio_processor: AudioProcessor | None = None
+        """The running conversation's echo canceller (its counters), if any."""
         self._voice: Voice | None = None
         if config.auth.speak_code and isinstance(self._keeper, OAuthTokens):
             try:
@@ -561,6 +563,9 @@ class Daemon:
             refused_retry_s=config.coze.refused_retry_s,
             tools=self.toolbox,
         )
+        self.audio_processor = processor
+        if processor is not None:
+            processor.on_double_talk = conversation.talked_over
         async with speaker:
             self.board.audio_fault(None)
             self._conversation = conversation

@@ -282,13 +282,18 @@ async def reply_echo_is_cancelled(pulse: PulseEnv, tmp_path: Path) -> None:
         assert await asyncio.to_thread(player.wait) == 0
         echo = echo_alone(live.run.states, [user_at], user_at)
         reach, ducks = probe.echo_reach_ms(echo), probe.ducks(echo)
+        processor = live.run.daemon.audio_processor
+        assert processor is not None
+        talked_over = processor.double_talk_blocks
 
     # How close the echo came to barging in, how fast the reply yielded to the user:
     # scripts/aec-check collects these figures.
     print(
         f"heard {loud_seconds(whole):.2f} s uninterrupted, {loud_seconds(cut):.2f} s cut; "
         f"echo alone reached {reach} ms and ducked the reply {ducks} times; "
-        f"barge-in onset to silence {yielded} ms, to the cut {stopped} ms"
+        f"barge-in onset to silence {yielded} ms, to the cut {stopped} ms; "
+        f"{talked_over} blocks of double talk"
     )
+    assert talked_over > 0  # the user over the reply: the canceller's evidence reached the daemon
     assert loud_seconds(whole) >= REPLY_LOUD_S - 0.3
     assert 1.0 <= loud_seconds(cut) <= 3.5

@@ -28,6 +28,7 @@ the speaker's recent audio at the echo's delay) becomes silence.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from coze_edge.adapters.resample import StreamResampler
@@ -115,6 +116,11 @@ class AudioProcessor:
         self._residual_echo_check = residual_echo_check
         self.fresh_starts = 0
         self.echo_blocks = 0  # cleaned blocks that were residual echo, silenced
+        self.double_talk_blocks = 0
+        self.on_double_talk: Callable[[], None] | None = None
+        """Called (in ``process_capture``) for each block in which someone talks over the
+        speaker (``EchoGate.double_talk``): the canceller suppresses the start of that
+        voice along with the echo, so the cleaned audio says so only later."""
         self._capture_pending = b""
         self._ready = bytearray()  # processed capture audio not yet returned
         self._delay_bytes = 0
@@ -193,6 +199,10 @@ class AudioProcessor:
         ):
             self.echo_blocks += 1
             return bytes(len(out))
+        if self._gate is not None and self._gate.double_talk:
+            self.double_talk_blocks += 1
+            if self.on_double_talk is not None:
+                self.on_double_talk()
         return out
 
     def _frame(self, pcm: bytes) -> AudioFrame:

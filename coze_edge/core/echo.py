@@ -52,6 +52,12 @@ LAG_EVERY: Final = 5
 """Once found, the echo's delay is looked for again in every fifth block (it may drift)."""
 JUDGED_MIN_MS: Final = 20
 """Shorter blocks are not judged: too few samples for a correlation to mean anything."""
+DOUBLE_TALK_LIKENESS: Final = 0.6
+"""The microphone's audio (before cleaning) follows the speaker's at the echo's delay less
+closely than this: more than half of what it hears (1 - 0.6², 64 %) is not the echo."""
+DOUBLE_TALK_MIN_RMS: Final = 184.0
+"""... and that part is at least this loud (-45 dBFS, the barge-in level with the
+canceller): room noise over a faint echo is no talker."""
 MOVED_HOLD_S: Final = 0.8
 """After the sound devices lost or repeated audio (a speaker underrun, a microphone
 overrun), the echo's delay has jumped and the canceller leaks until it re-adapts (up to
@@ -84,6 +90,9 @@ class EchoGate:
         self._hold_samples = round(MOVED_HOLD_S * rate)
         self._held = 0  # capture samples still taken for echo after the path moved
         self._relock = False  # look for the echo's delay again at the next block
+        self.double_talk = False
+        """The last block heard (before cleaning) was someone talking over the speaker."""
+        self.last_likeness: float | None = None  # for measurements: the last one judged
 
     def path_moved(self) -> None:
         """The sound devices lost or repeated audio (an underrun or overrun): the echo's
@@ -129,6 +138,7 @@ class EchoGate:
         self._captured += len(heard) // 2
         held = self._held > 0 and self._sound_heard
         self._held = max(0, self._held - len(heard) // 2)
+        self.double_talk = False
         if self._silent >= self._history_samples:  # nothing played lately
             return False
         if len(cleaned) < self._judged_min_bytes:
@@ -137,9 +147,11 @@ class EchoGate:
         relock = self._echo_lag is None or self._relock or self._judged_blocks % LAG_EVERY == 0
         relock = relock and rms(heard) >= JUDGED_MIN_RMS
         judge = rms(cleaned) >= JUDGED_MIN_RMS
+        # A voice over the speaker: loud before cleaning, whatever the canceller made of it.
+        talk = self._echo_lag is not None and rms(heard) >= DOUBLE_TALK_MIN_RMS
         if relock:
             self._relock = False
-        if not (relock or judge):
+        if not (relock or judge or talk):
             return held
         history = bytes(self._history)
         oldest = self._rendered - len(history) // 2  # render stream position of history[0]
@@ -151,6 +163,8 @@ class EchoGate:
                 self._echo_lag = heard_at - (oldest + int(np.argmax(scores)))
         if held:
             return True
+        if talk and self._echo_lag is not None:
+            self.double_talk = self._talked_over(heard, history, heard_at - self._echo_lag - oldest)
         if self._echo_lag is None or not judge:
             return False
         # The cleaned block is the heard audio of a little earlier: the canceller's own delay
@@ -161,3 +175,29 @@ class EchoGate:
         near = history[2 * low : 2 * high + len(cleaned) - 2]
         scores = alignment_scores(cleaned, near)
         return bool(scores.size and scores.max() > ECHO_LIKENESS_MAX)
+
+    def _talked_over(self, heard: bytes, history: bytes, at: int) -> bool:
+        """
+        Double talk: ``heard`` (before cleaning), whose echo starts at sample ``at`` of
+        ``history``, is mostly not that echo. The canceller cannot say so itself: while the
+        speaker plays, it suppresses the start of a voice that talks over it along with the
+        echo (measured on the PulseAudio echo path: the cleaned audio stayed below
+        -70 dBFS for the first 60 ms of a -9 dBFS voice, and reached the barge-in level
+        only after about 100 ms). Judged only where the speaker's audio at the echo's delay
+        is loud enough to have been heard, and only once the delay is known, which takes an
+        echo that follows the speaker closely (``ECHO_LOCK``): where the echo is smeared
+        (a reverberant room), there is no evidence and none is given.
+        """
+        n = len(heard) // 2
+        if at < 0 or 2 * (at + n) > len(history):
+            return False
+        if rms(history[2 * at : 2 * (at + n)]) < JUDGED_MIN_RMS:
+            return False  # the speaker was quiet there: the canceller lets a voice through
+        low, high = max(0, at - DELAY_SLACK), at + DELAY_SLACK + 1
+        scores = alignment_scores(heard, history[2 * low : 2 * high + len(heard) - 2])
+        if not scores.size:
+            return False
+        likeness = float(scores.max())
+        self.last_likeness = likeness
+        other = rms(heard) * (1.0 - likeness * likeness) ** 0.5
+        return likeness < DOUBLE_TALK_LIKENESS and other >= DOUBLE_TALK_MIN_RMS

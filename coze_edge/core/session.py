@@ -11,6 +11,7 @@ IDLE has a deadline, so the device never sits in one forever.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -332,6 +333,9 @@ class SessionSettings:
     the user may be talking; 0 = off."""
     barge_in_duck_db: float = 40.0
     """How much quieter a ducked reply plays."""
+    double_talk_hold_s: float = 0.3
+    """A duck on the echo canceller's evidence alone (:meth:`Session.double_talk`) lasts
+    this long after the last of it, unless the speech has become likely by then."""
     custom_variables: Mapping[str, str] = field(default_factory=dict)
     """The bot prompt's ``{{key}}`` variables (``chat_config.custom_variables``)."""
     meta_data: Mapping[str, str] = field(default_factory=dict)
@@ -474,6 +478,8 @@ class Session:
         self._unwanted_turn = False  # server_vad: Coze will answer a turn we abandoned
         self._configured = False
         self._ducked = False  # the reply plays quieter: the user may be talking over it
+        self._speech_likely = False  # the endpointer said SpeechLikely and nothing since
+        self._duck_until: float | None = None  # a duck on double-talk evidence ends then
         self.fault: str | None = None
         """Why Coze refuses the session (a :data:`REFUSALS` code, with what to do); cleared
         once a session is configured again. Shown as state ``error``."""
@@ -487,7 +493,9 @@ class Session:
         can change anything."""
         tools = self._tools.deadline if self._tools is not None else None
         deadlines = [
-            d for d in (self._deadline, self._gate.next_deadline(), tools) if d is not None
+            d
+            for d in (self._deadline, self._gate.next_deadline(), tools, self._duck_until)
+            if d is not None
         ]
         return min(deadlines, default=None)
 
@@ -506,6 +514,7 @@ class Session:
         elif self.state is State.SPEAKING:
             self._endpointer.set_start_ms(self._settings.start_ms)
             self._endpointer.set_early_ms(0)
+            self._speech_likely = False
             self._reply_pcm.clear()  # the reply ended or was flushed: half a sample is noise
             effects += self._restore_playback()
         self.state = new
@@ -516,10 +525,17 @@ class Session:
         return self._settings.barge_in and not self._gate.enabled
 
     def _restore_playback(self) -> list[Effect]:
+        self._duck_until = None
         if not self._ducked:
             return []
         self._ducked = False
         return [DuckPlayback(0.0)]
+
+    def _duck(self) -> list[Effect]:
+        if self._ducked:
+            return []
+        self._ducked = True
+        return [DuckPlayback(-self._settings.barge_in_duck_db)]
 
     def _append(self, audio: bytes, *, flush: bool = False) -> list[Effect]:
         self._outgoing += audio
@@ -706,11 +722,12 @@ class Session:
                 return []
             case SpeechLikely():
                 # Only while SPEAKING, with barge-in allowed (see _enter): yield at once.
-                if self.state is State.SPEAKING and not self._ducked:
-                    self._ducked = True
-                    return [DuckPlayback(-self._settings.barge_in_duck_db)]
-                return []
+                self._speech_likely = True
+                return self._duck() if self.state is State.SPEAKING else []
             case SpeechUnlikely():
+                self._speech_likely = False
+                if self._duck_until is not None and now < self._duck_until:
+                    return []  # the canceller still hears someone: the timer decides
                 return self._restore_playback()  # it was the echo, or a short sound
             case SpeechContinues(audio):
                 return self._append(audio) if self.state is State.LISTENING else []
@@ -1003,8 +1020,32 @@ class Session:
 
     # ------------------------------------------------------------------ time
 
+    def double_talk(self, now: float) -> list[Effect]:
+        """
+        The echo canceller's evidence that someone talks over the reply: the microphone
+        heard, at the echo's delay, mostly something other than the speaker's audio. While
+        a reply plays and may be talked over, it is ducked at once, for
+        ``double_talk_hold_s`` after the last evidence, or on until the endpointer decides
+        (the cut at ``barge_in_start_ms`` of speech, or the restore when the speech fades).
+        The canceller's own output reaches the endpointer only 50-100 ms later: it
+        suppresses the start of a voice that talks over the speaker along with the echo.
+        """
+        if (
+            self.state is not State.SPEAKING
+            or not self._settings.barge_in_duck_ms
+            or not self._barge_in_allowed()
+            or math.isinf(self._settings.barge_in_min_rms)  # half-duplex: no voice interrupts
+        ):
+            return []
+        self._duck_until = now + self._settings.double_talk_hold_s
+        return self._duck()
+
     def handle_timer(self, now: float) -> list[Effect]:
         self._gate.handle_timer(now)
+        if self._duck_until is not None and now >= self._duck_until:
+            self._duck_until = None
+            if not self._speech_likely and self.state is State.SPEAKING:
+                return self._restore_playback()
         if self._tools is not None and now >= self._tools.deadline:
             return self._submit_tools(now)  # Coze waits only so long: answer what we have
         if self._deadline is None or now < self._deadline:

@@ -183,6 +183,46 @@ def test_near_end_speech_survives_the_echo(
     assert np.all(np.abs(spoken.reshape(-1, block)).max(axis=1) > 0)
 
 
+def double_talk_at(far_24k: bytes, near: Signal) -> list[int]:
+    """Where (the capture position at the end of the block, in samples) the processor
+    reported someone talking over the speaker."""
+    processor = AudioProcessor()
+    captured = 0
+    reported: list[int] = []
+    clean = processor.process_capture
+
+    def process_capture(pcm: bytes) -> bytes:
+        nonlocal captured
+        captured += len(pcm) // 2
+        return clean(pcm)
+
+    processor.process_capture = process_capture  # type: ignore[method-assign]
+    processor.on_double_talk = lambda: reported.append(captured)
+    run(processor, far_24k, near)
+    assert processor.double_talk_blocks == len(reported)
+    return reported
+
+
+def test_a_voice_over_the_reply_is_reported_as_double_talk() -> None:
+    """The user's words over the bot's: reported while they last, from their first 200 ms
+    on; the echo alone (the same reply, four times) never."""
+    scene = echo_scene()
+    user = user_speech()
+    last_copy = (scene.copies - 1) * scene.copy_len
+    start = last_copy + loud_span(scene.echo[last_copy:])[0] + RATE // 2
+    near = scene.echo.copy()
+    near[start : start + len(user)] += user
+
+    reported = double_talk_at(scene.far_24k, near)
+
+    block = CAPTURE.frame_bytes(STEP_MS) // 2
+    print(f"{len(reported)} of {len(user) // block} blocks of the user's words reported")
+    assert reported
+    assert start < reported[0] <= start + RATE // 5
+    assert all(start < at <= start + len(user) + block for at in reported)
+    assert double_talk_at(scene.far_24k, scene.echo) == []
+
+
 @pytest.mark.parametrize(
     "chunks",
     [[7], [313, 641, 1], [1000, 3, 20], [320, 640, 7, 333], [320], [960]],

@@ -174,3 +174,66 @@ def test_nothing_is_held_for_echo_while_the_speaker_is_silent() -> None:
     voice = pcm(noise(BLOCK, seed=2))
 
     assert [gate.residual_echo(voice, voice) for _ in range(3)] == [False] * 3
+
+
+def double_talk(far: np.ndarray, heard: np.ndarray, *, moved_at: int | None = None) -> list[bool]:
+    """As ``verdicts`` (the canceller's output taken as silent), the double-talk verdict per
+    block; ``moved_at``: the block before which the sound devices lost audio."""
+    gate = EchoGate(RATE)
+    found = []
+    for number, start in enumerate(range(0, len(heard) // BLOCK * BLOCK, BLOCK)):
+        for frame in range(start, start + BLOCK, FRAME):
+            gate.played(pcm(far[frame : frame + FRAME]))
+        if number == moved_at:
+            gate.path_moved()
+        gate.residual_echo(pcm(heard[start : start + BLOCK]), bytes(2 * BLOCK))
+        found.append(gate.double_talk)
+    return found
+
+
+def voice_from(block: int, blocks: int, level: float, seed: int = 2) -> np.ndarray:
+    """Someone else's sound (not the speaker's), from ``block`` on."""
+    voice = noise(blocks * BLOCK, seed=seed, level=level)
+    voice[: block * BLOCK] = 0
+    return voice
+
+
+def test_a_voice_over_the_echo_is_double_talk() -> None:
+    """Once the echo's delay is known, blocks that are mostly another sound than the echo
+    (here 10 dB louder than it) are double talk; the echo alone never is."""
+    far = noise(12 * BLOCK, seed=1)
+    echo = delayed(far, DELAY)
+
+    assert double_talk(far, echo) == [False] * 12
+    assert double_talk(far, echo + voice_from(6, 12, level=3000.0)) == [False] * 6 + [True] * 6
+
+
+def test_a_faint_sound_over_the_echo_is_not_double_talk() -> None:
+    """Room noise under -45 dBFS over a faint echo follows the speaker poorly, yet is no
+    talker."""
+    far = noise(12 * BLOCK, seed=1, level=600.0)
+    echo = delayed(far, DELAY)  # 180 RMS
+
+    assert double_talk(far, echo + voice_from(6, 12, level=150.0)) == [False] * 12
+
+
+def test_a_voice_where_the_speaker_was_quiet_is_not_double_talk() -> None:
+    """Nothing of the speaker's comes back at the echo's delay: the canceller has nothing to
+    suppress, and its own output says whether that is speech."""
+    far = noise(12 * BLOCK, seed=1)
+    far[4 * BLOCK :] = 0
+    heard = delayed(far, DELAY) + voice_from(8, 12, level=3000.0)
+
+    assert double_talk(far, heard) == [False] * 12
+
+
+def test_without_the_echos_delay_there_is_no_double_talk() -> None:
+    """A voice from the start (the echo never heard alone, so its delay is not known), or
+    in the moments after the sound devices lost audio (the delay may have jumped)."""
+    far = noise(12 * BLOCK, seed=1)
+    echo = delayed(far, DELAY)
+
+    assert double_talk(far, echo + voice_from(0, 12, level=3000.0)) == [False] * 12
+    moved = double_talk(far, echo + voice_from(6, 12, level=3000.0), moved_at=6)
+    assert moved[:6] == [False] * 6
+    assert moved[6:] == [False] * 6  # 0.8 s held: 360 ms of blocks here

@@ -697,6 +697,70 @@ def test_with_a_wake_word_speech_does_not_duck_the_reply() -> None:
     assert talk(session, speech_ms=600, silence_ms=0, now=2.2) == []
 
 
+def test_double_talk_ducks_the_reply_before_the_speech_is_heard() -> None:
+    """The canceller's evidence lowers the reply at once (its cleaned audio would say
+    speech only later); more evidence while ducked changes nothing."""
+    session = ducking_session()
+
+    assert session.double_talk(2.2) == [DuckPlayback(-40.0)]
+    assert session.double_talk(2.22) == []
+    assert session.state is State.SPEAKING
+    assert session.next_deadline() == 2.22 + 0.3
+
+
+def test_a_duck_on_double_talk_alone_ends_after_the_hold() -> None:
+    """No speech follows the evidence: the reply is restored double_talk_hold_s after the
+    last of it, and may be ducked again."""
+    session = ducking_session()
+    session.double_talk(2.2)
+    session.double_talk(2.3)
+
+    assert session.handle_timer(2.55) == []
+    assert session.handle_timer(2.6) == [DuckPlayback(0.0)]
+    assert (session.next_deadline() or math.inf) > 10.0  # only the reply's own
+    assert session.double_talk(3.0) == [DuckPlayback(-40.0)]
+
+
+def test_a_duck_on_double_talk_stays_while_the_speech_is_likely() -> None:
+    """The endpointer took over: the hold's end restores nothing; the cut or the speech
+    fading decides, as for a duck the speech made."""
+    session = ducking_session()
+    session.double_talk(2.2)
+    assert talk(session, speech_ms=60, silence_ms=0, now=2.25) == []  # likely: ducked already
+
+    assert session.handle_timer(2.5) == []
+    effects = talk(session, speech_ms=180, silence_ms=0, now=2.6)
+    assert effects[:3] == [Send(ev.ChatCancel()), FlushPlayback(), DuckPlayback(0.0)]
+
+
+def test_speech_fading_while_double_talk_is_fresh_leaves_the_duck_to_the_hold() -> None:
+    """The canceller still hears someone: the duck lasts until its hold ends."""
+    session = ducking_session()
+    talk(session, speech_ms=60, silence_ms=0, now=2.2)
+    session.double_talk(2.5)
+
+    assert talk(session, speech_ms=0, silence_ms=420, now=2.6) == []
+    assert session.handle_timer(2.8) == [DuckPlayback(0.0)]
+
+
+def test_double_talk_ducks_only_a_reply_that_may_be_talked_over() -> None:
+    """Not while idle or listening, not without ducking, not half-duplex, not with barge-in
+    off, not when only the wake word interrupts."""
+    assert idle_session().double_talk(1.0) == []
+    for session in (
+        ducking_session(barge_in_duck_ms=0),
+        ducking_session(barge_in_min_rms=math.inf),
+        ducking_session(barge_in=False),
+    ):
+        assert session.double_talk(2.2) == []
+    session = wake_session(barge_in_duck_ms=40, barge_in_start_ms=200)
+    session.audio_captured(WAKE, 1.0)
+    talk(session, speech_ms=400, silence_ms=300, now=1.1)
+    session.received(ev.AudioDelta(CHAT, b"ab" * 4800), 2.0)
+    assert session.state is State.SPEAKING
+    assert session.double_talk(2.2) == []
+
+
 def test_captured_audio_can_wait_only_while_nobody_waits_on_the_device() -> None:
     """Batched microphone audio is allowed while connecting, muted or idle, never during a
     turn or a reply, nor with server_vad (Coze's VAD hears the stream as it comes)."""
