@@ -24,6 +24,8 @@ does not count.
 
 from __future__ import annotations
 
+import statistics
+from collections import deque
 from typing import Final
 
 from coze_edge.core.audio import alignment_scores, rms
@@ -55,6 +57,15 @@ JUDGED_MIN_MS: Final = 20
 DOUBLE_TALK_LIKENESS: Final = 0.6
 """The microphone's audio (before cleaning) follows the speaker's at the echo's delay less
 closely than this: more than half of what it hears (1 - 0.6², 64 %) is not the echo."""
+DOUBLE_TALK_PREDICTABLE: Final = 0.9
+"""... and only where the echo has been predictable: the median likeness of the last
+``DOUBLE_TALK_HISTORY`` blocks judged is at least this (echo alone on the PulseAudio test
+paths: 0.998-0.999, its lowest 1 % 0.73-0.79). In a room whose reverberation smears the
+echo, echo alone follows the speaker less closely and would pass for double talk; there
+the evidence stays off and the cleaned audio alone ducks the reply."""
+DOUBLE_TALK_HISTORY: Final = 25
+"""Blocks whose likeness makes that median (0.5 s of 20 ms blocks); fewer than
+``DOUBLE_TALK_HISTORY // 2`` give no evidence yet."""
 DOUBLE_TALK_MIN_RMS: Final = 184.0
 """... and that part is at least this loud (-45 dBFS, the barge-in level with the
 canceller): room noise over a faint echo is no talker."""
@@ -93,6 +104,7 @@ class EchoGate:
         self.double_talk = False
         """The last block heard (before cleaning) was someone talking over the speaker."""
         self.last_likeness: float | None = None  # for measurements: the last one judged
+        self._likeness: deque[float] = deque(maxlen=DOUBLE_TALK_HISTORY)
 
     def path_moved(self) -> None:
         """The sound devices lost or repeated audio (an underrun or overrun): the echo's
@@ -184,9 +196,10 @@ class EchoGate:
         echo (measured on the PulseAudio echo path: the cleaned audio stayed below
         -70 dBFS for the first 60 ms of a -9 dBFS voice, and reached the barge-in level
         only after about 100 ms). Judged only where the speaker's audio at the echo's delay
-        is loud enough to have been heard, and only once the delay is known, which takes an
-        echo that follows the speaker closely (``ECHO_LOCK``): where the echo is smeared
-        (a reverberant room), there is no evidence and none is given.
+        is loud enough to have been heard, once the delay is known (which takes an echo
+        that follows the speaker closely, ``ECHO_LOCK``), and while the echo has been
+        predictable (``DOUBLE_TALK_PREDICTABLE``): where it is smeared (a reverberant
+        room), there is no evidence and none is given.
         """
         n = len(heard) // 2
         if at < 0 or 2 * (at + n) > len(history):
@@ -199,5 +212,11 @@ class EchoGate:
             return False
         likeness = float(scores.max())
         self.last_likeness = likeness
+        recent = self._likeness
+        predictable = (
+            len(recent) >= DOUBLE_TALK_HISTORY // 2
+            and statistics.median(recent) >= DOUBLE_TALK_PREDICTABLE
+        )
+        recent.append(likeness)
         other = rms(heard) * (1.0 - likeness * likeness) ** 0.5
-        return likeness < DOUBLE_TALK_LIKENESS and other >= DOUBLE_TALK_MIN_RMS
+        return predictable and likeness < DOUBLE_TALK_LIKENESS and other >= DOUBLE_TALK_MIN_RMS
