@@ -242,6 +242,7 @@ class Conversation:
         self._drain_wanted = asyncio.Event()
         self._refresh_wanted = asyncio.Event()
         self._last_frame_at: float | None = None
+        """When the microphone last delivered a block, or was opened and has not yet."""
         self.metrics = LatencyObserver(speaker)
         """The daemon's own latencies (benchmarks, tests)."""
         self.first_attempt = asyncio.Event()
@@ -276,10 +277,11 @@ class Conversation:
         return self._microphone, self._speaker
 
     def audio_healthy(self, *, within_s: float = 5.0) -> bool:
-        """Microphone frames arrived recently (the watchdog's question)."""
+        """Microphone frames arrived recently, or it was opened recently (the watchdog's
+        question; the first block may take seconds, FIRST_AUDIO_TIMEOUT_S)."""
         last = self._last_frame_at
         if last is None:
-            return not self._first_idle.is_set()  # not listening yet: nothing to miss
+            return True  # not listening yet: nothing to miss
         return asyncio.get_running_loop().time() - last < within_s
 
     # ------------------------------------------------------------------ run
@@ -306,6 +308,7 @@ class Conversation:
         await self._first_idle.wait()
         loop = asyncio.get_running_loop()
         async with self._microphone:
+            self._last_frame_at = loop.time()
             async for block in self._microphone.frames():
                 now = loop.time()
                 self._last_frame_at = now

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from coze_edge.adapters.audio_io import Microphone, Speaker
+from coze_edge.adapters.file_audio import FileMicrophone, FileSpeaker
 from coze_edge.core.status import State
 from coze_edge.simulator import Faults, Simulator
 from tests.support.daemon import DaemonRun, daemon_config, running_daemon
@@ -132,3 +135,49 @@ async def test_a_name_that_does_not_resolve_is_retried_and_said_plainly(
     assert len(failures) >= 2, failures  # at once, then after about a second
     assert "coze-edge.invalid (DNS:" in failures[0]
     assert set(states) <= {State.STARTING, State.CONNECTING}
+
+
+class LateThenStuckMicrophone(FileMicrophone):
+    """A microphone whose first block comes ``first_s`` after it opened (a sound server
+    that started a moment before), and that delivers nothing after ``blocks`` blocks."""
+
+    def __init__(self, path: Path, *, first_s: float, blocks: int) -> None:
+        super().__init__(path, realtime=True)
+        self._first_s = first_s
+        self._blocks = blocks
+        self.opened_at: float | None = None
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        self.opened_at = asyncio.get_running_loop().time()
+        await asyncio.sleep(self._first_s)
+        delivered = 0
+        async for block in super().frames():
+            if delivered == self._blocks:
+                await asyncio.Event().wait()  # stuck, as a dead device is
+            delivered += 1
+            yield block
+
+
+async def test_a_microphone_is_healthy_while_its_first_block_is_late_not_once_it_stops(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """The watchdog's question (systemd, and Home Assistant's audio problem): a first block
+    that takes a while after the open is no problem; blocks that stop coming are."""
+    microphone = LateThenStuckMicrophone(DATA / "utterance-weather.wav", first_s=1.0, blocks=5)
+
+    def audio() -> tuple[Microphone, Speaker]:
+        return microphone, FileSpeaker(tmp_path / "out.wav", rate=24000, realtime=False)
+
+    config = daemon_config(
+        sim, tmp_path, audio={"backend": "file", "file_input": str(microphone.path)}
+    )
+    async with running_daemon(config, audio=audio) as run:
+        await run.wait(lambda: microphone.opened_at is not None, 10)
+        conversation = run.daemon.conversation
+        assert conversation is not None
+        assert conversation.audio_healthy(within_s=0.6)  # opened, nothing yet
+        await asyncio.sleep(0.5)
+        assert conversation.audio_healthy(within_s=0.6)
+        await run.wait(lambda: microphone.captured_at is not None, 5)
+        await asyncio.sleep(0.3 + 0.7)  # its 5 blocks (300 ms), then nothing
+        assert not conversation.audio_healthy(within_s=0.6)
