@@ -130,6 +130,12 @@ class Endpointer:
         return self._in_speech
 
     @property
+    def speech_likely(self) -> bool:
+        """``SpeechLikely`` was reported, and neither an onset nor ``SpeechUnlikely`` (nor a
+        reset) came since."""
+        return self._likely
+
+    @property
     def frame_bytes(self) -> int:
         return self._splitter.size
 

@@ -429,6 +429,8 @@ class Session:
       ``disconnected`` drops whatever was in flight (never replayed) and enters CONNECTING.
     * :meth:`audio_captured`: microphone audio in the capture format, any length. Muted or
       CONNECTING: ignored. Otherwise it feeds the wake word, the endpointer and barge-in.
+    * :meth:`double_talk`: the echo canceller heard someone talk over the speaker (per
+      block, as it is captured). Ducks a reply that may be talked over, for a while.
     * :meth:`received`: one decoded server event. Any event may come at any time, also
       unknown ones, late ones of a chat we cancelled, and errors; none raises. Errors are
       sorted by what they mean for the device: the token (``TokenRejected``), a
@@ -478,7 +480,6 @@ class Session:
         self._unwanted_turn = False  # server_vad: Coze will answer a turn we abandoned
         self._configured = False
         self._ducked = False  # the reply plays quieter: the user may be talking over it
-        self._speech_likely = False  # the endpointer said SpeechLikely and nothing since
         self._duck_until: float | None = None  # a duck on double-talk evidence ends then
         self.fault: str | None = None
         """Why Coze refuses the session (a :data:`REFUSALS` code, with what to do); cleared
@@ -514,7 +515,6 @@ class Session:
         elif self.state is State.SPEAKING:
             self._endpointer.set_start_ms(self._settings.start_ms)
             self._endpointer.set_early_ms(0)
-            self._speech_likely = False
             self._reply_pcm.clear()  # the reply ended or was flushed: half a sample is noise
             effects += self._restore_playback()
         self.state = new
@@ -698,6 +698,27 @@ class Session:
             effects += self._on_endpoint(event, now)
         return effects
 
+    def double_talk(self, now: float) -> list[Effect]:
+        """
+        The echo canceller's evidence that someone talks over the reply: the microphone
+        heard, at the echo's delay, mostly something other than the speaker's audio. While
+        a reply plays and may be talked over, it is ducked at once, for
+        ``double_talk_hold_s`` after the last evidence, or on until the endpointer decides
+        (the cut at ``barge_in_start_ms`` of speech, or the restore when the speech fades).
+        The canceller's own output reaches the endpointer only 50-100 ms later: it
+        suppresses the start of a voice that talks over the speaker along with the echo.
+        """
+        if (
+            self.muted
+            or self.state is not State.SPEAKING
+            or not self._settings.barge_in_duck_ms
+            or not self._barge_in_allowed()
+            or math.isinf(self._settings.barge_in_min_rms)  # half-duplex: no voice interrupts
+        ):
+            return []
+        self._duck_until = now + self._settings.double_talk_hold_s
+        return self._duck()
+
     def _woke(self, block: bytes, now: float) -> list[Effect]:
         """The wake word ended in ``block``: a turn opens with only the audio after it."""
         assert self._wake is not None
@@ -722,10 +743,8 @@ class Session:
                 return []
             case SpeechLikely():
                 # Only while SPEAKING, with barge-in allowed (see _enter): yield at once.
-                self._speech_likely = True
                 return self._duck() if self.state is State.SPEAKING else []
             case SpeechUnlikely():
-                self._speech_likely = False
                 if self._duck_until is not None and now < self._duck_until:
                     return []  # the canceller still hears someone: the timer decides
                 return self._restore_playback()  # it was the echo, or a short sound
@@ -1020,31 +1039,11 @@ class Session:
 
     # ------------------------------------------------------------------ time
 
-    def double_talk(self, now: float) -> list[Effect]:
-        """
-        The echo canceller's evidence that someone talks over the reply: the microphone
-        heard, at the echo's delay, mostly something other than the speaker's audio. While
-        a reply plays and may be talked over, it is ducked at once, for
-        ``double_talk_hold_s`` after the last evidence, or on until the endpointer decides
-        (the cut at ``barge_in_start_ms`` of speech, or the restore when the speech fades).
-        The canceller's own output reaches the endpointer only 50-100 ms later: it
-        suppresses the start of a voice that talks over the speaker along with the echo.
-        """
-        if (
-            self.state is not State.SPEAKING
-            or not self._settings.barge_in_duck_ms
-            or not self._barge_in_allowed()
-            or math.isinf(self._settings.barge_in_min_rms)  # half-duplex: no voice interrupts
-        ):
-            return []
-        self._duck_until = now + self._settings.double_talk_hold_s
-        return self._duck()
-
     def handle_timer(self, now: float) -> list[Effect]:
         self._gate.handle_timer(now)
         if self._duck_until is not None and now >= self._duck_until:
             self._duck_until = None
-            if not self._speech_likely and self.state is State.SPEAKING:
+            if not self._endpointer.speech_likely and self.state is State.SPEAKING:
                 return self._restore_playback()
         if self._tools is not None and now >= self._tools.deadline:
             return self._submit_tools(now)  # Coze waits only so long: answer what we have

@@ -744,9 +744,12 @@ def test_speech_fading_while_double_talk_is_fresh_leaves_the_duck_to_the_hold() 
 
 
 def test_double_talk_ducks_only_a_reply_that_may_be_talked_over() -> None:
-    """Not while idle or listening, not without ducking, not half-duplex, not with barge-in
-    off, not when only the wake word interrupts."""
+    """Not while idle or listening, not while muted, not without ducking, not half-duplex,
+    not with barge-in off, not when only the wake word interrupts."""
     assert idle_session().double_talk(1.0) == []
+    muted = ducking_session()
+    muted.set_muted(True, 2.1)
+    assert muted.double_talk(2.2) == []
     for session in (
         ducking_session(barge_in_duck_ms=0),
         ducking_session(barge_in_min_rms=math.inf),
