@@ -84,6 +84,8 @@ class Measured:
     reach: list[int]
     """Per reply, the longest ``barge_in_start_ms`` its echo alone met."""
     false_ducks: int
+    false_talk: int
+    """Blocks of double-talk evidence with the echo alone (each may duck the reply)."""
     latency: dict[str, list[float]]
     overruns: int
     underruns: int
@@ -169,6 +171,17 @@ async def measure(
                     vad=WebrtcVad(config.vad.aggressiveness, config.audio.capture_rate),
                     min_rms=session_settings(config, None, echo_cancelled=True).barge_in_min_rms,
                 )
+                talked: list[float] = []  # when the canceller reported double talk
+                processor = daemon.daemon.audio_processor
+                assert processor is not None
+                assert processor.on_double_talk is not None
+                report = processor.on_double_talk
+
+                def talked_over() -> None:
+                    talked.append(loop.time())
+                    report()
+
+                processor.on_double_talk = talked_over
                 started = loop.time()
                 end = time.monotonic() + minutes * 60
                 while time.monotonic() < end:
@@ -212,6 +225,7 @@ async def measure(
                 spans = echo_alone(daemon.states, users, loop.time())
                 reach = [probe.echo_reach_ms([span]) for span in spans]
                 false_ducks = probe.ducks(spans)
+                false_talk = sum(1 for t in talked for a, b in spans if a <= t < b)
     return Measured(
         minutes,
         path,
@@ -224,6 +238,7 @@ async def measure(
         self_cut,
         reach,
         false_ducks,
+        false_talk,
         {name: list(values) for name, values in latency.items()},
         microphone.overruns,
         speaker.underruns,
@@ -274,7 +289,9 @@ def figures(measured: Measured) -> dict[str, str]:
             f"{max(reach)} ms ({len(reach)} replies; "
             f"over 0 ms: {', '.join(map(str, sorted(r for r in reach if r))) or 'none'})"
         )
-    figures["ducks with the echo alone"] = str(m.false_ducks)
+    figures["ducks with the echo alone"] = (
+        f"{m.false_ducks} ({m.false_talk} blocks of double-talk evidence)"
+    )
     figures["replies that cut themselves off"] = f"{len(self_cut)}" + (
         f" (at {', '.join(self_cut)})" if self_cut else ""
     )

@@ -349,7 +349,9 @@ async def barge_in_figures(tmp: Path) -> dict[str, str]:
             f"{len(m.self_cut)} of {replies}"
             + (f" (at {'; '.join(m.self_cut)})" if m.self_cut else "")
         )
-        figures[f"  {tag}: ducks with the echo alone"] = str(m.false_ducks)
+        figures[f"  {tag}: ducks with the echo alone"] = (
+            f"{m.false_ducks} ({m.false_talk} blocks of double-talk evidence)"
+        )
     return figures
 
 
