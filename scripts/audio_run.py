@@ -91,6 +91,11 @@ class Measured:
     underruns: int
 
     @property
+    def echo_ducks(self) -> str:
+        """The ducks with the echo alone, and the double-talk evidence among them."""
+        return f"{self.false_ducks} ({self.false_talk} blocks of double-talk evidence)"
+
+    @property
     def ducks(self) -> list[float]:
         """Onset to the first ducked block handed to the device, where there was a duck."""
         return [p.onset_to_duck for p in self.parts if p.onset_to_duck is not None]
@@ -289,9 +294,7 @@ def figures(measured: Measured) -> dict[str, str]:
             f"{max(reach)} ms ({len(reach)} replies; "
             f"over 0 ms: {', '.join(map(str, sorted(r for r in reach if r))) or 'none'})"
         )
-    figures["ducks with the echo alone"] = (
-        f"{m.false_ducks} ({m.false_talk} blocks of double-talk evidence)"
-    )
+    figures["ducks with the echo alone"] = m.echo_ducks
     figures["replies that cut themselves off"] = f"{len(self_cut)}" + (
         f" (at {', '.join(self_cut)})" if self_cut else ""
     )

@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import BinaryIO, Final, Self
 
 from coze_edge.adapters.wav import WavFormatError, read_wav_as
-from coze_edge.core.audio import CAPTURE, AudioFormat, Ducking, apply_gain
+from coze_edge.core.audio import CAPTURE, DUCK_RAMP_MS, AudioFormat, Ducking, apply_gain
 from coze_edge.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ class FileSpeaker:
         if self._block_bytes <= 0:
             raise ValueError(f"block_ms must be positive, got {block_ms}")
         self._volume = 100
-        self._ducking = Ducking(rate * 5 // 1000)  # 5 ms ramps, as a sound device's
+        self._ducking = Ducking(rate * DUCK_RAMP_MS // 1000)
         self.on_render: Callable[[bytes, int], None] | None = None
         self.burst_started_at: float | None = None
         self.ducked_at: float | None = None

@@ -22,7 +22,7 @@ from typing import Any, Literal, Self, TextIO
 
 from coze_edge.adapters.resample import StreamResampler, to_mono
 from coze_edge.adapters.sound_system import sound_facts
-from coze_edge.core.audio import Ducking, amplify, apply_gain
+from coze_edge.core.audio import DUCK_RAMP_MS, Ducking, amplify, apply_gain
 from coze_edge.core.hardware import (
     DeviceInfo,
     Recommendation,
@@ -45,9 +45,6 @@ a capture stream opened then got its first callback 1.74 to 1.98 s after the ope
 opens within a second of the server's start; 64 to 68 ms once it had run for 3 s). That
 is what a device booting with the sound server meets, and it used to end the first
 conversation with a 2 s "delivered nothing" error."""
-
-DUCK_RAMP_MS = 5
-"""How long a change of the speaker's ducking takes (a step would click)."""
 
 MAX_OPEN_CHANNELS = 16
 """A device claiming more input channels than this is a sound server's plugin (``pulse``

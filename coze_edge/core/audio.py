@@ -91,6 +91,10 @@ def apply_gain(pcm: bytes, percent: int) -> bytes:
     return scaled.astype("<i2").tobytes() + pcm[whole:]
 
 
+DUCK_RAMP_MS: Final = 5
+"""How long a change of the speaker's ducking takes (a step would click)."""
+
+
 class Ducking:
     """
     A gain in dB below the volume (barge-in's ``DuckPlayback``), applied block by block to

@@ -103,7 +103,6 @@ class EchoGate:
         self._relock = False  # look for the echo's delay again at the next block
         self.double_talk = False
         """The last block heard (before cleaning) was someone talking over the speaker."""
-        self.last_likeness: float | None = None  # for measurements: the last one judged
         self._likeness: deque[float] = deque(maxlen=DOUBLE_TALK_HISTORY)
 
     def path_moved(self) -> None:
@@ -156,11 +155,12 @@ class EchoGate:
         if len(cleaned) < self._judged_min_bytes:
             return held
         self._judged_blocks += 1
+        heard_rms = rms(heard)
         relock = self._echo_lag is None or self._relock or self._judged_blocks % LAG_EVERY == 0
-        relock = relock and rms(heard) >= JUDGED_MIN_RMS
+        relock = relock and heard_rms >= JUDGED_MIN_RMS
         judge = rms(cleaned) >= JUDGED_MIN_RMS
         # A voice over the speaker: loud before cleaning, whatever the canceller made of it.
-        talk = self._echo_lag is not None and rms(heard) >= DOUBLE_TALK_MIN_RMS
+        talk = self._echo_lag is not None and heard_rms >= DOUBLE_TALK_MIN_RMS
         if relock:
             self._relock = False
         if not (relock or judge or talk):
@@ -176,7 +176,8 @@ class EchoGate:
         if held:
             return True
         if talk and self._echo_lag is not None:
-            self.double_talk = self._talked_over(heard, history, heard_at - self._echo_lag - oldest)
+            at = heard_at - self._echo_lag - oldest
+            self.double_talk = self._talked_over(heard, heard_rms, history, at)
         if self._echo_lag is None or not judge:
             return False
         # The cleaned block is the heard audio of a little earlier: the canceller's own delay
@@ -188,18 +189,18 @@ class EchoGate:
         scores = alignment_scores(cleaned, near)
         return bool(scores.size and scores.max() > ECHO_LIKENESS_MAX)
 
-    def _talked_over(self, heard: bytes, history: bytes, at: int) -> bool:
+    def _talked_over(self, heard: bytes, heard_rms: float, history: bytes, at: int) -> bool:
         """
-        Double talk: ``heard`` (before cleaning), whose echo starts at sample ``at`` of
-        ``history``, is mostly not that echo. The canceller cannot say so itself: while the
-        speaker plays, it suppresses the start of a voice that talks over it along with the
-        echo (measured on the PulseAudio echo path: the cleaned audio stayed below
-        -70 dBFS for the first 60 ms of a -9 dBFS voice, and reached the barge-in level
-        only after about 100 ms). Judged only where the speaker's audio at the echo's delay
-        is loud enough to have been heard, once the delay is known (which takes an echo
-        that follows the speaker closely, ``ECHO_LOCK``), and while the echo has been
-        predictable (``DOUBLE_TALK_PREDICTABLE``): where it is smeared (a reverberant
-        room), there is no evidence and none is given.
+        Double talk: ``heard`` (before cleaning, ``heard_rms`` loud), whose echo starts at
+        sample ``at`` of ``history``, is mostly not that echo. The canceller cannot say so
+        itself: while the speaker plays, it suppresses the start of a voice that talks
+        over it along with the echo (measured on the PulseAudio echo path: the cleaned
+        audio stayed below -70 dBFS for the first 60 ms of a -9 dBFS voice, and reached
+        the barge-in level only after about 100 ms). Judged only where the speaker's audio
+        at the echo's delay is loud enough to have been heard, once the delay is known
+        (which takes an echo that follows the speaker closely, ``ECHO_LOCK``), and while
+        the echo has been predictable (``DOUBLE_TALK_PREDICTABLE``): where it is smeared
+        (a reverberant room), there is no evidence and none is given.
         """
         n = len(heard) // 2
         if at < 0 or 2 * (at + n) > len(history):
@@ -211,12 +212,12 @@ class EchoGate:
         if not scores.size:
             return False
         likeness = float(scores.max())
-        self.last_likeness = likeness
         recent = self._likeness
-        predictable = (
-            len(recent) >= DOUBLE_TALK_HISTORY // 2
-            and statistics.median(recent) >= DOUBLE_TALK_PREDICTABLE
+        talked = (
+            likeness < DOUBLE_TALK_LIKENESS
+            and heard_rms * (1.0 - likeness * likeness) ** 0.5 >= DOUBLE_TALK_MIN_RMS
+            and len(recent) >= DOUBLE_TALK_HISTORY // 2
+            and statistics.median(recent) >= DOUBLE_TALK_PREDICTABLE  # before this block
         )
         recent.append(likeness)
-        other = rms(heard) * (1.0 - likeness * likeness) ** 0.5
-        return predictable and likeness < DOUBLE_TALK_LIKENESS and other >= DOUBLE_TALK_MIN_RMS
+        return talked
